@@ -1,0 +1,36 @@
+# The two commands: `make run` (set up and start everything, no external service) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint format migrate bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Start web (127.0.0.1:8000) + Celery worker with embedded beat on SQLite and a filesystem broker.
+run: install
+	@bash bin/dev-run
+
+## The whole suite. SQLite by default; set DATABASE_URL/REDIS_URL to run it on Postgres and Redis.
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+migrate: install
+	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py migrate --noinput
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

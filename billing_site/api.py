@@ -1,0 +1,166 @@
+"""The base of every API view: scopes, Idempotency-Key handling, and cursor pagination."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpResponse
+from django.utils import timezone
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing_site.errors import InvalidRequest
+from billing_site.idempotency import (
+    IdempotentReplay,
+    idempotency_begin,
+    idempotency_complete,
+    idempotency_release,
+)
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+
+
+class ApiView(APIView):
+    """Subclasses set `scope_resource` (or `required_scopes`) and implement handlers that call services."""
+
+    scope_resource: str | None = None
+    required_scopes: dict[str, str] | None = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # authentication and scope checks come first
+        self._idempotency_record = None
+        key = request.headers.get("Idempotency-Key")
+        if request.method == "POST" and key is not None:
+            self._idempotency_record = idempotency_begin(
+                api_key=request.auth,
+                key=key,
+                method=request.method,
+                path=request.get_full_path(),
+                body=request._request.body,  # read here; DRF then parses from the cached copy
+                now=timezone.now(),
+            )
+
+    def handle_exception(self, exc: Exception) -> Any:
+        if isinstance(exc, IdempotentReplay):
+            stored = exc.stored
+            response = HttpResponse(stored.body, status=stored.status, content_type=stored.content_type)
+            response["Idempotent-Replayed"] = "true"
+            return response
+        return super().handle_exception(exc)
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        record = getattr(self, "_idempotency_record", None)
+        if record is not None:
+            self._idempotency_record = None
+            if response.status_code >= 500:
+                idempotency_release(record=record)
+            else:
+                if hasattr(response, "render") and not getattr(response, "is_rendered", True):
+                    response.render()
+                idempotency_complete(
+                    record=record,
+                    status=response.status_code,
+                    body=bytes(response.content),
+                    content_type=response.get("Content-Type", "application/json"),
+                    now=timezone.now(),
+                )
+        return response
+
+
+# --- Cursor pagination ----------------------------------------------------------------------------
+
+
+def _encode_cursor(pk: str) -> str:
+    return base64.urlsafe_b64encode(pk.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = base64.urlsafe_b64decode(padded.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidRequest("The cursor is not valid.", param="cursor", code="invalid_cursor") from None
+    if not value or not value.isprintable():
+        raise InvalidRequest("The cursor is not valid.", param="cursor", code="invalid_cursor")
+    return value
+
+
+def parse_limit(request: Request) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise InvalidRequest("limit must be an integer from 1 to 100.", param="limit") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidRequest("limit must be an integer from 1 to 100.", param="limit")
+    return limit
+
+
+def paginate(request: Request, queryset: QuerySet, serializer_class: type[serializers.BaseSerializer]) -> Response:
+    """Newest first by public id (ids are time-ordered). The cursor is the last id of the page, so a page
+    never shifts when rows are added in front of it, and each page is one index range scan."""
+    limit = parse_limit(request)
+    cursor = request.query_params.get("cursor")
+    queryset = queryset.order_by("-pk")
+    if cursor:
+        queryset = queryset.filter(pk__lt=_decode_cursor(cursor))
+    rows = list(queryset[: limit + 1])
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    return Response(
+        {
+            "data": serializer_class(rows, many=True).data,
+            "has_more": has_more,
+            "next_cursor": _encode_cursor(rows[-1].pk) if has_more else None,
+        }
+    )
+
+
+_paginated_cache: dict[type, type] = {}
+
+
+def paginated_schema(serializer_class: type[serializers.BaseSerializer]) -> type[serializers.Serializer]:
+    """An OpenAPI-only serializer describing `{data: [...], has_more, next_cursor}` for a list endpoint."""
+    if serializer_class not in _paginated_cache:
+        name = serializer_class.__name__.replace("Serializer", "").replace("Output", "")
+        _paginated_cache[serializer_class] = type(
+            f"{name}List",
+            (serializers.Serializer,),
+            {
+                "data": serializer_class(many=True),
+                "has_more": serializers.BooleanField(),
+                "next_cursor": serializers.CharField(allow_null=True),
+            },
+        )
+    return _paginated_cache[serializer_class]
+
+
+def validate_input(serializer_class: type[serializers.Serializer], data: Any, **kwargs: Any) -> dict[str, Any]:
+    """Validate a request body with an Input serializer. A body that is not a JSON object is a 400."""
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="malformed_body")
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+class InputSerializer(serializers.Serializer):
+    """Base for request bodies: an unknown field is a 400 naming it (a typo must not be silently ignored)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = [key for key in data if key not in self.fields]
+            if unknown:
+                raise serializers.ValidationError(
+                    {key: [serializers.ErrorDetail("Unknown field.", code="unknown_field")] for key in unknown}
+                )
+        return super().to_internal_value(data)

@@ -1,0 +1,98 @@
+"""Serializer fields shared by every app's API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from billing_site.countries import is_country
+from billing_site.money import is_currency
+
+METADATA_MAX_KEYS = 50
+METADATA_MAX_KEY_LENGTH = 40
+METADATA_MAX_VALUE_LENGTH = 500
+
+
+class MetadataField(serializers.Field):
+    """A flat object of string keys to string values (numbers and booleans are stored as strings).
+
+    On update a key set to null or "" is removed; see `metadata_merge`.
+    """
+
+    default_error_messages = {
+        "not_object": "Must be a JSON object of string keys to string values.",
+        "too_many": f"At most {METADATA_MAX_KEYS} keys.",
+        "key": f"Keys must be 1-{METADATA_MAX_KEY_LENGTH} characters.",
+        "value": f"Values must be strings of at most {METADATA_MAX_VALUE_LENGTH} characters (or null to remove).",
+    }
+
+    def to_internal_value(self, data: Any) -> dict[str, str | None]:
+        if not isinstance(data, dict):
+            self.fail("not_object")
+        if len(data) > METADATA_MAX_KEYS:
+            self.fail("too_many")
+        cleaned: dict[str, str | None] = {}
+        for key, value in data.items():
+            if not isinstance(key, str) or not 1 <= len(key) <= METADATA_MAX_KEY_LENGTH:
+                self.fail("key")
+            if value is None:
+                cleaned[key] = None
+            elif isinstance(value, bool):
+                cleaned[key] = "true" if value else "false"
+            elif isinstance(value, (str, int)) or (hasattr(value, "as_tuple")):
+                text = str(value)
+                if len(text) > METADATA_MAX_VALUE_LENGTH:
+                    self.fail("value")
+                cleaned[key] = text
+            else:
+                self.fail("value")
+        return cleaned
+
+    def to_representation(self, value: Any) -> dict[str, str]:
+        return dict(value or {})
+
+
+def metadata_merge(current: dict[str, str], changes: dict[str, str | None]) -> dict[str, str]:
+    merged = dict(current)
+    for key, value in changes.items():
+        if value is None or value == "":
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    if len(merged) > METADATA_MAX_KEYS:
+        raise serializers.ValidationError({"metadata": [f"At most {METADATA_MAX_KEYS} keys."]})
+    return merged
+
+
+def metadata_clean(values: dict[str, str | None]) -> dict[str, str]:
+    return {key: value for key, value in values.items() if value not in (None, "")}
+
+
+class CurrencyField(serializers.CharField):
+    """An ISO 4217 code, any case on input, lower case on output."""
+
+    default_error_messages = {"unknown_currency": "'{value}' is not an ISO 4217 currency code."}
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data).strip().lower()
+        if value and not is_currency(value):
+            self.fail("unknown_currency", value=value)
+        return value
+
+
+class CountryField(serializers.CharField):
+    default_error_messages = {"unknown_country": "'{value}' is not an ISO 3166-1 alpha-2 country code."}
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data).strip().upper()
+        if value and not is_country(value):
+            self.fail("unknown_country", value=value)
+        return value
+
+
+class NullableCharField(serializers.CharField):
+    """Outputs "" as null, so clients see "not set" rather than an empty string."""
+
+    def to_representation(self, value: Any) -> str | None:
+        return value or None

@@ -1,0 +1,140 @@
+"""Idempotency-Key storage: the first response to a POST is stored and replayed to its retries.
+
+The unique constraint on (api_key, key) is the guard: of two requests racing with one key, exactly one
+inserts the in-progress row and does the work; the other gets 409 `idempotency_key_in_use`. The row is
+committed before the work starts (we never run inside ATOMIC_REQUESTS), so concurrent requests see it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from billing_site.errors import Conflict, InvalidRequest
+from billing_site.models import ApiKey, IdempotencyRecord
+from billing_site.renderers import loads
+
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    body: bytes
+    content_type: str
+
+
+class IdempotentReplay(Exception):
+    def __init__(self, stored: StoredResponse) -> None:
+        super().__init__("replay")
+        self.stored = stored
+
+
+def request_fingerprint(*, method: str, path: str, body: bytes) -> str:
+    """Hash of what the request asks for. JSON bodies are canonicalised, so key order and white space
+    do not make a faithful retry look like a different request."""
+    try:
+        canonical = json.dumps(loads(body), sort_keys=True, separators=(",", ":"), default=str).encode()
+    except (ValueError, UnicodeDecodeError):
+        canonical = body
+    digest = hashlib.sha256()
+    for part in (method.encode(), b"\0", path.encode(), b"\0", canonical):
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def validate_key(key: str) -> str:
+    if not (1 <= len(key) <= MAX_KEY_LENGTH) or not key.isprintable():
+        raise InvalidRequest(
+            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters.",
+            param="Idempotency-Key",
+            code="idempotency_key_invalid",
+        )
+    return key
+
+
+def idempotency_begin(
+    *, api_key: ApiKey, key: str, method: str, path: str, body: bytes, now: datetime
+) -> IdempotencyRecord:
+    """Take the key for this request, or raise: IdempotentReplay (a stored response exists) or Conflict."""
+    validate_key(key)
+    fingerprint = request_fingerprint(method=method, path=path, body=body)
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                return IdempotencyRecord.objects.create(
+                    api_key=api_key,
+                    key=key,
+                    fingerprint=fingerprint,
+                    method=method,
+                    path=path[:2000],
+                    locked_at=now,
+                    created_at=now,
+                )
+        except IntegrityError:
+            pass
+        existing = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
+        if existing is None:
+            continue  # released (a 5xx) or purged between our insert and our read: try again
+        if existing.created_at < now - settings.IDEMPOTENCY_KEY_TTL:
+            # Expired but not purged yet: the key is free again.
+            IdempotencyRecord.objects.filter(pk=existing.pk, created_at=existing.created_at).delete()
+            continue
+        if existing.fingerprint != fingerprint:
+            raise Conflict(
+                "This Idempotency-Key was already used with a different request. Use a new key for a new request.",
+                code="idempotency_key_reused",
+                param="Idempotency-Key",
+            )
+        if existing.status == IdempotencyRecord.Status.COMPLETED:
+            raise IdempotentReplay(
+                StoredResponse(
+                    status=existing.response_status or 200,
+                    body=bytes(existing.response_body or b""),
+                    content_type=existing.response_content_type or "application/json",
+                )
+            )
+        if existing.locked_at < now - settings.IDEMPOTENCY_LOCK_TIMEOUT:
+            # The request that held the key died without answering; take the key over (compare-and-set,
+            # so only one of several retries wins).
+            taken = IdempotencyRecord.objects.filter(
+                pk=existing.pk, status=IdempotencyRecord.Status.IN_PROGRESS, locked_at=existing.locked_at
+            ).update(locked_at=now)
+            if taken:
+                existing.locked_at = now
+                return existing
+        raise Conflict(
+            "A request with this Idempotency-Key is still being processed. Retry after it completes.",
+            code="idempotency_key_in_use",
+            param="Idempotency-Key",
+        )
+    raise Conflict(
+        "This Idempotency-Key is contended; retry shortly.", code="idempotency_key_in_use", param="Idempotency-Key"
+    )
+
+
+def idempotency_complete(
+    *, record: IdempotencyRecord, status: int, body: bytes, content_type: str, now: datetime
+) -> None:
+    IdempotencyRecord.objects.filter(pk=record.pk, status=IdempotencyRecord.Status.IN_PROGRESS).update(
+        status=IdempotencyRecord.Status.COMPLETED,
+        response_status=status,
+        response_body=body,
+        response_content_type=content_type[:100],
+        completed_at=now,
+    )
+
+
+def idempotency_release(*, record: IdempotencyRecord) -> None:
+    """Forget a key whose request failed with a 5xx: its work was rolled back, so a retry may run it."""
+    IdempotencyRecord.objects.filter(pk=record.pk, status=IdempotencyRecord.Status.IN_PROGRESS).delete()
+
+
+def idempotency_purge(*, now: datetime) -> int:
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=now - settings.IDEMPOTENCY_KEY_TTL).delete()
+    return deleted

@@ -1,0 +1,63 @@
+"""Public ids: a type prefix and 26 characters, time-ordered and unguessable (`cus_01j9z...`).
+
+The first 10 characters encode the creation time in milliseconds (so ids sort by creation and new rows
+land at the right edge of the primary-key index); the other 16 carry 80 random bits from `secrets`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from django.db import models
+from django.utils.deconstruct import deconstructible
+
+# Crockford's base32, lower-cased: no i, l, o, u, so ids are easy to read aloud and sort as strings.
+ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+ID_BODY_LENGTH = 26
+ID_MAX_LENGTH = 40
+
+
+def _encode(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        value, rem = divmod(value, 32)
+        chars.append(ALPHABET[rem])
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str) -> str:
+    millis = time.time_ns() // 1_000_000
+    return f"{prefix}_{_encode(millis, 10)}{_encode(secrets.randbits(80), 16)}"
+
+
+def looks_like_id(value: str, prefix: str) -> bool:
+    head, sep, body = value.partition("_")
+    return bool(sep) and head == prefix and len(body) == ID_BODY_LENGTH and all(c in ALPHABET for c in body)
+
+
+@deconstructible
+class IdGenerator:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __call__(self) -> str:
+        return new_id(self.prefix)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdGenerator) and other.prefix == self.prefix
+
+    def __hash__(self) -> int:
+        return hash(self.prefix)
+
+
+def PublicIdField(prefix: str) -> models.CharField:
+    return models.CharField(primary_key=True, max_length=ID_MAX_LENGTH, default=IdGenerator(prefix), editable=False)
+
+
+class TimestampedModel(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True, db_index=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True

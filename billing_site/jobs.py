@@ -1,0 +1,82 @@
+"""Every periodic job, in one place.
+
+A job is a function `fn(*, now: datetime) -> dict` (what it did, for the log and for `run_job`). Beat runs
+each through the one task `billing.run_job` with the job's name; `python manage.py run_job NAME --now T`
+runs the same function in the foreground for a chosen time. Jobs are named by dotted path, so this
+module imports no app and the import direction (core at the bottom) holds. Later apps add their jobs here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery.schedules import crontab
+from django.utils.module_loading import import_string
+
+logger = logging.getLogger("billing.jobs")
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    function: str
+    schedule: crontab | timedelta
+    description: str
+
+
+JOBS: tuple[Job, ...] = (
+    Job(
+        name="purge_idempotency_keys",
+        function="billing_site.services.idempotency_keys_purge_job",
+        schedule=crontab(minute="17"),
+        description="Delete stored Idempotency-Key responses older than IDEMPOTENCY_KEY_TTL_HOURS.",
+    ),
+)
+
+_BY_NAME = {job.name: job for job in JOBS}
+
+
+def job_names() -> list[str]:
+    return [job.name for job in JOBS]
+
+
+def get_job(name: str) -> Job:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"Unknown job {name!r}. Known jobs: {', '.join(job_names())}") from None
+
+
+def describe_schedule(schedule: crontab | timedelta) -> str:
+    if isinstance(schedule, timedelta):
+        return f"every {int(schedule.total_seconds())}s"
+    return (
+        f"cron {schedule._orig_minute} {schedule._orig_hour} {schedule._orig_day_of_month} "
+        f"{schedule._orig_month_of_year} {schedule._orig_day_of_week} (UTC)"
+    )
+
+
+def job_run(name: str, *, now: datetime) -> dict[str, Any]:
+    job = get_job(name)
+    function = import_string(job.function)
+    started = time.perf_counter()
+    result = function(now=now) or {}
+    logger.info(
+        "job %s done",
+        name,
+        extra={
+            "job": name,
+            "now": now.isoformat(),
+            "result": result,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        },
+    )
+    return result
+
+
+def beat_schedule() -> dict[str, dict[str, Any]]:
+    return {job.name: {"task": "billing.run_job", "schedule": job.schedule, "args": [job.name]} for job in JOBS}

@@ -1,0 +1,61 @@
+"""JSON in and out without floats.
+
+DRF's stock encoder turns Decimal into float, and the stock parser reads `0.1` as a float: both are wrong
+for money. The parser reads JSON numbers with a fraction as Decimal (exactly as written) and refuses
+NaN/Infinity; the renderer writes Decimal as a string.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from rest_framework import parsers, renderers
+from rest_framework.exceptions import ParseError
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def dumps(data: Any) -> bytes:
+    return orjson.dumps(data, default=_default, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def loads(raw: bytes | str) -> Any:
+    return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+
+
+class JSONRenderer(renderers.BaseRenderer):
+    media_type = "application/json"
+    format = "json"
+    charset = None
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+        if data is None:
+            return b""
+        return dumps(data)
+
+
+class JSONParser(parsers.BaseParser):
+    media_type = "application/json"
+    renderer_class = JSONRenderer
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        raw = stream.read() if stream is not None else b""
+        if not raw:
+            return {}
+        try:
+            return loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ParseError(f"malformed JSON ({exc})") from None

@@ -1,0 +1,169 @@
+"""Thin HTTP layer: parse, call a service or selector, render. No business rules here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from billing_site.api import ApiView, paginate, paginated_schema, validate_input
+from customers import control_plane, selectors, services
+from customers.serializers import (
+    ControlPlaneEventInput,
+    ControlPlaneEventOutput,
+    CustomerCreateInput,
+    CustomerOutput,
+    CustomerUpdateInput,
+    UserCreateInput,
+    UserOutput,
+    UserUpdateInput,
+)
+
+_LIST_PARAMS = [
+    OpenApiParameter("limit", int, description="1-100, default 20"),
+    OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
+]
+
+
+class CustomerListCreateApi(ApiView):
+    scope_resource = "customers"
+
+    @extend_schema(
+        operation_id="customers_list",
+        parameters=[
+            *_LIST_PARAMS,
+            OpenApiParameter("external_id", str),
+            OpenApiParameter("email", str),
+            OpenApiParameter("status", str, enum=["active", "deactivated"]),
+        ],
+        responses=paginated_schema(CustomerOutput),
+    )
+    def get(self, request: Request) -> Response:
+        return paginate(request, selectors.customer_list(filters=request.query_params), CustomerOutput)
+
+    @extend_schema(operation_id="customers_create", request=CustomerCreateInput, responses={201: CustomerOutput})
+    def post(self, request: Request) -> Response:
+        data = validate_input(CustomerCreateInput, request.data)
+        customer = services.customer_create(**data, now=timezone.now())
+        return Response(CustomerOutput(customer).data, status=status.HTTP_201_CREATED)
+
+
+class CustomerDetailApi(ApiView):
+    scope_resource = "customers"
+
+    @extend_schema(operation_id="customers_retrieve", responses=CustomerOutput)
+    def get(self, request: Request, customer_id: str) -> Response:
+        return Response(CustomerOutput(selectors.customer_get(customer_id=customer_id)).data)
+
+    @extend_schema(operation_id="customers_update", request=CustomerUpdateInput, responses=CustomerOutput)
+    def patch(self, request: Request, customer_id: str) -> Response:
+        customer = selectors.customer_get(customer_id=customer_id)
+        changes = validate_input(CustomerUpdateInput, request.data, partial=True)
+        customer = services.customer_update(customer=customer, changes=changes, now=timezone.now())
+        return Response(CustomerOutput(customer).data)
+
+    @extend_schema(operation_id="customers_delete", responses={204: None})
+    def delete(self, request: Request, customer_id: str) -> Response:
+        customer = selectors.customer_get(customer_id=customer_id)
+        services.customer_delete(customer=customer, now=timezone.now())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CustomerRestoreApi(ApiView):
+    scope_resource = "customers"
+
+    @extend_schema(operation_id="customers_restore", request=None, responses=CustomerOutput)
+    def post(self, request: Request, customer_id: str) -> Response:
+        customer = selectors.customer_get(customer_id=customer_id, include_deleted=True)
+        customer = services.customer_restore(customer=customer, now=timezone.now())
+        return Response(CustomerOutput(customer).data)
+
+
+class CustomerPurgeApi(ApiView):
+    scope_resource = "customers"
+
+    @extend_schema(operation_id="customers_purge", request=None, responses=CustomerOutput)
+    def post(self, request: Request, customer_id: str) -> Response:
+        customer = selectors.customer_get(customer_id=customer_id, include_deleted=True)
+        customer = services.customer_purge(customer=customer, now=timezone.now())
+        return Response(CustomerOutput(customer).data)
+
+
+class CustomerUserListCreateApi(ApiView):
+    scope_resource = "customers"
+
+    @extend_schema(
+        operation_id="customer_users_list",
+        parameters=[*_LIST_PARAMS, OpenApiParameter("status", str, enum=["enabled", "disabled"])],
+        responses=paginated_schema(UserOutput),
+    )
+    def get(self, request: Request, customer_id: str) -> Response:
+        customer = selectors.customer_get(customer_id=customer_id)
+        users = selectors.customer_user_list(customer=customer, filters=request.query_params)
+        return paginate(request, users, UserOutput)
+
+    @extend_schema(operation_id="customer_users_create", request=UserCreateInput, responses={201: UserOutput})
+    def post(self, request: Request, customer_id: str) -> Response:
+        customer = selectors.customer_get(customer_id=customer_id)
+        data = validate_input(UserCreateInput, request.data)
+        user = services.customer_user_create(customer=customer, **data, now=timezone.now())
+        return Response(UserOutput(user).data, status=status.HTTP_201_CREATED)
+
+
+class UserDetailApi(ApiView):
+    scope_resource = "customers"
+
+    @extend_schema(operation_id="users_retrieve", responses=UserOutput)
+    def get(self, request: Request, user_id: str) -> Response:
+        return Response(UserOutput(selectors.customer_user_get(user_id=user_id)).data)
+
+    @extend_schema(operation_id="users_update", request=UserUpdateInput, responses=UserOutput)
+    def patch(self, request: Request, user_id: str) -> Response:
+        user = selectors.customer_user_get(user_id=user_id)
+        changes = validate_input(UserUpdateInput, request.data, partial=True)
+        user = services.customer_user_update(user=user, changes=changes, now=timezone.now())
+        return Response(UserOutput(user).data)
+
+    @extend_schema(operation_id="users_delete", responses={204: None})
+    def delete(self, request: Request, user_id: str) -> Response:
+        user = selectors.customer_user_get(user_id=user_id)
+        services.customer_user_delete(user=user, now=timezone.now())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class UserEnableApi(ApiView):
+    scope_resource = "customers"
+    enabled = True
+
+    @extend_schema(request=None, responses=UserOutput)
+    def post(self, request: Request, user_id: str) -> Response:
+        user = selectors.customer_user_get(user_id=user_id)
+        user = services.customer_user_set_enabled(user=user, enabled=self.enabled, now=timezone.now())
+        return Response(UserOutput(user).data)
+
+
+class UserDisableApi(UserEnableApi):
+    enabled = False
+
+
+class ControlPlaneEventApi(ApiView):
+    scope_resource = "customers"
+
+    @extend_schema(
+        operation_id="control_plane_events_create",
+        request=ControlPlaneEventInput,
+        responses={202: ControlPlaneEventOutput},
+    )
+    def post(self, request: Request) -> Response:
+        event = control_plane.control_plane_event_receive(envelope=request.data, now=timezone.now())
+        body: dict[str, Any] = {
+            "status": event.status,
+            "detail_type": event.detail_type,
+            "customer": event.customer_id,
+            "result": event.result,
+        }
+        return Response(body, status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import django_filters
+
+from customers.models import Customer, CustomerUser
+
+
+class CustomerFilter(django_filters.FilterSet):
+    external_id = django_filters.CharFilter()
+    email = django_filters.CharFilter(lookup_expr="iexact")
+    status = django_filters.ChoiceFilter(
+        choices=[(Customer.Status.ACTIVE, "active"), (Customer.Status.DEACTIVATED, "deactivated")]
+    )
+    created_gte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_lt = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Customer
+        fields = ("external_id", "email", "status")
+
+
+class CustomerUserFilter(django_filters.FilterSet):
+    external_id = django_filters.CharFilter()
+    email = django_filters.CharFilter(lookup_expr="iexact")
+    status = django_filters.ChoiceFilter(choices=CustomerUser.Status.choices)
+
+    class Meta:
+        model = CustomerUser
+        fields = ("external_id", "email", "status")

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from billing_site.ids import PublicIdField, TimestampedModel
+
+
+class Customer(TimestampedModel):
+    """A tenant of the operator's SaaS: whoever is billed.
+
+    Deleting is soft (status `deleted`, `deleted_at`): invoices, usage and payments keep pointing here.
+    `external_id` is unique across every row, deleted ones included, so a tenant id can never silently
+    start billing into somebody else's history; `customer_purge` frees it deliberately.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        DEACTIVATED = "deactivated"
+        DELETED = "deleted"
+
+    class TaxExempt(models.TextChoices):
+        NONE = "none"
+        EXEMPT = "exempt"
+        REVERSE = "reverse"
+
+    id = PublicIdField("cus")
+    external_id = models.CharField(max_length=255, unique=True, help_text="The control plane's tenant id.")
+    name = models.CharField(max_length=255, blank=True)
+    email = models.EmailField(max_length=254, blank=True)
+    currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217, lower case; blank until set.")
+    address_line1 = models.CharField(max_length=255, blank=True)
+    address_line2 = models.CharField(max_length=255, blank=True)
+    address_city = models.CharField(max_length=255, blank=True)
+    address_state = models.CharField(max_length=255, blank=True)
+    address_postal_code = models.CharField(max_length=64, blank=True)
+    address_country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2, upper case.")
+    tax_exempt = models.CharField(max_length=10, choices=TaxExempt.choices, default=TaxExempt.NONE)
+    metadata = models.JSONField(default=dict, blank=True)
+    provider = models.CharField(max_length=32, blank=True, help_text="Payment provider, e.g. stripe.")
+    provider_customer_id = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    purged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="deleted", deleted_at__isnull=False)
+                | (~Q(status="deleted") & Q(deleted_at__isnull=True)),
+                name="customer_deleted_at_matches_status",
+            ),
+            models.CheckConstraint(
+                condition=Q(purged_at__isnull=True) | Q(status="deleted"),
+                name="customer_purged_only_when_deleted",
+            ),
+            # One provider customer maps to one of ours, so provider webhooks resolve unambiguously.
+            models.UniqueConstraint(
+                fields=["provider", "provider_customer_id"],
+                condition=~Q(provider_customer_id=""),
+                name="customer_provider_id_unique",
+            ),
+        ]
+        indexes = [
+            # Admin and API search by e-mail.
+            models.Index(fields=["email"], name="customer_email_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.external_id} ({self.id})"
+
+    @property
+    def address(self) -> dict[str, str]:
+        return {
+            "line1": self.address_line1,
+            "line2": self.address_line2,
+            "city": self.address_city,
+            "state": self.address_state,
+            "postal_code": self.address_postal_code,
+            "country": self.address_country,
+        }
+
+
+class CustomerUser(TimestampedModel):
+    """A user who belongs to a customer (the control plane's tenant user)."""
+
+    class Status(models.TextChoices):
+        ENABLED = "enabled"
+        DISABLED = "disabled"
+
+    id = PublicIdField("usr")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="users")
+    external_id = models.CharField(max_length=255, blank=True, help_text="The control plane's user id.")
+    email = models.EmailField(max_length=254)
+    name = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ENABLED)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # A live user's external id is unique within its customer; a deleted user's id may come back.
+            models.UniqueConstraint(
+                fields=["customer", "external_id"],
+                condition=Q(deleted_at__isnull=True) & ~Q(external_id=""),
+                name="customer_user_external_id_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["customer", "email"],
+                condition=Q(deleted_at__isnull=True),
+                name="customer_user_email_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.id})"
+
+
+class ControlPlaneEvent(models.Model):
+    """Every event the control plane sent, stored as received, with what we did about it.
+
+    `dedup_key` holds the envelope id on the first delivery only; a redelivery of the same id is stored
+    with `dedup_key` empty and status `duplicate`. The unique constraint makes "applied once" hold even
+    when two deliveries race.
+    """
+
+    class Status(models.TextChoices):
+        APPLIED = "applied"
+        NO_EFFECT = "no_effect"
+        DUPLICATE = "duplicate"
+        IGNORED = "ignored"
+        REJECTED = "rejected"
+
+    envelope_id = models.CharField(max_length=255, blank=True, db_index=True)
+    dedup_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    detail_type = models.CharField(max_length=100, blank=True)
+    source = models.CharField(max_length=255, blank=True)
+    tenant_id = models.CharField(max_length=255, blank=True, db_index=True)
+    payload = models.JSONField()
+    status = models.CharField(max_length=20, choices=Status.choices)
+    result = models.CharField(max_length=500, blank=True)
+    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    received_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["-received_at"], name="cp_event_received_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.detail_type} {self.tenant_id} ({self.status})"

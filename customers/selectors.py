@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.db.models import QuerySet
+
+from billing_site.errors import NotFound
+from billing_site.selectors import apply_filters
+from customers.filters import CustomerFilter, CustomerUserFilter
+from customers.models import Customer, CustomerUser
+
+
+def customer_get(*, customer_id: str, include_deleted: bool = False) -> Customer:
+    queryset = Customer.objects.all() if include_deleted else Customer.objects.exclude(status=Customer.Status.DELETED)
+    customer = queryset.filter(pk=customer_id).first()
+    if customer is None:
+        raise NotFound(f"No such customer: {customer_id}", param="id")
+    return customer
+
+
+def customer_get_by_external_id(*, external_id: str, include_deleted: bool = False) -> Customer | None:
+    queryset = Customer.objects.all() if include_deleted else Customer.objects.exclude(status=Customer.Status.DELETED)
+    return queryset.filter(external_id=external_id).first()
+
+
+def customer_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Customer]:
+    queryset = Customer.objects.exclude(status=Customer.Status.DELETED)
+    return apply_filters(CustomerFilter, filters or {}, queryset)
+
+
+def customer_user_get(*, user_id: str) -> CustomerUser:
+    user = (
+        CustomerUser.objects.select_related("customer")
+        .filter(pk=user_id, deleted_at__isnull=True)
+        .exclude(customer__status=Customer.Status.DELETED)
+        .first()
+    )
+    if user is None:
+        raise NotFound(f"No such user: {user_id}", param="id")
+    return user
+
+
+def customer_user_list(*, customer: Customer, filters: Mapping[str, Any] | None = None) -> QuerySet[CustomerUser]:
+    queryset = CustomerUser.objects.filter(customer=customer, deleted_at__isnull=True)
+    return apply_filters(CustomerUserFilter, filters or {}, queryset)

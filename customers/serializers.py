@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from billing_site.api import InputSerializer
+from billing_site.fields import CountryField, CurrencyField, MetadataField, NullableCharField
+from customers.models import Customer, CustomerUser
+
+
+class AddressSerializer(InputSerializer):
+    line1 = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    line2 = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    city = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    state = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    postal_code = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    country = CountryField(required=False, allow_blank=True)
+
+
+class CustomerCreateInput(InputSerializer):
+    external_id = serializers.CharField(max_length=255)
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
+    currency = CurrencyField(required=False, allow_blank=True)
+    address = AddressSerializer(required=False, allow_null=True)
+    tax_exempt = serializers.ChoiceField(choices=Customer.TaxExempt.choices, required=False)
+    metadata = MetadataField(required=False)
+
+
+class CustomerUpdateInput(InputSerializer):
+    external_id = serializers.CharField(required=False)
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
+    currency = CurrencyField(required=False, allow_blank=True)
+    address = AddressSerializer(required=False, allow_null=True)
+    tax_exempt = serializers.ChoiceField(choices=Customer.TaxExempt.choices, required=False)
+    metadata = MetadataField(required=False)
+
+    def validate_external_id(self, value: str) -> str:
+        raise serializers.ValidationError(
+            "external_id cannot change: it is the control plane's tenant id.", code="immutable"
+        )
+
+
+class AddressOutput(serializers.Serializer):
+    line1 = NullableCharField()
+    line2 = NullableCharField()
+    city = NullableCharField()
+    state = NullableCharField()
+    postal_code = NullableCharField()
+    country = NullableCharField()
+
+
+class CustomerOutput(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    external_id = serializers.CharField()
+    name = serializers.CharField()
+    email = NullableCharField()
+    currency = NullableCharField()
+    address = AddressOutput()
+    tax_exempt = serializers.CharField()
+    metadata = MetadataField()
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def get_object(self, obj: Customer) -> str:
+        return "customer"
+
+
+class UserCreateInput(InputSerializer):
+    external_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    email = serializers.EmailField(max_length=254)
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+
+class UserUpdateInput(InputSerializer):
+    external_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    email = serializers.EmailField(max_length=254, required=False)
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+
+class UserOutput(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    customer = serializers.CharField(source="customer_id")
+    external_id = NullableCharField()
+    email = serializers.EmailField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def get_object(self, obj: CustomerUser) -> str:
+        return "customer_user"
+
+
+class ControlPlaneEventInput(serializers.Serializer):
+    """Documents the envelope for the schema; the service validates it (it must store even bad ones)."""
+
+    id = serializers.CharField(required=False)
+    source = serializers.CharField(required=False)
+    detail = serializers.DictField()
+
+    def get_fields(self) -> dict[str, Any]:
+        fields = super().get_fields()
+        fields["detail-type"] = serializers.CharField()
+        return fields
+
+
+class ControlPlaneEventOutput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["applied", "no_effect", "duplicate", "ignored"])
+    detail_type = serializers.CharField()
+    customer = serializers.CharField(allow_null=True)
+    result = serializers.CharField()

@@ -1,0 +1,363 @@
+"""Every write to customers and their users. Each runs in one transaction and emits its outbox event
+inside it. Callers pass validated values (the API's Input serializers validate shape and codes)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from billing_site.errors import Conflict, NotFound
+from billing_site.fields import metadata_clean, metadata_merge
+from customers.models import Customer, CustomerUser
+from webhooks.services import event_emit
+
+ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
+_UPDATABLE = ("name", "email", "currency", "tax_exempt", "provider", "provider_customer_id")
+
+
+def customer_snapshot(customer: Customer) -> dict[str, Any]:
+    """The customer as events carry it (the same fields the API shows)."""
+    return {
+        "id": customer.id,
+        "external_id": customer.external_id,
+        "name": customer.name,
+        "email": customer.email,
+        "currency": customer.currency or None,
+        "address": customer.address,
+        "tax_exempt": customer.tax_exempt,
+        "metadata": customer.metadata,
+        "status": customer.status,
+    }
+
+
+def user_snapshot(user: CustomerUser) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "customer": user.customer_id,
+        "external_id": user.external_id or None,
+        "email": user.email,
+        "name": user.name,
+        "status": user.status,
+    }
+
+
+def _exists_conflict(existing: Customer) -> Conflict:
+    if existing.status == Customer.Status.DELETED:
+        return Conflict(
+            f"external_id '{existing.external_id}' belongs to the deleted customer {existing.id}. Restore it "
+            f"with POST /api/v1/customers/{existing.id}/restore, or free the id for a new customer with "
+            f"POST /api/v1/customers/{existing.id}/purge (erases its personal data, keeps its billing history).",
+            code="customer_deleted",
+            param="external_id",
+            extra={"customer": existing.id},
+        )
+    return Conflict(
+        f"A customer with external_id '{existing.external_id}' already exists: {existing.id}.",
+        code="customer_exists",
+        param="external_id",
+        extra={"customer": existing.id},
+    )
+
+
+def _set_address(customer: Customer, address: dict[str, str] | None) -> None:
+    address = address or {}
+    for field in ADDRESS_FIELDS:
+        setattr(customer, f"address_{field}", address.get(field) or "")
+
+
+def customer_create(
+    *,
+    external_id: str,
+    now: datetime,
+    name: str = "",
+    email: str = "",
+    currency: str = "",
+    address: dict[str, str] | None = None,
+    tax_exempt: str = Customer.TaxExempt.NONE,
+    metadata: dict[str, str | None] | None = None,
+) -> Customer:
+    existing = Customer.objects.filter(external_id=external_id).first()
+    if existing is not None:
+        raise _exists_conflict(existing)
+    customer = Customer(
+        external_id=external_id,
+        name=name,
+        email=email,
+        currency=currency,
+        tax_exempt=tax_exempt,
+        metadata=metadata_clean(metadata or {}),
+    )
+    _set_address(customer, address)
+    try:
+        with transaction.atomic():
+            customer.save(force_insert=True)
+            event_emit(
+                type="customer.created",
+                object_type="customer",
+                object_id=customer.id,
+                customer_id=customer.id,
+                data=customer_snapshot(customer),
+                now=now,
+            )
+    except IntegrityError:
+        # Lost a race with a concurrent create of the same external_id: the constraint decided.
+        existing = Customer.objects.filter(external_id=external_id).first()
+        if existing is None:
+            raise
+        raise _exists_conflict(existing) from None
+    return customer
+
+
+def _lock_customer(customer_id: str) -> Customer:
+    customer = Customer.objects.select_for_update().filter(pk=customer_id).first()
+    if customer is None:
+        raise NotFound(f"No such customer: {customer_id}", param="id")
+    return customer
+
+
+def _live(customer: Customer) -> Customer:
+    if customer.status == Customer.Status.DELETED:
+        raise NotFound(f"No such customer: {customer.id}", param="id")
+    return customer
+
+
+def customer_update(*, customer: Customer, changes: dict[str, Any], now: datetime) -> Customer:
+    """Apply a PATCH. `metadata` merges (a key set to null or "" is removed); `address` replaces."""
+    with transaction.atomic():
+        locked = _live(_lock_customer(customer.id))
+        before = customer_snapshot(locked)
+        for field in _UPDATABLE:
+            if field in changes:
+                setattr(locked, field, changes[field] or "")
+        if "address" in changes:
+            _set_address(locked, changes["address"])
+        if "metadata" in changes:
+            locked.metadata = metadata_merge(locked.metadata, changes["metadata"])
+        after = customer_snapshot(locked)
+        previous = {key: value for key, value in before.items() if after[key] != value}
+        if previous:
+            try:
+                with transaction.atomic():
+                    locked.save()
+            except IntegrityError:
+                raise Conflict(
+                    "Another customer already has this provider customer id.",
+                    code="provider_customer_exists",
+                    param="provider_customer_id",
+                ) from None
+            event_emit(
+                type="customer.updated",
+                object_type="customer",
+                object_id=locked.id,
+                customer_id=locked.id,
+                data=after,
+                previous_attributes=previous,
+                now=now,
+            )
+    return locked
+
+
+def customer_delete(*, customer: Customer, now: datetime) -> Customer:
+    """Soft delete: the row, its users and all billing history stay; the API stops showing it."""
+    with transaction.atomic():
+        locked = _live(_lock_customer(customer.id))
+        Customer.objects.filter(pk=locked.pk).update(status=Customer.Status.DELETED, deleted_at=now, updated_at=now)
+        locked.refresh_from_db()
+        event_emit(
+            type="customer.deleted",
+            object_type="customer",
+            object_id=locked.id,
+            customer_id=locked.id,
+            data=customer_snapshot(locked),
+            now=now,
+        )
+    return locked
+
+
+def customer_restore(*, customer: Customer, now: datetime) -> Customer:
+    with transaction.atomic():
+        locked = _lock_customer(customer.id)
+        if locked.status != Customer.Status.DELETED:
+            raise Conflict(f"Customer {locked.id} is not deleted.", code="customer_not_deleted")
+        if locked.purged_at is not None:
+            raise Conflict(f"Customer {locked.id} was purged and cannot be restored.", code="customer_purged")
+        Customer.objects.filter(pk=locked.pk).update(status=Customer.Status.ACTIVE, deleted_at=None, updated_at=now)
+        locked.refresh_from_db()
+        event_emit(
+            type="customer.restored",
+            object_type="customer",
+            object_id=locked.id,
+            customer_id=locked.id,
+            data=customer_snapshot(locked),
+            now=now,
+        )
+    return locked
+
+
+def customer_purge(*, customer: Customer, now: datetime) -> Customer:
+    """Erase a deleted customer's personal data and free its external_id; billing rows stay, by id."""
+    with transaction.atomic():
+        locked = _lock_customer(customer.id)
+        if locked.status != Customer.Status.DELETED:
+            raise Conflict(f"Customer {locked.id} must be deleted before it is purged.", code="customer_not_deleted")
+        if locked.purged_at is not None:
+            raise Conflict(f"Customer {locked.id} is already purged.", code="customer_purged")
+        freed = locked.external_id
+        locked.external_id = f"purged:{locked.id}"
+        locked.name = ""
+        locked.email = ""
+        locked.metadata = {}
+        _set_address(locked, None)
+        locked.purged_at = now
+        locked.save()
+        locked.users.filter(deleted_at__isnull=True).update(deleted_at=now, status=CustomerUser.Status.DISABLED)
+        locked.users.update(email="", name="", updated_at=now)
+        event_emit(
+            type="customer.purged",
+            object_type="customer",
+            object_id=locked.id,
+            customer_id=locked.id,
+            data={"id": locked.id, "freed_external_id": freed},
+            now=now,
+        )
+    return locked
+
+
+def customer_set_status(*, customer: Customer, active: bool, now: datetime) -> tuple[Customer, bool]:
+    """Activate or deactivate. Returns the customer and whether anything changed (a repeat is a no-op)."""
+    old, new = (
+        (Customer.Status.DEACTIVATED, Customer.Status.ACTIVE)
+        if active
+        else (Customer.Status.ACTIVE, Customer.Status.DEACTIVATED)
+    )
+    with transaction.atomic():
+        locked = _live(_lock_customer(customer.id))
+        changed = Customer.objects.filter(pk=locked.pk, status=old).update(status=new, updated_at=now) == 1
+        if changed:
+            locked.refresh_from_db()
+            event_emit(
+                type="customer.activated" if active else "customer.deactivated",
+                object_type="customer",
+                object_id=locked.id,
+                customer_id=locked.id,
+                data=customer_snapshot(locked),
+                previous_attributes={"status": old},
+                now=now,
+            )
+    return locked, changed
+
+
+# --- Users ----------------------------------------------------------------------------------------
+
+
+def _user_conflict(customer: Customer, external_id: str, email: str) -> Conflict:
+    if external_id and customer.users.filter(external_id=external_id, deleted_at__isnull=True).exists():
+        return Conflict(
+            f"Customer {customer.id} already has a user with external_id '{external_id}'.",
+            code="user_exists",
+            param="external_id",
+        )
+    return Conflict(
+        f"Customer {customer.id} already has a user with email '{email}'.", code="user_exists", param="email"
+    )
+
+
+def customer_user_create(
+    *, customer: Customer, email: str, now: datetime, external_id: str = "", name: str = ""
+) -> CustomerUser:
+    with transaction.atomic():
+        locked = _live(_lock_customer(customer.id))  # a user is never added to a customer being deleted
+        user = CustomerUser(customer=locked, external_id=external_id, email=email, name=name)
+        try:
+            with transaction.atomic():
+                user.save(force_insert=True)
+        except IntegrityError:
+            raise _user_conflict(locked, external_id, email) from None
+        event_emit(
+            type="customer_user.created",
+            object_type="customer_user",
+            object_id=user.id,
+            customer_id=locked.id,
+            data=user_snapshot(user),
+            now=now,
+        )
+    return user
+
+
+def _lock_user(user: CustomerUser) -> CustomerUser:
+    # Lock order: customer, then user.
+    _live(_lock_customer(user.customer_id))
+    locked = CustomerUser.objects.select_for_update().filter(pk=user.pk, deleted_at__isnull=True).first()
+    if locked is None:
+        raise NotFound(f"No such user: {user.pk}", param="id")
+    return locked
+
+
+def customer_user_update(*, user: CustomerUser, changes: dict[str, Any], now: datetime) -> CustomerUser:
+    with transaction.atomic():
+        locked = _lock_user(user)
+        before = user_snapshot(locked)
+        for field in ("email", "name", "external_id"):
+            if field in changes:
+                setattr(locked, field, changes[field] or "")
+        after = user_snapshot(locked)
+        previous = {key: value for key, value in before.items() if after[key] != value}
+        if previous:
+            try:
+                with transaction.atomic():
+                    locked.save()
+            except IntegrityError:
+                raise _user_conflict(locked.customer, locked.external_id, locked.email) from None
+            event_emit(
+                type="customer_user.updated",
+                object_type="customer_user",
+                object_id=locked.id,
+                customer_id=locked.customer_id,
+                data=after,
+                previous_attributes=previous,
+                now=now,
+            )
+    return locked
+
+
+def customer_user_set_enabled(*, user: CustomerUser, enabled: bool, now: datetime) -> CustomerUser:
+    """Enable or disable; a repeat is a no-op that emits nothing."""
+    old, new = (
+        (CustomerUser.Status.DISABLED, CustomerUser.Status.ENABLED)
+        if enabled
+        else (CustomerUser.Status.ENABLED, CustomerUser.Status.DISABLED)
+    )
+    with transaction.atomic():
+        locked = _lock_user(user)
+        if CustomerUser.objects.filter(pk=locked.pk, status=old).update(status=new, updated_at=now):
+            locked.refresh_from_db()
+            event_emit(
+                type="customer_user.enabled" if enabled else "customer_user.disabled",
+                object_type="customer_user",
+                object_id=locked.id,
+                customer_id=locked.customer_id,
+                data=user_snapshot(locked),
+                previous_attributes={"status": old},
+                now=now,
+            )
+    return locked
+
+
+def customer_user_delete(*, user: CustomerUser, now: datetime) -> CustomerUser:
+    with transaction.atomic():
+        locked = _lock_user(user)
+        CustomerUser.objects.filter(pk=locked.pk).update(
+            deleted_at=now, status=CustomerUser.Status.DISABLED, updated_at=now
+        )
+        locked.refresh_from_db()
+        event_emit(
+            type="customer_user.deleted",
+            object_type="customer_user",
+            object_id=locked.id,
+            customer_id=locked.customer_id,
+            data=user_snapshot(locked),
+            now=now,
+        )
+    return locked

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+
+from webhooks.models import BillingEvent
+
+
+class OutboxMisuse(RuntimeError):
+    pass
+
+
+def event_emit(
+    *,
+    type: str,
+    object_type: str,
+    object_id: str,
+    data: dict[str, Any],
+    now: datetime,
+    customer_id: str = "",
+    previous_attributes: dict[str, Any] | None = None,
+) -> BillingEvent:
+    """Record that something happened. Must run inside the caller's transaction, so the event commits
+    with the change it describes or not at all."""
+    if not transaction.get_connection().in_atomic_block:
+        raise OutboxMisuse(f"event_emit({type}) must be called inside the transaction of the change")
+    return BillingEvent.objects.create(
+        type=type,
+        object_type=object_type,
+        object_id=object_id,
+        customer_id=customer_id,
+        data=data,
+        previous_attributes=previous_attributes,
+        created_at=now,
+    )
