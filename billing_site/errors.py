@@ -119,11 +119,44 @@ def flatten_validation_detail(detail: Any, prefix: str = "") -> list[dict[str, s
     return out
 
 
-_VALIDATION_CODES = {
-    "required": "parameter_missing",
-    "null": "parameter_missing",
-    "blank": "parameter_missing",
-}
+_MISSING_CODES = frozenset({"required", "null", "blank"})
+# DRF's own generic codes say nothing a client can act on beyond "this value is wrong"; codes our fields
+# and validators raise (unknown_currency, immutable, unknown_field, ...) are passed through as they are.
+_GENERIC_CODES = frozenset(
+    {
+        "invalid",
+        "invalid_choice",
+        "max_length",
+        "min_length",
+        "max_value",
+        "min_value",
+        "max_digits",
+        "max_decimal_places",
+        "max_whole_digits",
+        "not_a_list",
+        "not_a_dict",
+        "empty",
+        "date",
+        "datetime",
+        "make_aware",
+        "overflow",
+        "max_string_length",
+        "does_not_exist",
+        "incorrect_type",
+        "no_match",
+        "unique",
+        "format",
+        "not_a_number",
+    }
+)
+
+
+def _top_level_code(code: str) -> str:
+    if code in _MISSING_CODES:
+        return "parameter_missing"
+    if code in _GENERIC_CODES:
+        return "parameter_invalid"
+    return code
 
 
 def validation_error_body(detail: Any) -> dict[str, Any]:
@@ -131,13 +164,11 @@ def validation_error_body(detail: Any) -> dict[str, Any]:
     if not errors:
         errors = [{"param": None, "code": "invalid", "message": "Invalid request."}]
     first = errors[0]
-    code = _VALIDATION_CODES.get(str(first["code"]), "parameter_invalid")
-    if first["code"] and first["code"] not in _VALIDATION_CODES and first["code"] != "invalid":
-        # A specific code from a validator (e.g. "unknown_currency") is more useful than the generic one.
-        code = str(first["code"])
     param = first["param"]
     message = f"{param}: {first['message']}" if param else str(first["message"])
-    return envelope(type="invalid_request", code=code, message=message, param=param, errors=errors)
+    return envelope(
+        type="invalid_request", code=_top_level_code(str(first["code"])), message=message, param=param, errors=errors
+    )
 
 
 # --- The DRF exception handler -------------------------------------------------------------------

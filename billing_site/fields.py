@@ -20,12 +20,15 @@ class MetadataField(serializers.Field):
     On update a key set to null or "" is removed; see `metadata_merge`.
     """
 
-    default_error_messages = {
+    messages = {
         "not_object": "Must be a JSON object of string keys to string values.",
         "too_many": f"At most {METADATA_MAX_KEYS} keys.",
         "key": f"Keys must be 1-{METADATA_MAX_KEY_LENGTH} characters.",
         "value": f"Values must be strings of at most {METADATA_MAX_VALUE_LENGTH} characters (or null to remove).",
     }
+
+    def fail(self, key: str, **kwargs: Any) -> None:  # type: ignore[override]
+        raise serializers.ValidationError(self.messages[key], code="invalid")
 
     def to_internal_value(self, data: Any) -> dict[str, str | None]:
         if not isinstance(data, dict):

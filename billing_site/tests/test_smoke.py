@@ -1,0 +1,73 @@
+"""Boot the app and touch what an operator touches first."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+
+
+def test_schema_describes_the_customer_endpoints():
+    response = APIClient().get("/api/schema/")
+    assert response.status_code == 200
+    schema = yaml.safe_load(response.content)
+    assert schema["openapi"].startswith("3.")
+    for path in (
+        "/api/v1/customers",
+        "/api/v1/customers/{customer_id}",
+        "/api/v1/users/{user_id}",
+        "/api/v1/control-plane/events",
+    ):
+        assert path in schema["paths"], path
+    assert schema["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
+
+
+def test_swagger_ui_is_served_without_a_cdn():
+    response = APIClient().get("/api/docs/")
+    assert response.status_code == 200
+    assert b"swagger" in response.content.lower()
+    assert b"cdn.jsdelivr" not in response.content
+
+
+def test_healthz():
+    response = APIClient().get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_checks_database_and_broker():
+    response = APIClient().get("/readyz")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["broker"] == "ok"
+
+
+def test_readyz_is_503_when_the_database_is_down(monkeypatch):
+    from billing_site import health
+
+    monkeypatch.setattr(health, "_check_database", lambda: "OperationalError")
+    response = APIClient().get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"] == "error: OperationalError"
+
+
+def test_readyz_is_503_when_the_broker_is_down(settings):
+    from billing_site.celery import app
+
+    original = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    try:
+        response = APIClient().get("/readyz")
+    finally:
+        app.conf.broker_url = original
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"].startswith("error")
+
+
+def test_admin_login_page_renders():
+    response = APIClient().get("/admin/login/")
+    assert response.status_code == 200
