@@ -39,8 +39,6 @@ def _check_broker() -> str | None:
 
 
 def _check_cache() -> str | None:
-    if not settings.REDIS_URL:
-        return None
     from django.core.cache import cache
 
     try:
@@ -52,7 +50,9 @@ def _check_cache() -> str | None:
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
-    checks = {"database": _check_database(), "broker": _check_broker(), "redis": _check_cache()}
+    checks = {"database": _check_database(), "broker": _check_broker()}
+    if settings.REDIS_URL:
+        checks["redis"] = _check_cache()
     ready = all(error is None for error in checks.values())
     body = {
         "status": "ok" if ready else "unavailable",
