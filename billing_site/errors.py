@@ -204,11 +204,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, drf_exceptions.ValidationError):
         return Response(validation_error_body(exc.detail), status=400)
     if isinstance(exc, drf_exceptions.APIException):
-        type_, code = _DRF_MAP.get(type(exc), ("invalid_request", str(exc.default_code)))
-        for klass, mapped in _DRF_MAP.items():
-            if isinstance(exc, klass):
-                type_, code = mapped
-                break
+        type_, code = next(
+            (mapped for klass, mapped in _DRF_MAP.items() if isinstance(exc, klass)),
+            ("invalid_request", str(exc.default_code)),
+        )
         message = str(exc.detail) if not isinstance(exc.detail, (dict, list)) else str(exc.default_detail)
         if isinstance(exc, drf_exceptions.ParseError):
             message = f"The request body could not be parsed: {message}"

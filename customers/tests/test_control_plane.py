@@ -34,8 +34,9 @@ def send(api, detail_type: str, detail: dict, event_id: str | None = None):
 
 
 def test_onboarding_creates_the_customer(api):
-    response = send(api, "onboardingRequest", {"tenantId": "t-1", "tenantName": "Acme", "email": "a@acme.example"},
-                    "evt-1")
+    response = send(
+        api, "onboardingRequest", {"tenantId": "t-1", "tenantName": "Acme", "email": "a@acme.example"}, "evt-1"
+    )
     assert response.status_code == 202
     assert response.json()["status"] == "applied"
     customer = Customer.objects.get(external_id="t-1")
