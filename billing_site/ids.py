@@ -18,7 +18,7 @@ ID_BODY_LENGTH = 26
 ID_MAX_LENGTH = 40
 
 
-def _encode(value: int, length: int) -> str:
+def encode_base32(value: int, length: int) -> str:
     chars = []
     for _ in range(length):
         value, rem = divmod(value, 32)
@@ -28,7 +28,7 @@ def _encode(value: int, length: int) -> str:
 
 def new_id(prefix: str) -> str:
     millis = time.time_ns() // 1_000_000
-    return f"{prefix}_{_encode(millis, 10)}{_encode(secrets.randbits(80), 16)}"
+    return f"{prefix}_{encode_base32(millis, 10)}{encode_base32(secrets.randbits(80), 16)}"
 
 
 def looks_like_id(value: str, prefix: str) -> bool:

@@ -168,6 +168,8 @@ IDEMPOTENCY_KEY_TTL = timedelta(hours=env_int("IDEMPOTENCY_KEY_TTL_HOURS", 48, m
 # and the key may be taken again. Must exceed the longest request (gunicorn's timeout).
 IDEMPOTENCY_LOCK_TIMEOUT = timedelta(seconds=env_int("IDEMPOTENCY_LOCK_TIMEOUT_SECONDS", 300, minimum=30))
 API_KEY_LAST_USED_RESOLUTION = timedelta(seconds=60)
+# Usage events older than this are refused at ingestion (periods that old are already invoiced).
+METERING_BACKFILL_WINDOW = timedelta(days=env_int("METERING_BACKFILL_DAYS", 35, minimum=1, maximum=3650))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["billing_site.auth.ApiKeyAuthentication"],

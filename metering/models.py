@@ -1,1 +1,145 @@
-# Models arrive with their issue; the app is registered so migrations and imports have a home.
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from billing_site.ids import PublicIdField, TimestampedModel
+from customers.models import Customer
+
+# Usage values: up to 26 integer digits and 12 decimals, exact.
+VALUE_DIGITS = 38
+VALUE_PLACES = 12
+
+
+class Meter(TimestampedModel):
+    """What is counted: events named `code`, aggregated per customer and period.
+
+    `code`, `aggregation`, `unique_key` and `filters` fix what every past event means for billing, so they
+    cannot change once the meter has events (a new meter is the honest way to count differently).
+    """
+
+    class Aggregation(models.TextChoices):
+        COUNT = "count"
+        SUM = "sum"
+        MAX = "max"
+        UNIQUE_COUNT = "unique_count"
+        LATEST = "latest"
+
+    id = PublicIdField("mtr")
+    code = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    aggregation = models.CharField(max_length=20, choices=Aggregation.choices)
+    unique_key = models.CharField(max_length=100, blank=True, help_text="The dimension unique_count counts.")
+    filters = models.JSONField(
+        default=dict, blank=True, help_text='{"region": ["eu", "us"]}: only matching events count.'
+    )
+    active = models.BooleanField(default=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(aggregation="unique_count") | ~Q(unique_key=""),
+                name="meter_unique_count_needs_unique_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.aggregation})"
+
+    def matches(self, dimensions: dict) -> bool:
+        """Whether an event with these dimensions counts for this meter (values compared as strings)."""
+        for key, allowed in (self.filters or {}).items():
+            if key not in dimensions or str(dimensions[key]) not in allowed:
+                return False
+        return True
+
+
+class MeterEvent(models.Model):
+    """One usage event. Never deleted: canceling sets `canceled_at` and every aggregation skips it.
+
+    The primary key is a database sequence, so it is also the ingestion order ("latest" breaks timestamp
+    ties with it, and invoicing's watermarks compare against it). The public id `evt_…` is the key in
+    base32 followed by `token`, 80 random bits, so ids are unguessable without a second index on this,
+    the largest table.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    token = models.CharField(max_length=16)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+", db_index=False)
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="+", db_index=False)
+    value = models.DecimalField(max_digits=VALUE_DIGITS, decimal_places=VALUE_PLACES, default=1)
+    timestamp = models.DateTimeField()
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 - NULL = no dedup
+    dimensions = models.JSONField(default=dict, blank=True)
+    ingested_at = models.DateTimeField()
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    cancel_reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        constraints = [
+            # The dedup guard: a retried or concurrent duplicate cannot create a second row. NULL keys are
+            # distinct, so events sent without a key are never deduplicated.
+            models.UniqueConstraint(fields=["customer", "idempotency_key"], name="meter_event_idempotency_unique"),
+            models.CheckConstraint(condition=Q(value__gte=0), name="meter_event_value_non_negative"),
+        ]
+        indexes = [
+            # Usage queries and roll-ups: one customer's events of one meter in a time range.
+            models.Index(fields=["customer", "meter", "timestamp"], name="meter_event_usage_idx"),
+            # Admin's event browser by meter and time.
+            models.Index(fields=["meter", "timestamp"], name="meter_event_meter_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.meter_id} {self.value}"
+
+    @property
+    def public_id(self) -> str:
+        from metering.ids import event_public_id
+
+        return event_public_id(self.id, self.token)
+
+
+class UsageHourly(models.Model):
+    """Roll-up of one hour of one meter for one customer: exactly the non-canceled, filter-matching events
+    of that hour, as of the last roll-up. An hour with a `UsageDirtyHour` row is not trusted."""
+
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="+", db_index=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    hour = models.DateTimeField()
+    event_count = models.BigIntegerField()
+    value_sum = models.DecimalField(max_digits=VALUE_DIGITS, decimal_places=VALUE_PLACES)
+    value_max = models.DecimalField(max_digits=VALUE_DIGITS, decimal_places=VALUE_PLACES)
+    latest_value = models.DecimalField(max_digits=VALUE_DIGITS, decimal_places=VALUE_PLACES)
+    latest_timestamp = models.DateTimeField()
+    latest_event_id = models.BigIntegerField()
+    rolled_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["meter", "customer", "hour"], name="usage_hourly_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} {self.customer_id} {self.hour:%Y-%m-%d %H}:00"
+
+
+class UsageDirtyHour(models.Model):
+    """An hour whose roll-up is missing or stale: written in the same transaction as the events (or the
+    cancellation) that changed it, removed by the roll-up job once it has recomputed the hour.
+
+    Usage queries read dirty hours from raw events, so they are exact at every moment."""
+
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="+", db_index=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    hour = models.DateTimeField()
+    touched_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["meter", "customer", "hour"], name="usage_dirty_hour_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"dirty {self.meter_id} {self.customer_id} {self.hour:%Y-%m-%d %H}:00"

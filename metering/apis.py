@@ -1,0 +1,150 @@
+"""Thin HTTP layer for meters, events and usage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from django.http import HttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from billing_site.api import ApiView, paginate, paginated_schema, validate_input
+from billing_site.errors import InvalidRequest
+from billing_site.renderers import dumps
+from metering import ingest, selectors, services
+from metering.serializers import (
+    BillingEventInput,
+    EventBatchInput,
+    IngestOutput,
+    MeterCreateInput,
+    MeterOutput,
+    MeterUpdateInput,
+)
+
+# Meters are configuration that pricing depends on: reading them is usage:read, changing them catalog:write.
+_METER_SCOPES = {
+    "GET": "usage:read",
+    "POST": "catalog:write",
+    "PUT": "catalog:write",
+    "PATCH": "catalog:write",
+    "DELETE": "catalog:write",
+}
+
+
+class MeterListCreateApi(ApiView):
+    required_scopes = _METER_SCOPES
+
+    @extend_schema(
+        operation_id="meters_list",
+        parameters=[
+            OpenApiParameter("limit", int),
+            OpenApiParameter("cursor", str),
+            OpenApiParameter("code", str),
+            OpenApiParameter("aggregation", str),
+            OpenApiParameter("active", bool),
+        ],
+        responses=paginated_schema(MeterOutput),
+    )
+    def get(self, request: Request) -> Response:
+        return paginate(request, selectors.meter_list(filters=request.query_params), MeterOutput)
+
+    @extend_schema(operation_id="meters_create", request=MeterCreateInput, responses={201: MeterOutput})
+    def post(self, request: Request) -> Response:
+        data = validate_input(MeterCreateInput, request.data)
+        meter = services.meter_create(**data, now=timezone.now())
+        return Response(MeterOutput(meter).data, status=status.HTTP_201_CREATED)
+
+
+class MeterDetailApi(ApiView):
+    required_scopes = _METER_SCOPES
+
+    @extend_schema(operation_id="meters_retrieve", responses=MeterOutput)
+    def get(self, request: Request, meter_id: str) -> Response:
+        return Response(MeterOutput(selectors.meter_get(meter_id=meter_id)).data)
+
+    @extend_schema(operation_id="meters_replace", request=MeterUpdateInput, responses=MeterOutput)
+    def put(self, request: Request, meter_id: str) -> Response:
+        meter = selectors.meter_get(meter_id=meter_id)
+        data = validate_input(MeterUpdateInput, request.data)
+        # A full replacement: what the body leaves out goes back to its default.
+        changes: dict[str, Any] = {"unique_key": "", "filters": {}, "description": "", "active": True, **data}
+        new_metadata = data.get("metadata", {})
+        changes["metadata"] = {**{key: None for key in meter.metadata}, **new_metadata}
+        meter = services.meter_update(meter=meter, changes=changes, now=timezone.now())
+        return Response(MeterOutput(meter).data)
+
+    @extend_schema(operation_id="meters_update", request=MeterUpdateInput, responses=MeterOutput)
+    def patch(self, request: Request, meter_id: str) -> Response:
+        meter = selectors.meter_get(meter_id=meter_id)
+        changes = validate_input(MeterUpdateInput, request.data, partial=True)
+        meter = services.meter_update(meter=meter, changes=changes, now=timezone.now())
+        return Response(MeterOutput(meter).data)
+
+    @extend_schema(operation_id="meters_delete", responses={204: None})
+    def delete(self, request: Request, meter_id: str) -> Response:
+        meter = selectors.meter_get(meter_id=meter_id)
+        services.meter_delete(meter=meter, now=timezone.now())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Ingestion ------------------------------------------------------------------------------------
+
+
+def _events_from_body(request: Request, *, compat: bool) -> list[Any]:
+    """Parse the raw body with orjson (the fast path never builds DRF's request.data)."""
+    content_type = request.content_type.split(";")[0].strip().lower()
+    if content_type and content_type != "application/json":
+        raise InvalidRequest("Send the events as application/json.", code="unsupported_media_type")
+    try:
+        body = orjson.loads(request.body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON ({exc}).", code="malformed_body") from None
+    if compat:
+        events = body if isinstance(body, list) else [body]
+        events = [ingest.billing_event_to_event(event) for event in events]
+        param = None
+    elif isinstance(body, dict) and "events" in body:
+        if len(body) > 1:
+            extra = sorted(k for k in body if k != "events")[0]
+            raise InvalidRequest(f"Unknown field '{extra}' next to events.", param=extra, code="unknown_field")
+        events = body["events"]
+        param = "events"
+        if not isinstance(events, list):
+            raise InvalidRequest("events must be a list of events.", param="events", code="parameter_invalid")
+    elif isinstance(body, dict):
+        events = [body]
+        param = None
+    else:
+        raise InvalidRequest('Send one event object or {"events": [...]}.', code="malformed_body")
+    if not events:
+        raise InvalidRequest("The batch is empty.", param=param or "events", code="parameter_missing")
+    if len(events) > ingest.MAX_BATCH:
+        raise InvalidRequest(
+            f"A batch holds at most {ingest.MAX_BATCH} events; this one has {len(events)}.",
+            param=param or "events",
+            code="batch_too_large",
+        )
+    return events
+
+
+class EventIngestApi(ApiView):
+    required_scopes = {"POST": "usage:write"}
+    compat = False
+
+    @extend_schema(operation_id="events_ingest", request=EventBatchInput, responses=IngestOutput)
+    def post(self, request: Request) -> HttpResponse:
+        events = _events_from_body(request, compat=self.compat)
+        result = ingest.usage_ingest(events=events, now=timezone.now())
+        return HttpResponse(dumps(result.as_dict()), content_type="application/json")
+
+
+class BillingEventIngestApi(EventIngestApi):
+    compat = True
+
+    @extend_schema(operation_id="billing_events_ingest", request=BillingEventInput(many=True), responses=IngestOutput)
+    def post(self, request: Request) -> HttpResponse:
+        return super().post(request)

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from metering import apis
+
+urlpatterns = [
+    path("meters", apis.MeterListCreateApi.as_view(), name="meter-list"),
+    path("meters/<str:meter_id>", apis.MeterDetailApi.as_view(), name="meter-detail"),
+    path("events", apis.EventIngestApi.as_view(), name="events-ingest"),
+    path("events/billing-events", apis.BillingEventIngestApi.as_view(), name="billing-events-ingest"),
+]
