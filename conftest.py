@@ -16,10 +16,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     as skipped with the reason, never silently passed."""
     if connection.vendor == "postgresql":
         return
-    skip = pytest.mark.skip(reason=f"needs PostgreSQL (row locks, concurrency); this run uses {connection.vendor}")
     for item in items:
-        if "postgres" in item.keywords:
-            item.add_marker(skip)
+        marker = item.get_closest_marker("postgres")
+        if marker is not None:
+            why = marker.kwargs.get("reason", "row locks, concurrency")
+            item.add_marker(pytest.mark.skip(reason=f"needs PostgreSQL ({why}); this run uses {connection.vendor}"))
 
 
 @pytest.fixture

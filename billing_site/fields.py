@@ -28,6 +28,8 @@ class MetadataField(serializers.Field):
     }
 
     def fail(self, key: str, **kwargs: Any) -> None:  # type: ignore[override]
+        if key not in self.messages:  # DRF's own keys: "required", "null"
+            super().fail(key, **kwargs)
         raise serializers.ValidationError(self.messages[key], code="invalid")
 
     def to_internal_value(self, data: Any) -> dict[str, str | None]:

@@ -6,6 +6,8 @@ from billing_site import health
 
 api_v1 = [
     path("", include("customers.urls")),
+    path("", include("metering.urls")),
+    path("", include("subscriptions.urls")),
 ]
 
 urlpatterns = [

@@ -184,6 +184,10 @@ def _check_up_to(raw: object, param: str) -> Decimal:
         raise PricingError("up_to_not_positive", "up_to must be greater than 0.", param)
     if _decimal_places(value) > MAX_UNIT_DECIMALS:
         raise PricingError("too_many_decimals", f"up_to may have at most {MAX_UNIT_DECIMALS} decimal places.", param)
+    if value > MAX_MINOR:
+        # amount_to_dict renders a whole up_to as a JSON integer; past 64 bits the API encoder cannot write
+        # it, so a stored price would fail every read after it was created.
+        raise PricingError("too_large", f"up_to must be at most {MAX_MINOR}.", param)
     return value
 
 
