@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing_site.api import InputSerializer
@@ -12,6 +13,7 @@ MAX_FILTER_KEYS = 20
 MAX_FILTER_VALUES = 100
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}})
 class MeterFiltersField(serializers.Field):
     """`{"region": ["eu", "us"]}`: a dimension name to the list of values that count."""
 
