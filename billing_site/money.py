@@ -8,6 +8,7 @@ and a price that drifts by one minor unit per million calls is a billing bug nob
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Final
 
@@ -22,6 +23,7 @@ __all__ = [
     "format_amount",
     "is_currency",
     "normalize_currency",
+    "round_fraction",
     "round_half_up",
 ]
 
@@ -142,6 +144,19 @@ def round_half_up(value: Decimal) -> int:
     prec = max(28, exact.adjusted() + 2)
     ctx = Context(prec=prec, rounding=ROUND_HALF_UP, traps=[InvalidOperation])
     return int(exact.quantize(Decimal(1), context=ctx))
+
+
+def round_fraction(value: Fraction | int) -> int:
+    """Round an exact rational to an integer, ties away from zero, with no lossy division first.
+
+    Proration (amount x remaining seconds / period seconds) and inclusive tax (amount x p / (100 + P))
+    are exact fractions; dividing them into a Decimal first could round twice.
+    """
+    exact = Fraction(value)
+    whole, remainder = divmod(abs(exact.numerator), exact.denominator)
+    if 2 * remainder >= exact.denominator:
+        whole += 1
+    return -whole if exact < 0 else whole
 
 
 def decimal_to_str(value: Decimal | int) -> str:

@@ -37,16 +37,6 @@ class ImmutableField(serializers.Field):
         )
 
 
-class MetadataInput(MetadataField):
-    """MetadataField whose DRF-level failures are 400s: the core field's `fail()` only knows its own message
-    keys, so `"metadata": null` raised KeyError (a 500). Drop this once billing_site.fields is fixed."""
-
-    def fail(self, key: str, **kwargs: Any) -> None:  # type: ignore[override]
-        if key in self.messages:
-            super().fail(key, **kwargs)
-        serializers.Field.fail(self, key, **kwargs)
-
-
 # --- Products -----------------------------------------------------------------------------------------
 
 
@@ -54,14 +44,14 @@ class ProductCreateInput(InputSerializer):
     name = serializers.CharField(max_length=255)
     description = serializers.CharField(max_length=5000, required=False, allow_blank=True, allow_null=True)
     active = serializers.BooleanField(required=False)
-    metadata = MetadataInput(required=False)
+    metadata = MetadataField(required=False)
 
 
 class ProductUpdateInput(InputSerializer):
     name = serializers.CharField(max_length=255, required=False)
     description = serializers.CharField(max_length=5000, required=False, allow_blank=True, allow_null=True)
     active = serializers.BooleanField(required=False, help_text="false archives the product.")
-    metadata = MetadataInput(required=False)
+    metadata = MetadataField(required=False)
 
 
 class ProductOutput(serializers.Serializer):
@@ -123,7 +113,7 @@ class PriceCreateInput(InputSerializer):
         required=False, help_text="Take lookup_key from the active price that holds it (in one transaction)."
     )
     active = serializers.BooleanField(required=False)
-    metadata = MetadataInput(required=False)
+    metadata = MetadataField(required=False)
 
 
 class PriceUpdateInput(InputSerializer):
@@ -133,7 +123,7 @@ class PriceUpdateInput(InputSerializer):
     description = serializers.CharField(max_length=5000, required=False, allow_blank=True, allow_null=True)
     lookup_key = serializers.CharField(max_length=200, required=False, allow_blank=True, allow_null=True)
     active = serializers.BooleanField(required=False, help_text="false archives the price.")
-    metadata = MetadataInput(required=False)
+    metadata = MetadataField(required=False)
     amount = ImmutableField("price")
     currency = ImmutableField("price")
     duration = ImmutableField("price")
@@ -219,13 +209,13 @@ class CouponCreateInput(InputSerializer):
     max_redemptions = serializers.IntegerField(min_value=1, max_value=_MAX_INT32, required=False, allow_null=True)
     redeem_by = serializers.DateTimeField(required=False, allow_null=True)
     active = serializers.BooleanField(required=False)
-    metadata = MetadataInput(required=False)
+    metadata = MetadataField(required=False)
 
 
 class CouponUpdateInput(InputSerializer):
     name = serializers.CharField(max_length=255, required=False, allow_blank=True, allow_null=True)
     active = serializers.BooleanField(required=False)
-    metadata = MetadataInput(required=False)
+    metadata = MetadataField(required=False)
     max_redemptions = serializers.IntegerField(min_value=1, max_value=_MAX_INT32, required=False, allow_null=True)
     redeem_by = serializers.DateTimeField(required=False, allow_null=True)
     percent_off = ImmutableField("coupon")

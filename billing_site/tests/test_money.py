@@ -301,3 +301,37 @@ def test_format_amount_round_trips_to_the_exact_value(amount: int | Decimal, cur
     value = Decimal(number.replace(",", "")).scaleb(CURRENCY_EXPONENTS[currency], decimal.Context(prec=100))
     assert (-value if negative else value) == Decimal(amount)
     assert negative == (Decimal(amount) < 0)
+
+
+class TestRoundFraction:
+    @pytest.mark.parametrize(
+        ("numerator", "denominator", "expected"),
+        [
+            (5, 2, 3),
+            (-5, 2, -3),
+            (7, 3, 2),
+            (-7, 3, -2),
+            (8, 3, 3),
+            (-8, 3, -3),
+            (1, 2, 1),
+            (-1, 2, -1),
+            (0, 5, 0),
+            (4, 1, 4),
+            (10**30 + 1, 2, 10**30 // 2 + 1),
+        ],
+    )
+    def test_half_away_from_zero(self, numerator, denominator, expected):
+        from billing_site.money import round_fraction
+
+        assert round_fraction(Fraction(numerator, denominator)) == expected
+
+    @given(st.integers(-(10**20), 10**20), st.integers(1, 10**9))
+    def test_nearest_integer_with_ties_away_from_zero(self, numerator, denominator):
+        from billing_site.money import round_fraction
+
+        exact = Fraction(numerator, denominator)
+        result = round_fraction(exact)
+        distance = abs(Fraction(result) - exact)
+        assert distance <= Fraction(1, 2)
+        if distance == Fraction(1, 2):
+            assert abs(result) > abs(exact)
