@@ -103,6 +103,8 @@ def flatten_validation_detail(detail: Any, prefix: str = "") -> list[dict[str, s
         for key, value in detail.items():
             if key in ("non_field_errors", "__all__"):
                 child = prefix
+            elif isinstance(key, int):  # DRF keys a list's child errors by index
+                child = f"{prefix}[{key}]"
             else:
                 child = f"{prefix}.{key}" if prefix else str(key)
             out.extend(flatten_validation_detail(value, child))

@@ -13,9 +13,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
-from billing_site.errors import InvalidRequest
+from billing_site.errors import InvalidRequest, NotFound
 from billing_site.renderers import dumps
-from metering import ingest, selectors, services
+from customers import selectors as customer_selectors
+from customers.models import Customer
+from metering import ingest, selectors, services, usage
 from metering.serializers import (
     BillingEventInput,
     EventBatchInput,
@@ -23,6 +25,12 @@ from metering.serializers import (
     MeterCreateInput,
     MeterOutput,
     MeterUpdateInput,
+    UsageBucketOutput,
+    UsageCancelInput,
+    UsageCancelOutput,
+    UsageOutput,
+    UsageQueryInput,
+    encode_usage_cursor,
 )
 
 # Meters are configuration that pricing depends on: reading them is usage:read, changing them catalog:write.
@@ -148,3 +156,89 @@ class BillingEventIngestApi(EventIngestApi):
     @extend_schema(operation_id="billing_events_ingest", request=BillingEventInput(many=True), responses=IngestOutput)
     def post(self, request: Request) -> HttpResponse:
         return super().post(request)
+
+
+# --- Usage ----------------------------------------------------------------------------------------
+
+
+def _usage_customer(data: dict[str, Any]) -> Customer:
+    """The customer named by `customer` (id) or `external_id`; deleted customers keep their usage."""
+    if "customer" in data:
+        try:
+            return customer_selectors.customer_get(customer_id=data["customer"], include_deleted=True)
+        except NotFound:
+            raise InvalidRequest(
+                f"No such customer: {data['customer']}", param="customer", code="resource_missing"
+            ) from None
+    customer = customer_selectors.customer_get_by_external_id(external_id=data["external_id"], include_deleted=True)
+    if customer is None:
+        raise InvalidRequest(
+            f"No customer with external_id {data['external_id']!r}.", param="external_id", code="resource_missing"
+        )
+    return customer
+
+
+class UsageApi(ApiView):
+    """A meter's usage for one customer, per window and optionally per dimension value.
+
+    Buckets without events are left out, except that window=none without group_by always returns its one
+    bucket. Pages go by bucket start, then group value (null first)."""
+
+    required_scopes = {"GET": "usage:read"}
+
+    @extend_schema(
+        operation_id="usage_retrieve",
+        parameters=[
+            OpenApiParameter("customer", str, description="cus_… (or external_id)"),
+            OpenApiParameter("external_id", str),
+            OpenApiParameter("start", str, required=True, description="RFC 3339 or epoch ms; included"),
+            OpenApiParameter("end", str, required=True, description="RFC 3339 or epoch ms; excluded"),
+            OpenApiParameter("window", str, enum=["hour", "day", "none"], description="default none"),
+            OpenApiParameter("group_by", str, description="one dimension name"),
+            OpenApiParameter("limit", int, description="1-100, default 20"),
+            OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
+        ],
+        responses=UsageOutput,
+    )
+    def get(self, request: Request, meter_id: str) -> Response:
+        meter = selectors.meter_get(meter_id=meter_id)
+        query = validate_input(UsageQueryInput, request.query_params.dict())
+        limit = query["limit"]
+        buckets = selectors.usage_series(
+            meter=meter,
+            customer=_usage_customer(query),
+            start=query["start"],
+            end=query["end"],
+            window=query["window"],
+            group_by=query.get("group_by"),
+            after=query.get("cursor"),
+        )
+        page, has_more = buckets[:limit], len(buckets) > limit
+        return Response(
+            {
+                "meter": meter.id,
+                "aggregation": meter.aggregation,
+                "data": UsageBucketOutput(page, many=True).data,
+                "has_more": has_more,
+                "next_cursor": encode_usage_cursor(page[-1].start, page[-1].group) if has_more else None,
+            }
+        )
+
+
+class UsageCancelApi(ApiView):
+    """Cancel usage events: they stay stored, marked canceled, and no aggregation counts them again."""
+
+    required_scopes = {"DELETE": "usage:write"}
+
+    @extend_schema(operation_id="usage_cancel", request=UsageCancelInput, responses=UsageCancelOutput)
+    def delete(self, request: Request) -> Response:
+        data = validate_input(UsageCancelInput, request.data)
+        customer = _usage_customer(data) if "idempotency_keys" in data else None
+        result = usage.usage_cancel(
+            event_ids=data.get("event_ids"),
+            customer=customer,
+            idempotency_keys=data.get("idempotency_keys"),
+            reason=data["reason"],
+            now=timezone.now(),
+        )
+        return Response(result.as_dict())

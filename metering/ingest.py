@@ -376,7 +376,11 @@ def _insert_postgres(rows: list[ParsedEvent], now: datetime) -> dict[str, int]:
             """,  # noqa: S608 - table names are ours, values are bound
             [now],
         )
-        return {token: pk for pk, token in raw.fetchall()}
+        created = {token: pk for pk, token in raw.fetchall()}
+        # ON COMMIT DELETE ROWS empties it at commit; a second batch in the same transaction must not see
+        # this one's rows.
+        raw.execute(f"TRUNCATE {_STAGE}")
+        return created
 
 
 def _insert_generic(rows: list[ParsedEvent], now: datetime) -> dict[str, int]:

@@ -48,13 +48,6 @@ class Meter(TimestampedModel):
     def __str__(self) -> str:
         return f"{self.code} ({self.aggregation})"
 
-    def matches(self, dimensions: dict) -> bool:
-        """Whether an event with these dimensions counts for this meter (values compared as strings)."""
-        for key, allowed in (self.filters or {}).items():
-            if key not in dimensions or str(dimensions[key]) not in allowed:
-                return False
-        return True
-
 
 class MeterEvent(models.Model):
     """One usage event. Never deleted: canceling sets `canceled_at` and every aggregation skips it.
@@ -89,6 +82,13 @@ class MeterEvent(models.Model):
             models.Index(fields=["customer", "meter", "timestamp"], name="meter_event_usage_idx"),
             # Admin's event browser by meter and time.
             models.Index(fields=["meter", "timestamp"], name="meter_event_meter_time_idx"),
+            # Billing's "what was canceled since this invoice": only canceled rows are in it, so it costs
+            # ingestion nothing and stays small.
+            models.Index(
+                fields=["customer", "meter", "canceled_at"],
+                condition=Q(canceled_at__isnull=False),
+                name="meter_event_canceled_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import base64
+import binascii
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing_site.api import InputSerializer
 from billing_site.fields import MetadataField
+from billing_site.money import decimal_to_str
 from metering.models import Meter
 
 MAX_FILTER_KEYS = 20
@@ -119,3 +125,153 @@ class IngestOutput(serializers.Serializer):
     duplicates = serializers.IntegerField()
     rejected = serializers.IntegerField()
     results = EventResultOutput(many=True)
+
+
+# --- Usage queries and cancellation ---------------------------------------------------------------
+
+MAX_USAGE_RANGE = timedelta(days=366)
+MAX_CANCEL = 10_000
+_EPOCH_MS = re.compile(r"-?\d{1,16}")
+_SPACED_OFFSET = re.compile(r" (\d\d:\d\d)$")
+
+
+def parse_usage_time(raw: str, param: str) -> datetime:
+    """RFC 3339 with an offset, or epoch milliseconds. A '+' sent unencoded in a query string arrives
+    as a space; that one case is read as the '+' it was."""
+    value = raw.strip()
+    if _EPOCH_MS.fullmatch(value):
+        seconds, millis = divmod(int(value), 1000)
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC) + timedelta(milliseconds=millis)
+        except (OverflowError, OSError, ValueError):
+            raise serializers.ValidationError(f"{param} is out of range.", code="parameter_invalid") from None
+    value = _SPACED_OFFSET.sub(r"+\1", value)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise serializers.ValidationError(
+            f"{param} must be RFC 3339 (e.g. 2026-01-31T00:00:00Z) or epoch milliseconds.", code="parameter_invalid"
+        ) from None
+    if parsed.tzinfo is None:
+        raise serializers.ValidationError(f"{param} needs a UTC offset (e.g. a trailing Z).", code="parameter_invalid")
+    return parsed.astimezone(UTC)
+
+
+def encode_usage_cursor(start: datetime, group: dict[str, str | None]) -> str:
+    """Opaque to clients: the start and group of the last bucket of a page."""
+    payload = orjson.dumps([start.isoformat(), next(iter(group.values()), None)])
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=")
+
+
+def decode_usage_cursor(cursor: str, group_by: str | None) -> tuple[datetime, dict[str, str | None]]:
+    try:
+        payload = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        start = datetime.fromisoformat(payload[0])
+        group = payload[1]
+        if start.tzinfo is None or not (group is None or isinstance(group, str)) or len(payload) != 2:
+            raise ValueError(cursor)
+    except (ValueError, TypeError, IndexError, KeyError, binascii.Error, orjson.JSONDecodeError):
+        raise serializers.ValidationError("The cursor is not valid.", code="invalid_cursor") from None
+    return start.astimezone(UTC), {group_by: group} if group_by else {}
+
+
+class UsageQueryInput(InputSerializer):
+    """The query string of GET /usage/{meter_id}."""
+
+    customer = serializers.CharField(required=False, max_length=255, help_text="cus_… (or give external_id)")
+    external_id = serializers.CharField(required=False, max_length=255)
+    start = serializers.CharField(help_text="RFC 3339 or epoch milliseconds; included")
+    end = serializers.CharField(help_text="RFC 3339 or epoch milliseconds; excluded")
+    window = serializers.ChoiceField(choices=["hour", "day", "none"], required=False, default="none")
+    group_by = serializers.CharField(required=False, max_length=100, help_text="one dimension name")
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
+    cursor = serializers.CharField(required=False, max_length=2000)
+
+    def validate_start(self, value: str) -> datetime:
+        return parse_usage_time(value, "start")
+
+    def validate_end(self, value: str) -> datetime:
+        return parse_usage_time(value, "end")
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if ("customer" in data) == ("external_id" in data):
+            code = "parameter_invalid" if "customer" in data else "required"
+            message = "Give customer (an id) or external_id, exactly one."
+            raise serializers.ValidationError({"customer": [message]}, code)
+        if data["start"] >= data["end"]:
+            raise serializers.ValidationError({"end": ["end must be after start."]})
+        if data["end"] - data["start"] > MAX_USAGE_RANGE:
+            raise serializers.ValidationError({"end": [f"The period can span at most {MAX_USAGE_RANGE.days} days."]})
+        if "cursor" in data:
+            try:
+                data["cursor"] = decode_usage_cursor(data["cursor"], data.get("group_by"))
+            except serializers.ValidationError as exc:
+                raise serializers.ValidationError({"cursor": exc.detail}) from None
+        return data
+
+
+class UsageBucketOutput(serializers.Serializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    value = serializers.SerializerMethodField(help_text="a decimal string")
+    event_count = serializers.IntegerField()
+    group = serializers.DictField(child=serializers.CharField(allow_null=True))
+
+    def get_value(self, obj: Any) -> str:
+        return decimal_to_str(obj.value)
+
+
+class UsageOutput(serializers.Serializer):
+    meter = serializers.CharField()
+    aggregation = serializers.CharField()
+    data = UsageBucketOutput(many=True)
+    has_more = serializers.BooleanField()
+    next_cursor = serializers.CharField(allow_null=True)
+
+
+class UsageCancelInput(InputSerializer):
+    """`{"event_ids": [...], "reason"}` or `{"customer" | "external_id", "idempotency_keys": [...], "reason"}`."""
+
+    event_ids = serializers.ListField(
+        child=serializers.CharField(max_length=100), allow_empty=False, max_length=MAX_CANCEL, required=False
+    )
+    customer = serializers.CharField(required=False, max_length=255)
+    external_id = serializers.CharField(required=False, max_length=255)
+    idempotency_keys = serializers.ListField(
+        child=serializers.CharField(max_length=255, trim_whitespace=False),
+        allow_empty=False,
+        max_length=MAX_CANCEL,
+        required=False,
+    )
+    reason = serializers.CharField(max_length=500)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        by_ids, by_keys = "event_ids" in data, "idempotency_keys" in data
+        if by_ids == by_keys:
+            raise serializers.ValidationError(
+                {"event_ids": ["Give event_ids, or customer and idempotency_keys (exactly one of the two)."]},
+                "required" if not by_ids else "parameter_invalid",
+            )
+        has_customer = "customer" in data or "external_id" in data
+        if by_ids and has_customer:
+            name = "customer" if "customer" in data else "external_id"
+            raise serializers.ValidationError({name: ["Event ids name their customer; leave customer out."]})
+        if by_keys and ("customer" in data) == ("external_id" in data):
+            raise serializers.ValidationError(
+                {"customer": ["idempotency_keys need customer (an id) or external_id, exactly one."]},
+                "required" if not has_customer else "parameter_invalid",
+            )
+        return data
+
+
+class UsageCancelResultOutput(serializers.Serializer):
+    id = serializers.CharField(required=False, help_text="when canceling by event_ids")
+    idempotency_key = serializers.CharField(required=False, help_text="when canceling by idempotency_keys")
+    status = serializers.ChoiceField(choices=["canceled", "already_canceled", "not_found"])
+
+
+class UsageCancelOutput(serializers.Serializer):
+    canceled = serializers.IntegerField()
+    already_canceled = serializers.IntegerField()
+    not_found = serializers.IntegerField()
+    results = UsageCancelResultOutput(many=True)

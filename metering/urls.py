@@ -7,4 +7,6 @@ urlpatterns = [
     path("meters/<str:meter_id>", apis.MeterDetailApi.as_view(), name="meter-detail"),
     path("events", apis.EventIngestApi.as_view(), name="events-ingest"),
     path("events/billing-events", apis.BillingEventIngestApi.as_view(), name="billing-events-ingest"),
+    path("usage", apis.UsageCancelApi.as_view(), name="usage-cancel"),
+    path("usage/<str:meter_id>", apis.UsageApi.as_view(), name="usage-detail"),
 ]

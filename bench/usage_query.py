@@ -1,0 +1,196 @@
+"""A month's usage for one customer with 1,000,000 events: roll-up path vs. a raw-events baseline.
+
+    DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/billing_bench .venv/bin/python bench/usage_query.py
+
+What it does, in one run so the machine's noise hits both sides alike:
+1. creates its own customer and meter (unique codes), and loads N events (default 1,000,000) for them,
+   spread evenly over one calendar month, with one `INSERT ... SELECT ... FROM generate_series` (not the
+   API: this measures reads), then ANALYZE;
+2. marks every hour of the month dirty with `metering.ingest.mark_hours_dirty` and rolls them up with
+   the real job (`metering.rollups.usage_rollup_job`), timing it;
+3. times `usage_aggregate` (a sum meter) for the whole month, 100 times after a warm-up, plus two
+   variants: a month with unaligned edges (two partial hours read raw) and a month with 24 dirty hours
+   (a day of late events not rolled up yet); then `usage_series` by day (roll-ups) and grouped by a
+   dimension (raw events only, as group_by always is);
+4. times the baseline: `SELECT sum(value), count(*)` over the raw events of the same month, 100 times;
+5. checks that both give the same answer, prints p50/p99 in ms and the ratio, and deletes its rows
+   (`--keep` leaves them).
+
+The target is p99 < 50 ms for the roll-up path. The database named by DATABASE_URL must be PostgreSQL
+and migrated; use a scratch database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_site.settings")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection  # noqa: E402
+
+from customers.models import Customer  # noqa: E402
+from metering.ingest import mark_hours_dirty  # noqa: E402
+from metering.models import Meter, MeterEvent, UsageDirtyHour, UsageHourly  # noqa: E402
+from metering.rollups import usage_rollup_job  # noqa: E402
+from metering.selectors import usage_aggregate, usage_series  # noqa: E402
+from metering.services import meter_create  # noqa: E402
+
+settings.DEBUG = False  # DEBUG=1 only lets settings load without a SECRET_KEY; don't log every query
+
+MONTH_START = datetime(2026, 10, 1, tzinfo=UTC)
+MONTH_END = datetime(2026, 11, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def timed(fn: Callable[[], object], runs: int, warmup: int = 5) -> tuple[list[float], object]:
+    result = None
+    for _ in range(warmup):
+        result = fn()
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples, result
+
+
+def report(label: str, samples: list[float]) -> tuple[float, float]:
+    p50, p99 = percentile(samples, 0.50), percentile(samples, 0.99)
+    print(f"{label:<46} p50 {p50:9.2f} ms   p99 {p99:9.2f} ms   max {max(samples):9.2f} ms")
+    return p50, p99
+
+
+def load(customer: Customer, meter: Meter, n: int) -> float:
+    """N events evenly over the month, values with up to 12 decimals, in one statement."""
+    span_us = int((MONTH_END - MONTH_START).total_seconds() * 1_000_000)
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {MeterEvent._meta.db_table}
+                (token, customer_id, meter_id, value, timestamp, idempotency_key, dimensions, ingested_at,
+                 cancel_reason)
+            SELECT substr(md5(g::text), 1, 16), %(c)s, %(m)s,
+                   ((g::bigint * 2654435761) %% 1000000)::numeric / 10000 + (g %% 13)::numeric / 1000000000000,
+                   %(start)s::timestamptz + (g::bigint * %(step)s) * interval '1 microsecond',
+                   NULL, jsonb_build_object('region', CASE WHEN g %% 3 = 0 THEN 'eu' ELSE 'us' END),
+                   now(), ''
+            FROM generate_series(0, %(n)s - 1) AS g
+            """,
+            {"c": customer.id, "m": meter.id, "start": MONTH_START, "step": span_us // n, "n": n},
+        )
+        cursor.execute(f"ANALYZE {MeterEvent._meta.db_table}")
+    return time.perf_counter() - started
+
+
+def baseline(customer: Customer, meter: Meter) -> tuple[object, object]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT sum(value), count(*) FROM {MeterEvent._meta.db_table}
+            WHERE customer_id = %s AND meter_id = %s AND canceled_at IS NULL AND timestamp >= %s AND timestamp < %s
+            """,
+            [customer.id, meter.id, MONTH_START, MONTH_END],
+        )
+        return cursor.fetchone()
+
+
+def cleanup(customer: Customer, meter: Meter) -> None:
+    MeterEvent.objects.filter(meter=meter).delete()
+    UsageHourly.objects.filter(meter=meter).delete()
+    UsageDirtyHour.objects.filter(meter=meter).delete()
+    meter.delete()
+    customer.delete()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--keep", action="store_true", help="leave the bench customer, meter and events")
+    args = parser.parse_args()
+    if connection.vendor != "postgresql":
+        sys.exit("bench/usage_query.py needs DATABASE_URL to point at PostgreSQL")
+
+    tag = secrets.token_hex(4)
+    now = datetime.now(UTC)
+    customer = Customer.objects.create(external_id=f"bench-usage-{tag}", name="usage bench")
+    meter = meter_create(code=f"bench-usage-{tag}", name="usage bench", aggregation="sum", now=now)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            version = cursor.fetchone()[0]
+        print(f"PostgreSQL {version}; {os.cpu_count()} CPUs; {args.events:,} events over {MONTH_START:%Y-%m}")
+        print(f"load (INSERT ... generate_series + ANALYZE)       {load(customer, meter, args.events):8.1f} s")
+
+        hours = int((MONTH_END - MONTH_START) / HOUR)
+        mark_hours_dirty({(meter.id, customer.id, MONTH_START + i * HOUR) for i in range(hours)}, now)
+        started = time.perf_counter()
+        rolled = usage_rollup_job(now=now)
+        print(f"roll-up job: {rolled['hours']} hours in {time.perf_counter() - started:.2f} s ({rolled})")
+
+        def month() -> object:
+            return usage_aggregate(meter=meter, customer=customer, start=MONTH_START, end=MONTH_END)
+
+        def unaligned() -> object:
+            start, end = MONTH_START + timedelta(minutes=17), MONTH_END - timedelta(minutes=43)
+            return usage_aggregate(meter=meter, customer=customer, start=start, end=end)
+
+        print()
+        rollup_samples, value = timed(month, args.runs)
+        p50, p99 = report("usage_aggregate, whole month (roll-ups)", rollup_samples)
+        report("usage_aggregate, unaligned edges (2 raw hours)", timed(unaligned, args.runs)[0])
+        late_day = MONTH_START + timedelta(days=14)
+        mark_hours_dirty({(meter.id, customer.id, late_day + i * HOUR) for i in range(24)}, now)
+        dirty_samples, dirty_value = timed(month, args.runs)
+        report("usage_aggregate, whole month, 24 dirty hours", dirty_samples)
+        usage_rollup_job(now=now)
+
+        def daily() -> object:
+            return usage_series(meter=meter, customer=customer, start=MONTH_START, end=MONTH_END, window="day")
+
+        def by_region() -> object:
+            return usage_series(
+                meter=meter, customer=customer, start=MONTH_START, end=MONTH_END, window="none", group_by="region"
+            )
+
+        report("usage_series, 31 day windows (roll-ups)", timed(daily, args.runs)[0])
+        report("usage_series, group_by region (raw, 10 runs)", timed(by_region, 10, warmup=1)[0])
+        base_samples, (base_sum, base_count) = timed(lambda: baseline(customer, meter), args.runs, warmup=2)
+        b50, b99 = report("baseline: SELECT sum(value), count(*) raw", base_samples)
+
+        print()
+        exact = value.value == base_sum and value.event_count == base_count and dirty_value == value
+        print(f"answer: sum {value.value} over {value.event_count:,} events; baseline agrees: {exact}")
+        print(f"speed-up vs baseline: p50 {b50 / p50:.0f}x, p99 {b99 / p99:.0f}x")
+        print(f"target p99 < 50 ms for the roll-up path: {'met' if p99 < 50 else 'MISSED'} ({p99:.2f} ms)")
+        if not exact:
+            sys.exit("the roll-up path and the baseline disagree")
+    finally:
+        if not args.keep:
+            cleanup(customer, meter)
+
+
+if __name__ == "__main__":
+    main()

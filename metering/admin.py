@@ -1,0 +1,193 @@
+"""Admin: meters (with this month's top customers), and a read-only browser over usage events.
+
+The events table is the largest table of the service, so its browser never counts it: no date
+hierarchy, no full result count, and a paginator that counts at most `BoundedPaginator.CAP` rows by
+fetching their keys (an index-bounded read) instead of running COUNT(*).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+
+from billing_site.money import decimal_to_str
+from metering import selectors, services
+from metering.ids import parse_event_id
+from metering.models import Meter, MeterEvent
+
+_EDITABLE = ("name", "description", "active")
+
+
+@admin.register(Meter)
+class MeterAdmin(admin.ModelAdmin):
+    """Meters are created through the API (which validates the definition); here operators rename,
+    describe and archive them, through the same service, so the change reaches the outbox."""
+
+    list_display = ("code", "name", "aggregation", "unique_key", "active", "created_at")
+    list_filter = ("aggregation", "active")
+    search_fields = ("code", "name")
+    ordering = ("code",)
+    fields = (
+        "id",
+        "code",
+        "name",
+        "description",
+        "aggregation",
+        "unique_key",
+        "filters",
+        "active",
+        "metadata",
+        "created_at",
+        "updated_at",
+        "usage_this_month",
+    )
+    readonly_fields = (
+        "id",
+        "code",
+        "aggregation",
+        "unique_key",
+        "filters",
+        "metadata",
+        "created_at",
+        "updated_at",
+        "usage_this_month",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # a meter with events is archived (active: false), never deleted
+
+    def save_model(self, request: HttpRequest, obj: Meter, form: Any, change: bool) -> None:
+        changes = {name: form.cleaned_data[name] for name in form.changed_data if name in _EDITABLE}
+        if changes:
+            current = Meter.objects.get(pk=obj.pk)
+            services.meter_update(meter=current, changes=changes, now=timezone.now())
+
+    @admin.display(description="Usage this month (top customers)")
+    def usage_this_month(self, obj: Meter) -> str:
+        if obj.pk is None:
+            return "-"
+        now = timezone.now()
+        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        top = selectors.usage_top_customers(meter=obj, start=start, end=now, limit=10)
+        if not top:
+            return f"No usage since {start:%Y-%m-%d} (UTC)."
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td style="text-align:right">{}</td>'
+            '<td style="text-align:right">{}</td></tr>',
+            (
+                (
+                    reverse("admin:customers_customer_change", args=[customer.pk]),
+                    customer.pk,
+                    customer.external_id,
+                    customer.name,
+                    decimal_to_str(value.value),
+                    value.event_count,
+                )
+                for customer, value in top
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>Customer</th><th>External id</th><th>Name</th><th>{}</th><th>Events</th>"
+            "</tr></thead><tbody>{}</tbody></table><p>Since {} UTC; exact values (roll-ups plus events not "
+            "rolled up yet).</p>",
+            obj.aggregation,
+            rows,
+            f"{start:%Y-%m-%d %H:%M}",
+        )
+
+
+class BoundedPaginator(Paginator):
+    """Counts by fetching at most CAP + 1 primary keys, never with COUNT(*) over the events table. Past
+    the cap the listing stops at CAP rows: narrow it with the filters."""
+
+    CAP = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        keys = self.object_list.order_by().values_list("pk", flat=True)[: self.CAP + 1]
+        return min(len(list(keys)), self.CAP)
+
+
+class CanceledFilter(admin.SimpleListFilter):
+    title = "canceled"
+    parameter_name = "canceled"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.filter(canceled_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(canceled_at__isnull=True)
+        return queryset
+
+
+class RecentFilter(admin.SimpleListFilter):
+    """Event time relative to now (a date hierarchy would count rows per period)."""
+
+    title = "timestamp"
+    parameter_name = "since"
+    _SPANS = {"1h": ("Last hour", timedelta(hours=1)), "24h": ("Last day", timedelta(days=1))}
+    _SPANS["7d"] = ("Last 7 days", timedelta(days=7))
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(key, label) for key, (label, _) in self._SPANS.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        span = self._SPANS.get(self.value() or "")
+        return queryset.filter(timestamp__gte=timezone.now() - span[1]) if span else queryset
+
+
+@admin.register(MeterEvent)
+class MeterEventAdmin(admin.ModelAdmin):
+    list_display = ("event_id", "customer", "meter", "value", "timestamp", "ingested_at", "canceled_at")
+    list_filter = ("meter", CanceledFilter, RecentFilter)
+    list_select_related = ("customer", "meter")
+    search_fields = ("=customer__id", "=customer__external_id")
+    search_help_text = "An exact customer id (cus_…), a customer's external id, or an event id (evt_…)."
+    ordering = ("-id",)
+    paginator = BoundedPaginator
+    show_full_result_count = False
+    list_per_page = 100
+    actions = None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.display(description="Event id", ordering="id")
+    def event_id(self, obj: MeterEvent) -> str:
+        return obj.public_id
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        """Exact matches only, each one an index lookup (no LIKE over the largest table)."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.startswith("evt_"):
+            parsed = parse_event_id(term)
+            if parsed is None:
+                return queryset.none(), False
+            return queryset.filter(pk=parsed[0], token=parsed[1]), False
+        if term.startswith("cus_"):
+            return queryset.filter(customer_id=term), False
+        return queryset.filter(customer__external_id=term), False

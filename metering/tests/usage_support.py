@@ -1,0 +1,110 @@
+"""Helpers for the usage tests: meters, events through the real ingestion service, and a brute-force
+aggregation written independently of `metering.usage` (it reads every row and filters in Python)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+
+from customers.models import Customer
+from metering.ingest import usage_ingest
+from metering.models import Meter, MeterEvent
+from metering.services import meter_create
+
+NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
+_codes = itertools.count()
+
+
+def make_meter(aggregation: str = "sum", **kwargs: Any) -> Meter:
+    code = kwargs.pop("code", None) or f"meter-{aggregation.replace('_', '-')}-{next(_codes)}"
+    return meter_create(code=code, name=code, aggregation=aggregation, now=NOW, **kwargs)
+
+
+def ingest(
+    customer: Customer,
+    meter: Meter,
+    events: Iterable[tuple[datetime, Any] | tuple[datetime, Any, Mapping[str, Any]]],
+    *,
+    now: datetime = NOW,
+    keys: Iterable[str] | None = None,
+) -> list[str]:
+    """Ingest (timestamp, value[, dimensions]) tuples for one customer and meter; returns the event ids."""
+    batch = []
+    key_iter = iter(keys) if keys is not None else None
+    for event in events:
+        raw: dict[str, Any] = {
+            "customer": customer.id,
+            "meter": meter.code,
+            "timestamp": event[0].isoformat(),
+            "value": event[1] if isinstance(event[1], str) else format(event[1], "f"),
+        }
+        if len(event) > 2:
+            raw["dimensions"] = dict(event[2])  # type: ignore[misc]
+        if key_iter is not None:
+            raw["idempotency_key"] = next(key_iter)
+        batch.append(raw)
+    _empty_ingest_stage()
+    result = usage_ingest(events=batch, now=now)
+    assert result.rejected == 0, result.results
+    return [row["id"] for row in result.results]
+
+
+def _empty_ingest_stage() -> None:
+    """Work around a bug in `metering.ingest._insert_postgres`: its session staging table empties only at
+    COMMIT (ON COMMIT DELETE ROWS), so a second `usage_ingest` in the same transaction (every
+    non-transactional test) re-inserts the first batch's rows. Reported; remove once ingest clears it."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('pg_temp.metering_event_stage')")
+        if cursor.fetchone()[0] is not None:
+            cursor.execute("DELETE FROM pg_temp.metering_event_stage")
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _allowed(filters: Mapping[str, Iterable[Any]] | None, dimensions: Mapping[str, Any]) -> bool:
+    for key, values in (filters or {}).items():
+        if key not in dimensions or _text(dimensions[key]) not in {_text(v) for v in values}:
+            return False
+    return True
+
+
+def brute_force(
+    meter: Meter,
+    customer: Customer,
+    start: datetime,
+    end: datetime,
+    filters: Mapping[str, Iterable[Any]] | None = None,
+) -> tuple[Decimal, int]:
+    """(value, event_count) from every stored row of the meter, aggregated in Python."""
+    rows = [
+        row
+        for row in MeterEvent.objects.filter(meter=meter, customer=customer).order_by("id")
+        if row.canceled_at is None
+        and start <= row.timestamp < end
+        and _allowed(meter.filters, row.dimensions)
+        and _allowed(filters, row.dimensions)
+    ]
+    if meter.aggregation == "unique_count":
+        rows = [row for row in rows if meter.unique_key in row.dimensions]
+        return Decimal(len({_text(row.dimensions[meter.unique_key]) for row in rows})), len(rows)
+    if not rows:
+        return Decimal(0), 0
+    values = [row.value for row in rows]
+    if meter.aggregation == "count":
+        return Decimal(len(rows)), len(rows)
+    if meter.aggregation == "sum":
+        return sum(values, Decimal(0)), len(rows)
+    if meter.aggregation == "max":
+        return max(values), len(rows)
+    latest = max(rows, key=lambda row: (row.timestamp, row.id))
+    return latest.value, len(rows)

@@ -1,0 +1,490 @@
+"""Usage reads (the engine behind `metering.selectors`) and cancellation.
+
+A read combines two sources, as the roll-up design says:
+
+- `UsageHourly` rows for the WHOLE hours inside [start, end) that have no `UsageDirtyHour` row, and
+- raw events for the partial hours at either edge and for the dirty whole hours.
+
+Every read of one query sees one snapshot, so a roll-up committing in the middle can neither count an
+hour twice (from its new roll-up and from raw events) nor drop it. On PostgreSQL the whole read is one
+SQL statement (a statement always sees one snapshot, whatever the caller's isolation level), run in a
+REPEATABLE READ transaction when we own the transaction; on SQLite a transaction is serializable.
+
+unique_count, `group_by` and extra `filters` are not in the roll-ups: those read raw events only.
+
+SQLite stores decimals as REAL, so there every aggregate is computed in Python from the rows (exact to
+the 15 significant digits SQLite keeps); PostgreSQL aggregates exact NUMERIC in SQL.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+
+from customers.models import Customer
+from metering.ids import event_public_id, parse_event_id
+from metering.ingest import mark_hours_dirty
+from metering.models import Meter, MeterEvent, UsageDirtyHour, UsageHourly
+from webhooks.services import event_emit
+
+ZERO = Decimal(0)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+WINDOWS: dict[str, timedelta | None] = {"hour": HOUR, "day": DAY, "none": None}
+MAX_CANCEL = 10_000
+
+Conditions = tuple[tuple[str, frozenset[str]], ...]
+
+
+# --- Dimensions and filters -----------------------------------------------------------------------
+
+
+def dimension_text(value: Any) -> str | None:
+    """The text a dimension value compares as: what PostgreSQL's `dimensions ->> key` gives.
+
+    Strings as they are, integers in decimal, booleans as "true"/"false" (as meter filters store them).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
+
+
+def conditions_for(meter: Meter, extra: Mapping[str, Iterable[Any]] | None = None) -> Conditions:
+    """The meter's own filters AND the extra ones: for each dimension, the set of values that pass."""
+    merged: dict[str, frozenset[str]] = {}
+    for source in (meter.filters or {}, extra or {}):
+        for key, allowed in source.items():
+            values = frozenset(text for text in map(dimension_text, allowed) if text is not None)
+            merged[key] = merged[key] & values if key in merged else values
+    return tuple(sorted(merged.items()))
+
+
+def passes(conditions: Conditions, dimensions: Mapping[str, Any]) -> bool:
+    return all(dimension_text(dimensions.get(key)) in allowed for key, allowed in conditions)
+
+
+def conditions_sql(conditions: Conditions, params: dict[str, Any], alias: str = "e") -> str:
+    """`AND (e.dimensions ->> key) = ANY(values)` for each condition; values are bound parameters."""
+    sql = []
+    for index, (key, allowed) in enumerate(conditions):
+        params[f"fk{index}"] = key
+        params[f"fv{index}"] = sorted(allowed)
+        sql.append(f" AND ({alias}.dimensions ->> %(fk{index})s) = ANY(%(fv{index})s::text[])")
+    return "".join(sql)
+
+
+# --- Time -----------------------------------------------------------------------------------------
+
+
+def utc(value: datetime, name: str = "datetime") -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def floor_hour(value: datetime) -> datetime:
+    return value.replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(value: datetime) -> datetime:
+    floor = floor_hour(value)
+    return floor if floor == value else floor + HOUR
+
+
+def floor_window(value: datetime, window: timedelta | None) -> datetime | None:
+    if window is None:
+        return None
+    if window == DAY:
+        return value.replace(hour=0, minute=0, second=0, microsecond=0)
+    return floor_hour(value)
+
+
+# --- Accumulating ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Acc:
+    """Count, sum, max and latest of a set of events, built from parts (roll-up rows, raw events or SQL
+    groups). `latest` is ordered by (timestamp, event id): the id is the ingestion order."""
+
+    count: int = 0
+    total: Decimal = ZERO
+    maximum: Decimal | None = None
+    latest_key: tuple[datetime, int] | None = None
+    latest_value: Decimal = ZERO
+    distinct: int = 0
+    uniques: set[str] = field(default_factory=set)
+
+    def add(
+        self,
+        count: int,
+        total: Decimal | None,
+        maximum: Decimal | None,
+        latest_timestamp: datetime | None = None,
+        latest_id: int | None = None,
+        latest_value: Decimal | None = None,
+    ) -> None:
+        self.count += int(count or 0)
+        self.total += total or ZERO
+        if maximum is not None and (self.maximum is None or maximum > self.maximum):
+            self.maximum = maximum
+        if latest_timestamp is not None and latest_id is not None:
+            key = (latest_timestamp, int(latest_id))
+            if self.latest_key is None or key > self.latest_key:
+                self.latest_key, self.latest_value = key, latest_value if latest_value is not None else ZERO
+
+    def value(self, aggregation: str) -> Decimal:
+        if aggregation == Meter.Aggregation.COUNT:
+            return Decimal(self.count)
+        if aggregation == Meter.Aggregation.SUM:
+            return self.total
+        if aggregation == Meter.Aggregation.MAX:
+            return self.maximum if self.maximum is not None else ZERO
+        if aggregation == Meter.Aggregation.LATEST:
+            return self.latest_value if self.latest_key is not None else ZERO
+        if aggregation == Meter.Aggregation.UNIQUE_COUNT:
+            return Decimal(self.distinct + len(self.uniques))
+        raise ValueError(f"Unknown aggregation {aggregation!r}")
+
+
+BucketKey = tuple[str, datetime | None, str | None]  # customer id, window start (None: no window), group
+
+
+@dataclass(frozen=True)
+class UsageRead:
+    """What one read asks for. `window` None means one bucket for the whole period."""
+
+    meter: Meter
+    customer_ids: tuple[str, ...]
+    start: datetime
+    end: datetime
+    window: timedelta | None = None
+    group_by: str | None = None
+    conditions: Conditions = ()
+    rollups: bool = True
+
+    @property
+    def unique_key(self) -> str | None:
+        return self.meter.unique_key if self.meter.aggregation == Meter.Aggregation.UNIQUE_COUNT else None
+
+
+def usage_read(
+    *,
+    meter: Meter,
+    customer_ids: Iterable[str],
+    start: datetime,
+    end: datetime,
+    window: timedelta | None = None,
+    group_by: str | None = None,
+    filters: Mapping[str, Iterable[Any]] | None = None,
+) -> dict[BucketKey, Acc]:
+    """Aggregates per (customer, window start, group value) of the non-canceled, matching events of each
+    customer in [start, end), all customers in one statement (and one snapshot).
+
+    Buckets without events are absent."""
+    start, end = utc(start, "start"), utc(end, "end")
+    if start > end:
+        raise ValueError("start must not be after end")
+    customers = tuple(sorted(set(customer_ids)))
+    if start == end or not customers:
+        return {}
+    read = UsageRead(
+        meter=meter,
+        customer_ids=customers,
+        start=start,
+        end=end,
+        window=window,
+        group_by=group_by,
+        conditions=conditions_for(meter, filters),
+        # Roll-ups hold count/sum/max/latest of the meter's own filters, per hour, for the whole customer.
+        rollups=meter.aggregation != Meter.Aggregation.UNIQUE_COUNT and group_by is None and not filters,
+    )
+    with consistent_snapshot():
+        if connection.vendor == "postgresql":
+            return _read_postgres(read)
+        return _read_python(read)
+
+
+@contextmanager
+def consistent_snapshot() -> Iterator[None]:
+    """One transaction for every read of one query. When we open it on PostgreSQL it is REPEATABLE READ
+    (the SET must be its first statement); nested in a caller's transaction, the caller's isolation holds,
+    which is why the PostgreSQL read is also a single statement."""
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
+
+
+def _whole_hours(read: UsageRead) -> tuple[datetime, datetime] | None:
+    first, last = ceil_hour(read.start), floor_hour(read.end)
+    return (first, last) if read.rollups and first < last else None
+
+
+def _edges(read: UsageRead, whole: tuple[datetime, datetime] | None) -> list[tuple[datetime, datetime]]:
+    if whole is None:
+        return [(read.start, read.end)]
+    return [(lo, hi) for lo, hi in ((read.start, whole[0]), (whole[1], read.end)) if lo < hi]
+
+
+def _bucket_sql(read: UsageRead, column: str) -> str:
+    if read.window is None:
+        return "NULL::timestamptz"
+    unit = "day" if read.window == DAY else "hour"
+    return f"date_trunc('{unit}', {column}, 'UTC')"
+
+
+def _latest_sql(alias: str) -> str:
+    """Timestamp, id and value of the latest row: greatest (timestamp, id)."""
+    order = f"ORDER BY {alias}timestamp DESC, {alias}id DESC"
+    return f"max({alias}timestamp), (array_agg({alias}id {order}))[1], (array_agg({alias}value {order}))[1]"
+
+
+def _read_postgres(read: UsageRead) -> dict[BucketKey, Acc]:
+    whole = _whole_hours(read)
+    edges = _edges(read, whole)
+    aggregation = read.meter.aggregation
+    params: dict[str, Any] = {
+        "m": read.meter.id,
+        "cs": list(read.customer_ids),
+        "los": [lo for lo, _ in edges],
+        "his": [hi for _, hi in edges],
+        "hs": whole[0] if whole else None,
+        "he": whole[1] if whole else None,
+        "g": read.group_by,
+        "uk": read.unique_key,
+    }
+    events, hourly, dirty = (model._meta.db_table for model in (MeterEvent, UsageHourly, UsageDirtyHour))
+    where = conditions_sql(read.conditions, params)
+    if read.unique_key:
+        where += " AND (e.dimensions ->> %(uk)s) IS NOT NULL"
+    group = "e.dimensions ->> %(g)s" if read.group_by else "NULL::text"
+    dirty_cte = (
+        f"""dirty AS MATERIALIZED (
+            SELECT customer_id, hour FROM {dirty}
+            WHERE meter_id = %(m)s AND customer_id = ANY(%(cs)s::text[]) AND hour >= %(hs)s AND hour < %(he)s
+        ),"""  # noqa: S608
+        if whole
+        else ""
+    )
+    dirty_ranges = "UNION ALL SELECT customer_id, hour, hour + interval '1 hour' FROM dirty" if whole else ""
+    rolled = (
+        f"""SELECT u.customer_id, {_bucket_sql(read, "u.hour")}, NULL::text, u.event_count, u.value_sum,
+                   u.value_max, u.latest_timestamp, u.latest_event_id, u.latest_value, 0::bigint
+            FROM {hourly} u
+            WHERE u.meter_id = %(m)s AND u.customer_id = ANY(%(cs)s::text[])
+              AND u.hour >= %(hs)s AND u.hour < %(he)s
+              AND NOT EXISTS (SELECT 1 FROM dirty d WHERE d.customer_id = u.customer_id AND d.hour = u.hour)
+            UNION ALL"""  # noqa: S608
+        if whole
+        else ""
+    )
+    if aggregation == Meter.Aggregation.LATEST:
+        raw_latest, latest = _latest_sql("e."), _latest_sql("p.")
+    else:
+        raw_latest = latest = "NULL::timestamptz, NULL::bigint, NULL::numeric"
+    # unique_count reads one raw range grouped by bucket, so each bucket has one part and sum() is exact.
+    distinct = "count(DISTINCT e.dimensions ->> %(uk)s)" if read.unique_key else "0::bigint"
+    sql = f"""
+        WITH {dirty_cte}
+        ranges (c, lo, hi) AS (
+            SELECT c.c, t.lo, t.hi
+            FROM unnest(%(cs)s::text[]) AS c(c)
+            CROSS JOIN unnest(%(los)s::timestamptz[], %(his)s::timestamptz[]) AS t(lo, hi)
+            {dirty_ranges}
+        ),
+        parts (c, bucket, grp, n, s, mx, timestamp, id, value, d) AS (
+            {rolled}
+            SELECT r.c, x.* FROM ranges r CROSS JOIN LATERAL (
+                -- Aggregated per range: one index range scan each, never the customer's whole history.
+                SELECT {_bucket_sql(read, "e.timestamp")}, {group}, count(*), sum(e.value), max(e.value),
+                       {raw_latest}, {distinct}
+                FROM {events} e
+                WHERE e.customer_id = r.c AND e.meter_id = %(m)s AND e.timestamp >= r.lo AND e.timestamp < r.hi
+                  AND e.canceled_at IS NULL{where}
+                GROUP BY 1, 2
+            ) x
+        )
+        SELECT p.c, p.bucket, p.grp, sum(p.n), sum(p.s), max(p.mx), {latest}, sum(p.d)
+        FROM parts p GROUP BY p.c, p.bucket, p.grp
+    """  # noqa: S608 - table names are ours, every value is a bound parameter
+    result: dict[BucketKey, Acc] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for customer_id, bucket, grp, count, total, maximum, lt, li, lv, distinct_count in cursor.fetchall():
+            acc = result[(customer_id, bucket, grp)] = Acc(distinct=int(distinct_count or 0))
+            acc.add(count, total, maximum, lt, li, lv)
+    return result
+
+
+def _read_python(read: UsageRead) -> dict[BucketKey, Acc]:
+    """The same read for SQLite, aggregated in Python (SQLite's SUM would add binary floats)."""
+    whole = _whole_hours(read)
+    result: dict[BucketKey, Acc] = {}
+
+    def acc(key: BucketKey) -> Acc:
+        found = result.get(key)
+        if found is None:
+            found = result[key] = Acc()
+        return found
+
+    for customer_id in read.customer_ids:
+        ranges = _edges(read, whole)
+        if whole:
+            scope: dict[str, Any] = {"meter_id": read.meter.id, "customer_id": customer_id}
+            scope.update(hour__gte=whole[0], hour__lt=whole[1])
+            dirty = set(UsageDirtyHour.objects.filter(**scope).values_list("hour", flat=True))
+            rows = UsageHourly.objects.filter(**scope).values_list(
+                "hour", "event_count", "value_sum", "value_max", "latest_timestamp", "latest_event_id", "latest_value"
+            )
+            for hour, *part in rows:
+                if hour not in dirty:
+                    acc((customer_id, floor_window(hour, read.window), None)).add(*part)
+            ranges += [(hour, hour + HOUR) for hour in sorted(dirty)]
+        unique_key = read.unique_key
+        for value, timestamp, pk, dimensions in raw_events(read.meter, customer_id, ranges):
+            if not passes(read.conditions, dimensions):
+                continue
+            key = (customer_id, floor_window(timestamp, read.window))
+            group = dimension_text(dimensions.get(read.group_by)) if read.group_by else None
+            if unique_key:
+                text = dimension_text(dimensions.get(unique_key))
+                if text is None:
+                    continue
+                acc((*key, group)).uniques.add(text)
+            acc((*key, group)).add(1, value, value, timestamp, pk, value)
+    return result
+
+
+def raw_events(
+    meter: Meter, customer_id: str, ranges: Iterable[tuple[datetime, datetime]]
+) -> Iterator[tuple[Decimal, datetime, int, dict[str, Any]]]:
+    """(value, timestamp, id, dimensions) of the customer's non-canceled events of the meter in the ranges."""
+    for lo, hi in ranges:
+        yield from (
+            MeterEvent.objects.filter(customer_id=customer_id, meter_id=meter.id, canceled_at__isnull=True)
+            .filter(timestamp__gte=lo, timestamp__lt=hi)
+            .values_list("value", "timestamp", "id", "dimensions")
+            .iterator(chunk_size=2000)
+        )
+
+
+# --- Cancellation ---------------------------------------------------------------------------------
+
+
+@dataclass
+class CancelResult:
+    canceled: int = 0
+    already_canceled: int = 0
+    not_found: int = 0
+    results: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "canceled": self.canceled,
+            "already_canceled": self.already_canceled,
+            "not_found": self.not_found,
+            "results": self.results,
+        }
+
+
+def usage_cancel(
+    *,
+    reason: str,
+    now: datetime,
+    event_ids: list[str] | None = None,
+    customer: Customer | None = None,
+    idempotency_keys: list[str] | None = None,
+) -> CancelResult:
+    """Cancel events by public id, or by customer + idempotency keys. Each distinct id/key gets one
+    outcome: canceled | already_canceled | not_found (an id whose token does not match is not_found).
+
+    One transaction: the events are locked in key order, the not-yet-canceled ones get canceled_at and
+    the reason (compare-and-set on `canceled_at IS NULL`), their hours are marked dirty for the roll-up,
+    and one `usage.canceled` outbox event is written when anything was canceled. Canceled events stay in
+    the table and every aggregation skips them.
+
+    Events that were already billed: invoicing (a later issue) finds them by comparing `canceled_at` with
+    its watermark and bills the negative adjustment on the next invoice; nothing else is recorded here.
+    """
+    if (event_ids is None) == (idempotency_keys is None):
+        raise ValueError("Give event_ids, or customer and idempotency_keys")
+    if idempotency_keys is not None and customer is None:
+        raise ValueError("idempotency_keys need a customer")
+    fields = ("id", "token", "customer_id", "meter_id", "timestamp", "canceled_at", "idempotency_key")
+    with transaction.atomic():
+        if event_ids is not None:
+            label = "id"
+            wanted = list(dict.fromkeys(event_ids))
+            parsed = {public_id: parse_event_id(public_id) for public_id in wanted}
+            pks = {found[0] for found in parsed.values() if found is not None}
+            rows = MeterEvent.objects.select_for_update().filter(pk__in=pks).order_by("pk").values_list(*fields)
+            by_pk = {row[0]: row for row in rows}
+            matched = {}
+            for public_id, found in parsed.items():
+                row = by_pk.get(found[0]) if found else None
+                if row is not None and found is not None and hmac.compare_digest(row[1], found[1]):
+                    matched[public_id] = row
+        else:
+            label = "idempotency_key"
+            wanted = list(dict.fromkeys(idempotency_keys or []))
+            rows = (
+                MeterEvent.objects.select_for_update()
+                .filter(customer=customer, idempotency_key__in=wanted)
+                .order_by("pk")
+                .values_list(*fields)
+            )
+            matched = {row[6]: row for row in rows}
+
+        result = CancelResult()
+        to_cancel: list[tuple] = []
+        for ref in wanted:
+            row = matched.get(ref)
+            if row is None:
+                status = "not_found"
+                result.not_found += 1
+            elif row[5] is not None:
+                status = "already_canceled"
+                result.already_canceled += 1
+            else:
+                status = "canceled"
+                result.canceled += 1
+                to_cancel.append(row)
+            result.results.append({label: ref, "status": status})
+        if to_cancel:
+            updated = MeterEvent.objects.filter(pk__in=[row[0] for row in to_cancel], canceled_at__isnull=True).update(
+                canceled_at=now, cancel_reason=reason
+            )
+            if updated != len(to_cancel):  # the rows are locked: a mismatch is a bug, never a silent half-write
+                raise RuntimeError(f"usage_cancel updated {updated} of {len(to_cancel)} locked events")
+            mark_hours_dirty({(row[3], row[2], floor_hour(utc(row[4]))) for row in to_cancel}, now)
+            customer_ids = sorted({row[2] for row in to_cancel})
+            event_emit(
+                type="usage.canceled",
+                object_type="usage_cancellation",
+                object_id=event_public_id(to_cancel[0][0], to_cancel[0][1]),
+                customer_id=customer_ids[0] if len(customer_ids) == 1 else "",
+                data={
+                    "canceled": result.canceled,
+                    "already_canceled": result.already_canceled,
+                    "not_found": result.not_found,
+                    "customer_ids": customer_ids,
+                    "meter_ids": sorted({row[3] for row in to_cancel}),
+                    "earliest_timestamp": min(row[4] for row in to_cancel).isoformat(),
+                    "latest_timestamp": max(row[4] for row in to_cancel).isoformat(),
+                    "reason": reason,
+                },
+                now=now,
+            )
+    return result
