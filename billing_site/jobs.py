@@ -35,6 +35,19 @@ JOBS: tuple[Job, ...] = (
         schedule=crontab(minute="17"),
         description="Delete stored Idempotency-Key responses older than IDEMPOTENCY_KEY_TTL_HOURS.",
     ),
+    Job(
+        name="rollup_usage",
+        function="metering.rollups.usage_rollup_job",
+        schedule=timedelta(minutes=5),
+        description="Recompute the hourly usage roll-ups of dirty hours (new, late or canceled events).",
+    ),
+    Job(
+        name="renew_subscriptions",
+        function="invoicing.renewal.renew_subscriptions_job",
+        schedule=timedelta(minutes=5),
+        description="End trials, bill every ended period (catching up missed ones), end subscriptions "
+        "canceled at period end.",
+    ),
 )
 
 _BY_NAME = {job.name: job for job in JOBS}

@@ -8,6 +8,7 @@ api_v1 = [
     path("", include("customers.urls")),
     path("", include("metering.urls")),
     path("", include("subscriptions.urls")),
+    path("", include("invoicing.urls")),
 ]
 
 urlpatterns = [

@@ -177,3 +177,105 @@ class Coupon(TimestampedModel):
 
     def __str__(self) -> str:
         return f"{self.name or self.id} ({self.id})"
+
+
+class Subscription(TimestampedModel):
+    """A customer's recurring purchase of one or more prices sharing a currency and a billing interval.
+
+    `current_period_start/end` is the period being served now (half-open). Renewal bills licensed items
+    in advance for a period and metered items in arrears once it has ended, then advances the period.
+    Status changes are compare-and-set in `invoicing.billing` (which also issues the invoices they imply).
+    """
+
+    class Status(models.TextChoices):
+        TRIALING = "trialing"
+        ACTIVE = "active"
+        PAST_DUE = "past_due"
+        UNPAID = "unpaid"
+        CANCELED = "canceled"
+
+    class CollectionMethod(models.TextChoices):
+        CHARGE_AUTOMATICALLY = "charge_automatically"
+        SEND_INVOICE = "send_invoice"
+
+    id = PublicIdField("sub")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="subscriptions")
+    status = models.CharField(max_length=20, choices=Status.choices)
+    currency = models.CharField(max_length=3)
+    interval_unit = models.CharField(max_length=5, choices=Price.DurationUnit.choices)
+    interval_amount = models.PositiveSmallIntegerField()
+    start_date = models.DateTimeField()
+    billing_cycle_anchor = models.DateTimeField()
+    current_period_start = models.DateTimeField()
+    current_period_end = models.DateTimeField()
+    trial_start = models.DateTimeField(null=True, blank=True)
+    trial_end = models.DateTimeField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    collection_method = models.CharField(
+        max_length=20, choices=CollectionMethod.choices, default=CollectionMethod.CHARGE_AUTOMATICALLY
+    )
+    days_until_due = models.PositiveSmallIntegerField(null=True, blank=True)
+    coupon = models.ForeignKey(Coupon, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # How many more invoices the coupon discounts: 1 for "once", N for "repeating", NULL for "forever".
+    coupon_periods_remaining = models.PositiveIntegerField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(current_period_end__gt=F("current_period_start")), name="subscription_period_ordered"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="canceled") | Q(ended_at__isnull=True), name="subscription_ended_only_if_canceled"
+            ),
+            models.CheckConstraint(
+                condition=~Q(collection_method="send_invoice") | Q(days_until_due__isnull=False),
+                name="subscription_send_invoice_has_terms",
+            ),
+        ]
+        indexes = [
+            # The renewal job's scan: live subscriptions whose period has ended.
+            models.Index(
+                fields=["current_period_end"],
+                condition=Q(status__in=["trialing", "active", "past_due", "unpaid"]),
+                name="subscription_due_idx",
+            ),
+            models.Index(fields=["customer", "status"], name="subscription_customer_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status != self.Status.CANCELED
+
+
+class SubscriptionItem(TimestampedModel):
+    """One price on a subscription. A metered price takes its quantity from usage (quantity is NULL)."""
+
+    id = PublicIdField("si")
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="items")
+    price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="+")
+    quantity = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+    # When the item joined and left the subscription (a change mid-period): a metered item bills the usage
+    # of its own part of the period. Removed items stay, since lines and watermarks refer to them.
+    added_at = models.DateTimeField()
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "price"],
+                condition=Q(removed_at__isnull=True),
+                name="subscription_item_price_unique",
+            ),
+            models.CheckConstraint(
+                condition=Q(quantity__isnull=True) | Q(quantity__gte=0), name="subscription_item_quantity_non_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.price_id} x {self.quantity}"

@@ -1,0 +1,264 @@
+"""Renewal throughput: the beat job renewing 10,000 due subscriptions with 2 worker processes.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/billing_bench_renewal .venv/bin/python bench/renewal.py
+
+Each subscription has one licensed item ($10 / month) and one metered item (graduated tiers) whose usage
+(20 events per customer) is already rolled up, as it would be at a real period end. The job runs in N
+processes at once, as N Celery workers would; they split the work through SKIP LOCKED.
+
+Baseline, in the same run, on a second cohort of the same size: the same processes doing only the
+bookkeeping floor of a renewal per subscription (lock the row, insert an invoice and two lines, advance
+the period, commit) with no pricing, usage, tax or numbering. The ratio says how much of the time is the
+billing logic itself.
+
+The database named by DATABASE_URL is dropped and recreated: its name must contain "bench".
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_site.settings")
+os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-0123456789abcdefghij")
+os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+PERIOD_END = datetime(2026, 11, 1, tzinfo=UTC)
+PERIOD_START = datetime(2026, 10, 1, tzinfo=UTC)
+NOW = PERIOD_END + timedelta(minutes=1)
+
+
+def recreate_database() -> None:
+    import psycopg
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if "bench" not in db["NAME"]:
+        raise SystemExit("Refusing to drop a database whose name does not contain 'bench'.")
+    conninfo = (
+        f"host={db['HOST']} port={db['PORT'] or 5432} dbname=postgres user={db['USER']} password={db['PASSWORD']}"
+    )
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{db["NAME"]}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
+
+
+def setup(n: int, events_per_sub: int) -> tuple[list[str], list[str]]:
+    from django.core.management import call_command
+    from django.db import connection
+
+    from customers.models import Customer
+    from metering.models import Meter, MeterEvent
+    from metering.rollups import usage_rollup_job
+    from subscriptions.models import Subscription, SubscriptionItem
+    from subscriptions.services import price_create
+
+    call_command("migrate", verbosity=0)
+    meter = Meter.objects.create(code="bench-api", name="API calls", aggregation="sum")
+    licensed = price_create(
+        type="standalone",
+        duration_amount=1,
+        duration_unit="month",
+        now=PERIOD_START,
+        amount={"model": "fixed", "currency": "usd", "unit": "1000", "flat": 0},
+    )
+    metered = price_create(
+        type="standalone",
+        duration_amount=1,
+        duration_unit="month",
+        now=PERIOD_START,
+        meter_id=meter.id,
+        amount={
+            "model": "tiered",
+            "currency": "usd",
+            "mode": "graduated",
+            "tiers": [{"up_to": 100, "unit": "5", "flat": 0}, {"up_to": None, "unit": "2", "flat": 100}],
+        },
+    )
+    cohorts: list[list[str]] = []
+    for cohort in ("real", "floor"):
+        customers = Customer.objects.bulk_create(
+            [
+                Customer(external_id=f"{cohort}-{i}", name=f"Tenant {i}", currency="usd", address_country="US")
+                for i in range(n)
+            ],
+            batch_size=2000,
+        )
+        subs = Subscription.objects.bulk_create(
+            [
+                Subscription(
+                    customer=c,
+                    status="active",
+                    currency="usd",
+                    interval_unit="month",
+                    interval_amount=1,
+                    start_date=PERIOD_START,
+                    billing_cycle_anchor=PERIOD_START,
+                    current_period_start=PERIOD_START,
+                    current_period_end=PERIOD_END,
+                )
+                for c in customers
+            ],
+            batch_size=2000,
+        )
+        SubscriptionItem.objects.bulk_create(
+            [
+                SubscriptionItem(subscription=s, price=p, quantity=q, added_at=PERIOD_START)
+                for s in subs
+                for p, q in ((licensed, 1), (metered, None))
+            ],
+            batch_size=4000,
+        )
+        cohorts.append([s.id for s in subs])
+    real_customer_ids = [s.customer_id for s in Subscription.objects.filter(pk__in=cohorts[0])]
+    # Usage for the "real" cohort, straight in with SQL, spread over the period; then dirty + rolled up.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {MeterEvent._meta.db_table} (token, customer_id, meter_id, value, timestamp,
+                idempotency_key, dimensions, ingested_at, cancel_reason)
+            SELECT substr(md5(c || '-' || g), 1, 16), c, %s, (g %% 7) + 1,
+                   %s::timestamptz + (g * interval '1 hour' * 7), NULL, '{{}}'::jsonb, %s, ''
+            FROM unnest(%s::text[]) AS c, generate_series(1, %s) AS g
+            """,
+            [meter.id, PERIOD_START, PERIOD_START, real_customer_ids, events_per_sub],
+        )
+        cursor.execute(
+            """
+            INSERT INTO metering_usagedirtyhour (meter_id, customer_id, hour, touched_at)
+            SELECT DISTINCT meter_id, customer_id, date_trunc('hour', timestamp), now() FROM metering_meterevent
+            """
+        )
+    while usage_rollup_job(now=NOW).get("hours", 0):
+        pass
+    connection.close()
+    return cohorts[0], cohorts[1]
+
+
+def _real_worker(start_at: float) -> tuple[float, float, dict]:
+    import django
+
+    django.setup()
+    from invoicing.renewal import renew_subscriptions_job
+
+    _wait_until(start_at)
+    started = time.time()
+    result = renew_subscriptions_job(now=NOW)
+    return started, time.time(), result
+
+
+def _wait_until(start_at: float) -> None:
+    # Every process starts the clock together, after its own (slow) interpreter and Django start-up.
+    while time.time() < start_at:
+        time.sleep(0.005)
+
+
+def _floor_worker(job: tuple[float, list[str]]) -> tuple[float, float, int]:
+    start_at, ids = job
+    import django
+
+    django.setup()
+    from django.db import transaction
+    from django.db.models import F
+
+    from invoicing.models import Invoice, InvoiceLine
+    from subscriptions.models import Subscription
+
+    done = 0
+    _wait_until(start_at)
+    started = time.time()
+    for sub_id in ids:
+        with transaction.atomic():
+            sub = (
+                Subscription.objects.select_for_update(skip_locked=True)
+                .filter(pk=sub_id, current_period_end__lte=NOW)
+                .first()
+            )
+            if sub is None:
+                continue
+            invoice = Invoice.objects.create(
+                customer_id=sub.customer_id,
+                subscription=sub,
+                currency="usd",
+                billing_reason="subscription_cycle",
+                cycle_period_start=PERIOD_END,
+            )
+            InvoiceLine.objects.bulk_create(
+                [
+                    InvoiceLine(invoice=invoice, position=1, kind="fixed", description="floor", amount=1000),
+                    InvoiceLine(invoice=invoice, position=2, kind="usage", description="floor", amount=1),
+                ]
+            )
+            Subscription.objects.filter(pk=sub.pk).update(
+                current_period_start=F("current_period_end"), current_period_end=PERIOD_END + timedelta(days=30)
+            )
+            done += 1
+    return started, time.time(), done
+
+
+def run(processes: int, fn, args: list) -> tuple[float, list]:
+    """Run `fn` in `processes` fresh processes; the time is from the common start to the last finish."""
+    from django.db import connections
+
+    connections.close_all()
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        outcomes = pool.map(fn, args)
+    elapsed = max(end for _, end, _ in outcomes) - min(start for start, _, _ in outcomes)
+    return elapsed, [result for _, _, result in outcomes]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscriptions", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--events-per-sub", type=int, default=20)
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        raise SystemExit("Run this against PostgreSQL: DATABASE_URL=postgres://...")
+    recreate_database()
+    connection.close()
+    started = time.perf_counter()
+    real, floor = setup(args.subscriptions, args.events_per_sub)
+    print(
+        f"setup: {2 * args.subscriptions:,} subscriptions, {args.subscriptions * args.events_per_sub:,} events "
+        f"rolled up, in {time.perf_counter() - started:.1f}s"
+    )
+
+    # The floor splits its cohort between the processes the way SKIP LOCKED would.
+    start_at = time.time() + 8
+    chunks = [(start_at, floor[i :: args.workers]) for i in range(args.workers)]
+    floor_time, floor_done = run(args.workers, _floor_worker, chunks)
+    floor_rate = sum(floor_done) / floor_time
+    print(f"baseline (bookkeeping floor): {sum(floor_done):,} in {floor_time:.1f}s = {floor_rate:,.0f}/s")
+
+    start_at = time.time() + 8
+    real_time, results = run(args.workers, _real_worker, [start_at] * args.workers)
+    invoices = sum(r["invoices"] for r in results)
+    failed = sum(r["failed"] for r in results)
+    rate = invoices / real_time
+    print(f"renewal job: {invoices:,} invoices ({failed} failed) in {real_time:.1f}s = {rate:,.0f} invoices/s")
+    print(f"ratio renewal / floor: {rate / floor_rate:.2f}")
+
+    from invoicing.models import Invoice
+
+    numbers = Invoice.objects.exclude(number=None).count()
+    per_period = Invoice.objects.filter(cycle_period_start=PERIOD_END, subscription_id__in=real).count()
+    print(f"check: {per_period:,} cycle invoices for {len(real):,} subscriptions, {numbers:,} numbered")
+
+
+if __name__ == "__main__":
+    main()

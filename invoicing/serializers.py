@@ -1,0 +1,272 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from billing_site.api import InputSerializer
+from billing_site.fields import CountryField, MetadataField
+from billing_site.money import decimal_to_str
+from invoicing.drafts import Draft, DraftLine
+from invoicing.models import Invoice, InvoiceLine
+from subscriptions.models import Subscription
+
+
+@extend_schema_field({"type": "string", "format": "decimal", "nullable": True})
+class DecimalString(serializers.Field):
+    """A decimal rendered as a plain string ("0.04", "1500"), never a float or exponent form."""
+
+    def to_representation(self, value: Any) -> str | None:
+        return None if value is None else decimal_to_str(value)
+
+
+# --- Subscriptions --------------------------------------------------------------------------------
+
+
+class ItemInput(InputSerializer):
+    price = serializers.CharField(max_length=40)
+    quantity = serializers.DecimalField(max_digits=20, decimal_places=6, min_value=0, required=False, allow_null=True)
+
+
+class SubscriptionCreateInput(InputSerializer):
+    customer = serializers.CharField(max_length=40)
+    items = ItemInput(many=True, allow_empty=False)
+    start_date = serializers.DateTimeField(required=False)
+    trial_days = serializers.IntegerField(min_value=1, max_value=730, required=False)
+    trial_end = serializers.DateTimeField(required=False)
+    billing_cycle_anchor = serializers.DateTimeField(required=False)
+    collection_method = serializers.ChoiceField(choices=Subscription.CollectionMethod.choices, required=False)
+    days_until_due = serializers.IntegerField(min_value=0, max_value=365, required=False)
+    coupon = serializers.CharField(max_length=40, required=False, allow_null=True)
+    metadata = MetadataField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "trial_days" in attrs and "trial_end" in attrs:
+            raise serializers.ValidationError({"trial_end": ["Give trial_days or trial_end, not both."]})
+        return attrs
+
+
+class CancelInput(InputSerializer):
+    at_period_end = serializers.BooleanField(required=False, default=False)
+    prorate = serializers.BooleanField(required=False, default=False)
+
+
+class ChangeInput(InputSerializer):
+    items = ItemInput(many=True, allow_empty=False)
+    proration_behavior = serializers.ChoiceField(
+        choices=["create_prorations", "none", "always_invoice"], required=False, default="create_prorations"
+    )
+
+
+class SubscriptionItemOutput(serializers.Serializer):
+    id = serializers.CharField()
+    price = serializers.CharField(source="price_id")
+    quantity = DecimalString()
+
+
+class SubscriptionOutput(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    customer = serializers.CharField(source="customer_id")
+    status = serializers.CharField()
+    currency = serializers.CharField()
+    items = serializers.SerializerMethodField()
+    start_date = serializers.DateTimeField()
+    billing_cycle_anchor = serializers.DateTimeField()
+    current_period_start = serializers.DateTimeField()
+    current_period_end = serializers.DateTimeField()
+    trial_start = serializers.DateTimeField(allow_null=True)
+    trial_end = serializers.DateTimeField(allow_null=True)
+    cancel_at_period_end = serializers.BooleanField()
+    canceled_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+    collection_method = serializers.CharField()
+    days_until_due = serializers.IntegerField(allow_null=True)
+    coupon = serializers.CharField(source="coupon_id", allow_null=True)
+    metadata = MetadataField()
+    created_at = serializers.DateTimeField()
+
+    def get_object(self, obj: Subscription) -> str:
+        return "subscription"
+
+    def get_items(self, obj: Subscription) -> list[dict[str, Any]]:
+        live = [i for i in obj.items.all() if i.removed_at is None]
+        return SubscriptionItemOutput(sorted(live, key=lambda i: (i.added_at, i.created_at, i.id)), many=True).data
+
+
+# --- Invoices -------------------------------------------------------------------------------------
+
+
+class LineTaxOutput(serializers.Serializer):
+    tax_rate = serializers.CharField()
+    amount = serializers.IntegerField()
+
+
+class InvoiceLineOutput(serializers.Serializer):
+    id = serializers.CharField(allow_null=True)
+    kind = serializers.CharField()
+    description = serializers.CharField()
+    price = serializers.CharField(allow_null=True)
+    meter = serializers.CharField(allow_null=True)
+    quantity = DecimalString()
+    unit_amount = DecimalString()
+    amount = serializers.IntegerField()
+    discount_amount = serializers.IntegerField()
+    period_start = serializers.DateTimeField(allow_null=True)
+    period_end = serializers.DateTimeField(allow_null=True)
+    tax = LineTaxOutput(many=True)
+
+
+def line_data(line: InvoiceLine | DraftLine) -> dict[str, Any]:
+    if isinstance(line, InvoiceLine):
+        taxes, start, end, line_id = line.taxes, line.period_start, line.period_end, line.id
+    else:
+        taxes, line_id = line.taxes, None
+        start, end = (line.period.start, line.period.end) if line.period else (None, None)
+    return {
+        "id": line_id,
+        "kind": str(line.kind),
+        "description": line.description,
+        "price": line.price_id,
+        "meter": line.meter_id,
+        "quantity": line.quantity,
+        "unit_amount": line.unit_amount,
+        "amount": line.amount,
+        "discount_amount": line.discount_amount,
+        "period_start": start,
+        "period_end": end,
+        "tax": taxes,
+    }
+
+
+class InvoiceOutput(serializers.Serializer):
+    id = serializers.CharField(allow_null=True)
+    object = serializers.CharField()
+    number = serializers.CharField(allow_null=True)
+    customer = serializers.CharField()
+    subscription = serializers.CharField(allow_null=True)
+    status = serializers.CharField()
+    billing_reason = serializers.CharField()
+    currency = serializers.CharField()
+    period_start = serializers.DateTimeField(allow_null=True)
+    period_end = serializers.DateTimeField(allow_null=True)
+    lines = InvoiceLineOutput(many=True)
+    subtotal = serializers.IntegerField()
+    discount = serializers.IntegerField()
+    tax = serializers.IntegerField()
+    total = serializers.IntegerField()
+    credits_applied = serializers.IntegerField()
+    balance_applied = serializers.IntegerField()
+    amount_due = serializers.IntegerField()
+    amount_paid = serializers.IntegerField()
+    amount_remaining = serializers.IntegerField()
+    tax_note = serializers.CharField(allow_null=True)
+    due_date = serializers.DateTimeField(allow_null=True)
+    finalized_at = serializers.DateTimeField(allow_null=True)
+    paid_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField(allow_null=True)
+
+
+def invoice_data(invoice: Invoice) -> dict[str, Any]:
+    return {
+        "id": invoice.id,
+        "object": "invoice",
+        "number": invoice.number,
+        "customer": invoice.customer_id,
+        "subscription": invoice.subscription_id,
+        "status": invoice.status,
+        "billing_reason": invoice.billing_reason,
+        "currency": invoice.currency,
+        "period_start": invoice.period_start,
+        "period_end": invoice.period_end,
+        "lines": [line_data(line) for line in invoice.lines.all()],
+        "subtotal": invoice.subtotal,
+        "discount": invoice.discount,
+        "tax": invoice.tax,
+        "total": invoice.total,
+        "credits_applied": invoice.credits_applied,
+        "balance_applied": invoice.balance_applied,
+        "amount_due": invoice.amount_due,
+        "amount_paid": invoice.amount_paid,
+        "amount_remaining": invoice.amount_remaining,
+        "tax_note": invoice.tax_note or None,
+        "due_date": invoice.due_date,
+        "finalized_at": invoice.finalized_at,
+        "paid_at": invoice.paid_at,
+        "created_at": invoice.created_at,
+    }
+
+
+def draft_data(draft: Draft) -> dict[str, Any]:
+    """A preview in the invoice's own shape: no id or number, status "draft"."""
+    return {
+        "id": None,
+        "object": "invoice",
+        "number": None,
+        "customer": draft.customer.id,
+        "subscription": draft.subscription.id if draft.subscription else None,
+        "status": "draft",
+        "billing_reason": draft.billing_reason,
+        "currency": draft.currency,
+        "period_start": draft.period.start if draft.period else None,
+        "period_end": draft.period.end if draft.period else None,
+        "lines": [line_data(line) for line in draft.lines],
+        "subtotal": draft.subtotal,
+        "discount": draft.discount,
+        "tax": draft.tax,
+        "total": draft.total,
+        "credits_applied": 0,
+        "balance_applied": 0,
+        "amount_due": draft.amount_due,
+        "amount_paid": 0,
+        "amount_remaining": draft.amount_due,
+        "tax_note": draft.tax_note or None,
+        "due_date": None,
+        "finalized_at": None,
+        "paid_at": None,
+        "created_at": None,
+    }
+
+
+# --- Tax rates ------------------------------------------------------------------------------------
+
+
+class TaxRateCreateInput(InputSerializer):
+    display_name = serializers.CharField(max_length=100)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    percentage = serializers.DecimalField(max_digits=7, decimal_places=4, min_value=0, max_value=100)
+    inclusive = serializers.BooleanField(required=False, default=False)
+    country = CountryField()
+    state = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    active = serializers.BooleanField(required=False, default=True)
+
+    def validate_country(self, value: str) -> str:
+        if not value:
+            raise serializers.ValidationError("A tax rate needs a country.", code="required")
+        return value
+
+
+class TaxRateUpdateInput(InputSerializer):
+    display_name = serializers.CharField(max_length=100, required=False)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    active = serializers.BooleanField(required=False)
+
+
+class TaxRateOutput(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    display_name = serializers.CharField()
+    description = serializers.CharField()
+    percentage = DecimalString()
+    inclusive = serializers.BooleanField()
+    country = serializers.CharField()
+    state = serializers.SerializerMethodField()
+    active = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+
+    def get_object(self, obj: Any) -> str:
+        return "tax_rate"
+
+    def get_state(self, obj: Any) -> str | None:
+        return obj.state or None
