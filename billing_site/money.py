@@ -16,6 +16,7 @@ __all__ = [
     "CURRENCY_EXPONENTS",
     "CURRENCY_SYMBOLS",
     "MAX_UNIT_DECIMALS",
+    "InputError",
     "UnknownCurrency",
     "currency_exponent",
     "currency_symbol",
@@ -87,6 +88,20 @@ CURRENCY_SYMBOLS: Final = MappingProxyType(
         "kzt": "₸",
     }
 )
+
+
+class InputError(ValueError):
+    """Bad input to one of the pure modules (pricing, periods, proration, tax). `code` is machine-readable,
+    `param` names the field, so the API can turn it into its error envelope unchanged."""
+
+    def __init__(self, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.param = param
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, param={self.param!r}, message={self.message!r})"
 
 
 class UnknownCurrency(ValueError):

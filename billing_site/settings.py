@@ -200,7 +200,6 @@ SPECTACULAR_SETTINGS = {
 
 # --- Billing --------------------------------------------------------------------------------------
 INVOICE_NUMBER_PREFIX = env_str("INVOICE_NUMBER_PREFIX", "INV-")
-CREDIT_NOTE_NUMBER_PREFIX = env_str("CREDIT_NOTE_NUMBER_PREFIX", "CN-")
 INVOICE_DAYS_UNTIL_DUE = env_int("INVOICE_DAYS_UNTIL_DUE", 30, minimum=0, maximum=365)
 # Invoices made by the lifecycle are finalized (numbered, open) at once; off leaves them as drafts.
 INVOICE_AUTO_FINALIZE = env_bool("INVOICE_AUTO_FINALIZE", True)

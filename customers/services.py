@@ -43,6 +43,30 @@ def user_snapshot(user: CustomerUser) -> dict[str, Any]:
     }
 
 
+def _emit_customer(customer: Customer, type_: str, now: datetime, previous: dict[str, Any] | None = None) -> None:
+    event_emit(
+        type=type_,
+        object_type="customer",
+        object_id=customer.id,
+        customer_id=customer.id,
+        data=customer_snapshot(customer),
+        previous_attributes=previous,
+        now=now,
+    )
+
+
+def _emit_user(user: CustomerUser, type_: str, now: datetime, previous: dict[str, Any] | None = None) -> None:
+    event_emit(
+        type=type_,
+        object_type="customer_user",
+        object_id=user.id,
+        customer_id=user.customer_id,
+        data=user_snapshot(user),
+        previous_attributes=previous,
+        now=now,
+    )
+
+
 def _exists_conflict(existing: Customer) -> Conflict:
     if existing.status == Customer.Status.DELETED:
         return Conflict(
@@ -93,14 +117,7 @@ def customer_create(
     try:
         with transaction.atomic():
             customer.save(force_insert=True)
-            event_emit(
-                type="customer.created",
-                object_type="customer",
-                object_id=customer.id,
-                customer_id=customer.id,
-                data=customer_snapshot(customer),
-                now=now,
-            )
+            _emit_customer(customer, "customer.created", now)
     except IntegrityError:
         # Lost a race with a concurrent create of the same external_id: the constraint decided.
         existing = Customer.objects.filter(external_id=external_id).first()
@@ -147,15 +164,7 @@ def customer_update(*, customer: Customer, changes: dict[str, Any], now: datetim
                     code="provider_customer_exists",
                     param="provider_customer_id",
                 ) from None
-            event_emit(
-                type="customer.updated",
-                object_type="customer",
-                object_id=locked.id,
-                customer_id=locked.id,
-                data=after,
-                previous_attributes=previous,
-                now=now,
-            )
+            _emit_customer(locked, "customer.updated", now, previous)
     return locked
 
 
@@ -165,14 +174,7 @@ def customer_delete(*, customer: Customer, now: datetime) -> Customer:
         locked = _live(_lock_customer(customer.id))
         Customer.objects.filter(pk=locked.pk).update(status=Customer.Status.DELETED, deleted_at=now, updated_at=now)
         locked.refresh_from_db()
-        event_emit(
-            type="customer.deleted",
-            object_type="customer",
-            object_id=locked.id,
-            customer_id=locked.id,
-            data=customer_snapshot(locked),
-            now=now,
-        )
+        _emit_customer(locked, "customer.deleted", now)
     return locked
 
 
@@ -185,14 +187,7 @@ def customer_restore(*, customer: Customer, now: datetime) -> Customer:
             raise Conflict(f"Customer {locked.id} was purged and cannot be restored.", code="customer_purged")
         Customer.objects.filter(pk=locked.pk).update(status=Customer.Status.ACTIVE, deleted_at=None, updated_at=now)
         locked.refresh_from_db()
-        event_emit(
-            type="customer.restored",
-            object_type="customer",
-            object_id=locked.id,
-            customer_id=locked.id,
-            data=customer_snapshot(locked),
-            now=now,
-        )
+        _emit_customer(locked, "customer.restored", now)
     return locked
 
 
@@ -237,15 +232,7 @@ def customer_set_status(*, customer: Customer, active: bool, now: datetime) -> t
         changed = Customer.objects.filter(pk=locked.pk, status=old).update(status=new, updated_at=now) == 1
         if changed:
             locked.refresh_from_db()
-            event_emit(
-                type="customer.activated" if active else "customer.deactivated",
-                object_type="customer",
-                object_id=locked.id,
-                customer_id=locked.id,
-                data=customer_snapshot(locked),
-                previous_attributes={"status": old},
-                now=now,
-            )
+            _emit_customer(locked, "customer.activated" if active else "customer.deactivated", now, {"status": old})
     return locked, changed
 
 
@@ -275,14 +262,7 @@ def customer_user_create(
                 user.save(force_insert=True)
         except IntegrityError:
             raise _user_conflict(locked, external_id, email) from None
-        event_emit(
-            type="customer_user.created",
-            object_type="customer_user",
-            object_id=user.id,
-            customer_id=locked.id,
-            data=user_snapshot(user),
-            now=now,
-        )
+        _emit_user(user, "customer_user.created", now)
     return user
 
 
@@ -310,15 +290,7 @@ def customer_user_update(*, user: CustomerUser, changes: dict[str, Any], now: da
                     locked.save()
             except IntegrityError:
                 raise _user_conflict(locked.customer, locked.external_id, locked.email) from None
-            event_emit(
-                type="customer_user.updated",
-                object_type="customer_user",
-                object_id=locked.id,
-                customer_id=locked.customer_id,
-                data=after,
-                previous_attributes=previous,
-                now=now,
-            )
+            _emit_user(locked, "customer_user.updated", now, previous)
     return locked
 
 
@@ -333,15 +305,7 @@ def customer_user_set_enabled(*, user: CustomerUser, enabled: bool, now: datetim
         locked = _lock_user(user)
         if CustomerUser.objects.filter(pk=locked.pk, status=old).update(status=new, updated_at=now):
             locked.refresh_from_db()
-            event_emit(
-                type="customer_user.enabled" if enabled else "customer_user.disabled",
-                object_type="customer_user",
-                object_id=locked.id,
-                customer_id=locked.customer_id,
-                data=user_snapshot(locked),
-                previous_attributes={"status": old},
-                now=now,
-            )
+            _emit_user(locked, "customer_user.enabled" if enabled else "customer_user.disabled", now, {"status": old})
     return locked
 
 
@@ -352,12 +316,5 @@ def customer_user_delete(*, user: CustomerUser, now: datetime) -> CustomerUser:
             deleted_at=now, status=CustomerUser.Status.DISABLED, updated_at=now
         )
         locked.refresh_from_db()
-        event_emit(
-            type="customer_user.deleted",
-            object_type="customer_user",
-            object_id=locked.id,
-            customer_id=locked.customer_id,
-            data=user_snapshot(locked),
-            now=now,
-        )
+        _emit_user(locked, "customer_user.deleted", now)
     return locked

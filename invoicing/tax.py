@@ -19,7 +19,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Final, Literal, NamedTuple
 
-from billing_site.money import round_fraction
+from billing_site.money import InputError, round_fraction
 
 __all__ = [
     "MAX_PERCENT_DECIMALS",
@@ -49,17 +49,8 @@ MAX_PERCENT_DECIMALS: Final = 4
 _COUNTRY_RE: Final = re.compile(r"[A-Z]{2}")
 
 
-class TaxError(ValueError):
+class TaxError(InputError):
     """Bad tax input. `code` is machine-readable, `param` is the field name for the API envelope."""
-
-    def __init__(self, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.param = param
-
-    def __repr__(self) -> str:
-        return f"TaxError(code={self.code!r}, param={self.param!r}, message={self.message!r})"
 
 
 def _decimal_places(value: Decimal) -> int:

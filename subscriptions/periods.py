@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from billing_site.money import InputError
+
 __all__ = [
     "UNITS",
     "Period",
@@ -39,17 +41,8 @@ UNITS: Final = ("day", "week", "month", "year")
 _ONE_SECOND: Final = timedelta(seconds=1)
 
 
-class PeriodError(ValueError):
+class PeriodError(InputError):
     """Bad period input. `code` is machine-readable, `param` is the field name for the API envelope."""
-
-    def __init__(self, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.param = param
-
-    def __repr__(self) -> str:
-        return f"PeriodError(code={self.code!r}, param={self.param!r}, message={self.message!r})"
 
 
 def _utc(value: object, param: str) -> datetime:

@@ -18,6 +18,7 @@ from typing import Any, Final, Literal
 
 from billing_site.money import (
     MAX_UNIT_DECIMALS,
+    InputError,
     UnknownCurrency,
     decimal_to_str,
     format_amount,
@@ -68,17 +69,8 @@ _TIERED_KEYS: Final = frozenset({"model", "currency", "mode", "tiers"})
 _TIER_KEYS: Final = frozenset({"up_to", "unit", "flat"})
 
 
-class PricingError(ValueError):
+class PricingError(InputError):
     """Bad price input. `code` is machine-readable, `param` is the field path for the API envelope."""
-
-    def __init__(self, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.param = param
-
-    def __repr__(self) -> str:
-        return f"PricingError(code={self.code!r}, param={self.param!r}, message={self.message!r})"
 
 
 @dataclass(frozen=True, slots=True)

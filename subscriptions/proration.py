@@ -24,7 +24,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Final
 
-from billing_site.money import round_fraction
+from billing_site.money import InputError, round_fraction
 from subscriptions.periods import Period, PeriodError
 
 __all__ = [
@@ -40,17 +40,8 @@ __all__ = [
 _ONE_SECOND: Final = timedelta(seconds=1)
 
 
-class ProrationError(ValueError):
+class ProrationError(InputError):
     """Bad proration input. `code` is machine-readable, `param` is the field name for the API envelope."""
-
-    def __init__(self, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.param = param
-
-    def __repr__(self) -> str:
-        return f"ProrationError(code={self.code!r}, param={self.param!r}, message={self.message!r})"
 
 
 @dataclass(frozen=True, slots=True)
