@@ -94,6 +94,9 @@ class Invoice(TimestampedModel):
     paid_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     marked_uncollectible_at = models.DateTimeField(null=True, blank=True)
+    # Collection and dunning (payments): how many automatic attempts failed, and when the next one is due.
+    attempt_count = models.PositiveIntegerField(default=0)
+    next_payment_attempt = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -113,12 +116,16 @@ class Invoice(TimestampedModel):
                 condition=Q(amount_remaining__gte=0) & Q(amount_paid__lte=F("amount_due")),
                 name="invoice_paid_within_due",
             ),
+            # Credit notes never credit more than the invoice's total.
+            models.CheckConstraint(
+                condition=Q(credited=0) | Q(credited__lte=F("total")), name="invoice_credited_within_total"
+            ),
         ]
         indexes = [
             models.Index(fields=["customer", "-id"], name="invoice_customer_idx"),
             models.Index(fields=["subscription", "-id"], name="invoice_subscription_idx"),
-            # Collection and dunning scan open invoices.
-            models.Index(fields=["status"], condition=Q(status="open"), name="invoice_open_idx"),
+            # Collection and dunning scan open invoices by their next attempt.
+            models.Index(fields=["next_payment_attempt"], condition=Q(status="open"), name="invoice_open_attempt_idx"),
         ]
 
     def __str__(self) -> str:
@@ -156,6 +163,9 @@ class InvoiceLine(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["invoice", "position"], name="invoice_line_position_unique"),
+            models.CheckConstraint(
+                condition=Q(credited=0) | Q(credited__lte=F("amount")), name="invoice_line_credited_within_amount"
+            ),
         ]
         ordering = ("position",)
 
@@ -220,6 +230,71 @@ class PendingInvoiceItem(models.Model):
         indexes = [
             models.Index(fields=["subscription"], condition=Q(invoice__isnull=True), name="pending_item_open_idx"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.description} {self.amount}"
+
+
+class CreditNote(TimestampedModel):
+    """Money given back against a finalized invoice. Its total is split between what it takes off the
+    invoice's amount still due (open invoices), credit to the customer's balance, a refund, and money
+    returned outside the system. Numbers come from the gapless `credit_note` sequence."""
+
+    class Status(models.TextChoices):
+        ISSUED = "issued"
+        VOID = "void"
+
+    class Reason(models.TextChoices):
+        DUPLICATE = "duplicate"
+        FRAUDULENT = "fraudulent"
+        ORDER_CHANGE = "order_change"
+        PRODUCT_UNSATISFACTORY = "product_unsatisfactory"
+
+    id = PublicIdField("cn")
+    number = models.CharField(max_length=40, unique=True)
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="credit_notes")
+    currency = models.CharField(max_length=3)
+    amount = models.BigIntegerField()
+    invoice_amount = models.BigIntegerField(default=0, help_text="Taken off the open invoice's amount due.")
+    credit_amount = models.BigIntegerField(default=0, help_text="Credited to the customer's balance.")
+    refund_amount = models.BigIntegerField(default=0, help_text="Refunded to the payment method.")
+    out_of_band_amount = models.BigIntegerField(default=0, help_text="Returned outside this system.")
+    reason = models.CharField(max_length=30, choices=Reason.choices, blank=True)
+    memo = models.CharField(max_length=1000, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ISSUED)
+    voided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="credit_note_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(
+                    amount=F("invoice_amount") + F("credit_amount") + F("refund_amount") + F("out_of_band_amount")
+                ),
+                name="credit_note_split_adds_up",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    invoice_amount__gte=0, credit_amount__gte=0, refund_amount__gte=0, out_of_band_amount__gte=0
+                ),
+                name="credit_note_parts_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.amount}"
+
+
+class CreditNoteLine(models.Model):
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.CASCADE, related_name="lines")
+    invoice_line = models.ForeignKey(InvoiceLine, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    description = models.CharField(max_length=500)
+    quantity = models.DecimalField(max_digits=38, decimal_places=12, null=True, blank=True)
+    amount = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="credit_note_line_amount_positive")]
 
     def __str__(self) -> str:
         return f"{self.description} {self.amount}"

@@ -1,1 +1,299 @@
-# Models arrive with their issue; the app is registered so migrations and imports have a home.
+"""Money owed to and by customers: balances, credit grants, payment methods, intents, refunds, and the
+record of every collection attempt.
+
+Ledgers are append-only: a balance is the sum of its transactions and a grant's remaining amount is its
+amount minus its burns; the cached `CustomerBalance.balance` is only ever changed in the same
+transaction that appends the entry it sums (and `billing_audit` checks it).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import F, Q
+
+from billing_site.ids import PublicIdField, TimestampedModel
+
+
+class CustomerBalance(models.Model):
+    """A customer's balance in one currency. Positive: we owe the customer (credit to spend on invoices)."""
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="balances")
+    currency = models.CharField(max_length=3)
+    balance = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "currency"], name="customer_balance_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.currency} {self.balance}"
+
+
+class BalanceTransaction(models.Model):
+    """One entry of a balance's ledger (append-only). `amount` > 0 credits the customer, < 0 debits."""
+
+    class Type(models.TextChoices):
+        ADJUSTMENT = "adjustment"
+        CREDIT_NOTE = "credit_note"
+        INVOICE_PAYMENT = "invoice_payment"  # balance spent on an invoice (negative)
+        INVOICE_CREDIT = "invoice_credit"  # an invoice whose total was negative (positive)
+        REFUND = "refund"
+        REVERSAL = "reversal"
+
+    id = PublicIdField("cbt")
+    balance = models.ForeignKey(CustomerBalance, on_delete=models.PROTECT, related_name="transactions")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="+")
+    currency = models.CharField(max_length=3)
+    type = models.CharField(max_length=20, choices=Type.choices)
+    amount = models.BigIntegerField()
+    ending_balance = models.BigIntegerField()
+    description = models.CharField(max_length=500, blank=True)
+    invoice = models.ForeignKey("invoicing.Invoice", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    credit_note = models.ForeignKey(
+        "invoicing.CreditNote", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="balance_transaction_non_zero"),
+            # An invoice's negative total is credited once, whatever retries happen.
+            models.UniqueConstraint(
+                fields=["invoice"], condition=Q(type="invoice_credit"), name="balance_invoice_credit_once"
+            ),
+        ]
+        indexes = [models.Index(fields=["customer", "-id"], name="balance_txn_customer_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.amount} -> {self.ending_balance}"
+
+
+class CreditGrant(TimestampedModel):
+    """Prepaid or promotional credit. Burned lowest `priority` first, then soonest expiry (none last),
+    then oldest; only on the lines it is eligible for (its meters or prices; empty means every line)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        EXPIRED = "expired"
+        VOIDED = "voided"
+
+    id = PublicIdField("cg")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="credit_grants")
+    name = models.CharField(max_length=255, blank=True)
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    priority = models.PositiveSmallIntegerField(default=50)
+    effective_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    eligible_meters = models.JSONField(default=list, blank=True)
+    eligible_prices = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    expired_at = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="credit_grant_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(expires_at__isnull=True) | Q(expires_at__gt=F("effective_at")),
+                name="credit_grant_expires_after_effective",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["customer", "currency"], condition=Q(status="active"), name="credit_grant_live_idx"),
+            # The expiry job's scan.
+            models.Index(fields=["expires_at"], condition=Q(status="active"), name="credit_grant_expiry_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency}"
+
+
+class CreditBurn(models.Model):
+    """Credit spent from a grant (append-only); a negative burn gives credit back (a voided invoice)."""
+
+    grant = models.ForeignKey(CreditGrant, on_delete=models.PROTECT, related_name="burns")
+    invoice = models.ForeignKey("invoicing.Invoice", on_delete=models.PROTECT, related_name="+")
+    invoice_line = models.ForeignKey(
+        "invoicing.InvoiceLine", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    amount = models.BigIntegerField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=~Q(amount=0), name="credit_burn_non_zero")]
+
+    def __str__(self) -> str:
+        return f"{self.grant_id} {self.amount}"
+
+
+class PaymentMethod(TimestampedModel):
+    id = PublicIdField("pm")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="payment_methods")
+    provider = models.CharField(max_length=20)
+    provider_ref = models.CharField(max_length=255)
+    type = models.CharField(max_length=20, default="card")
+    brand = models.CharField(max_length=30, blank=True)
+    last4 = models.CharField(max_length=4, blank=True)
+    exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    is_default = models.BooleanField(default=False)
+    detached_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer"],
+                condition=Q(is_default=True, detached_at__isnull=True),
+                name="payment_method_one_default",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.brand} •••• {self.last4} ({self.id})"
+
+
+class SetupIntent(TimestampedModel):
+    class Status(models.TextChoices):
+        REQUIRES_PAYMENT_METHOD = "requires_payment_method"
+        REQUIRES_CONFIRMATION = "requires_confirmation"
+        REQUIRES_ACTION = "requires_action"
+        PROCESSING = "processing"
+        SUCCEEDED = "succeeded"
+        CANCELED = "canceled"
+
+    id = PublicIdField("seti")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="+")
+    payment_method = models.ForeignKey(PaymentMethod, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    token = models.CharField(max_length=100, blank=True, help_text="The provider token being set up.")
+    usage = models.CharField(max_length=12, default="off_session")
+    status = models.CharField(max_length=30, choices=Status.choices, default=Status.REQUIRES_PAYMENT_METHOD)
+    provider = models.CharField(max_length=20)
+    provider_ref = models.CharField(max_length=255, blank=True)
+    last_error = models.JSONField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    cancellation_reason = models.CharField(max_length=100, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
+
+
+class PaymentIntent(TimestampedModel):
+    class Status(models.TextChoices):
+        REQUIRES_PAYMENT_METHOD = "requires_payment_method"
+        REQUIRES_CONFIRMATION = "requires_confirmation"
+        REQUIRES_ACTION = "requires_action"
+        PROCESSING = "processing"
+        REQUIRES_CAPTURE = "requires_capture"
+        SUCCEEDED = "succeeded"
+        CANCELED = "canceled"
+        UNKNOWN = "unknown"  # the provider's answer was lost; a job reads the provider to settle it
+
+    # A payment that may still move money: at most one of these per invoice (partial unique index).
+    IN_FLIGHT = ("requires_confirmation", "requires_action", "processing", "requires_capture", "unknown")
+
+    id = PublicIdField("pi")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="+")
+    invoice = models.ForeignKey("invoicing.Invoice", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    capture_method = models.CharField(max_length=10, default="automatic")
+    payment_method = models.ForeignKey(PaymentMethod, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=30, choices=Status.choices, default=Status.REQUIRES_PAYMENT_METHOD)
+    amount_capturable = models.BigIntegerField(default=0)
+    amount_received = models.BigIntegerField(default=0)
+    amount_refunded = models.BigIntegerField(default=0)
+    provider = models.CharField(max_length=20)
+    provider_ref = models.CharField(max_length=255, blank=True)
+    # Sent with every provider call that can move money, and stored before the call: a retry after a
+    # crash reuses it, so the provider returns the first result instead of charging again.
+    idempotency_key = models.CharField(max_length=100, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.JSONField(null=True, blank=True)
+    description = models.CharField(max_length=500, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    cancellation_reason = models.CharField(max_length=100, blank=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_intent_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(amount_received__lte=F("amount")) & Q(amount_refunded__lte=F("amount_received")),
+                name="payment_intent_amounts_consistent",
+            ),
+            models.UniqueConstraint(
+                fields=["invoice"],
+                condition=Q(
+                    status__in=["requires_confirmation", "requires_action", "processing", "requires_capture", "unknown"]
+                ),
+                name="payment_intent_one_in_flight_per_invoice",
+            ),
+        ]
+        indexes = [
+            # The resolver's scan of payments whose outcome was lost.
+            models.Index(fields=["updated_at"], condition=Q(status="unknown"), name="payment_intent_unknown_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency} ({self.status})"
+
+
+class Refund(TimestampedModel):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    class Reason(models.TextChoices):
+        DUPLICATE = "duplicate"
+        FRAUDULENT = "fraudulent"
+        REQUESTED_BY_CUSTOMER = "requested_by_customer"
+
+    id = PublicIdField("re")
+    payment_intent = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="refunds")
+    invoice = models.ForeignKey("invoicing.Invoice", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    credit_note = models.ForeignKey(
+        "invoicing.CreditNote", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=30, choices=Reason.choices, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    provider_ref = models.CharField(max_length=255, blank=True)
+    idempotency_key = models.CharField(max_length=100, blank=True)
+    last_error = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} ({self.status})"
+
+
+class CollectionAttempt(models.Model):
+    """One run of the waterfall on an invoice: what credits, balance and the provider each paid."""
+
+    class Trigger(models.TextChoices):
+        API = "api"
+        JOB = "job"
+        DUNNING = "dunning"
+        PAYMENT_METHOD = "payment_method"
+
+    invoice = models.ForeignKey("invoicing.Invoice", on_delete=models.PROTECT, related_name="collection_attempts")
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    success = models.BooleanField(default=False)
+    credit_used = models.BigIntegerField(default=0)
+    balance_used = models.BigIntegerField(default=0)
+    provider_used = models.BigIntegerField(default=0)
+    amount_charged = models.BigIntegerField(default=0)
+    provider_ref = models.CharField(max_length=255, blank=True)
+    payment_intent = models.ForeignKey(PaymentIntent, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id} {'ok' if self.success else 'failed'}"
