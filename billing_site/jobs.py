@@ -48,6 +48,27 @@ JOBS: tuple[Job, ...] = (
         description="End trials, bill every ended period (catching up missed ones), end subscriptions "
         "canceled at period end.",
     ),
+    Job(
+        name="expire_credit_grants",
+        function="payments.grants.credit_grants_expire_job",
+        schedule=crontab(minute="7"),
+        description="Expire active credit grants whose expires_at has passed (their remaining credit becomes "
+        "unusable); emits credit_grant.expired.",
+    ),
+    Job(
+        name="resolve_unknown_payments",
+        function="payments.intents.payment_intent_resolve_unknown_job",
+        schedule=timedelta(minutes=10),
+        description="Settle payments whose provider answer was lost (status unknown, or processing whose "
+        "caller died) by reading the provider's records; never charges again.",
+    ),
+    Job(
+        name="collect_invoices",
+        function="payments.collection.invoices_collect_job",
+        schedule=timedelta(minutes=5),
+        description="Collect open charge_automatically invoices whose first attempt or dunning retry is due "
+        "(credits, balance, then the provider); mark overdue send_invoice subscriptions past_due.",
+    ),
 )
 
 _BY_NAME = {job.name: job for job in JOBS}

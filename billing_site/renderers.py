@@ -55,6 +55,9 @@ class JSONParser(parsers.BaseParser):
         raw = stream.read() if stream is not None else b""
         if not raw:
             return {}
+        if b"\\u0000" in raw:
+            # PostgreSQL text cannot hold NUL; refusing it here keeps it from becoming a 500 later.
+            raise ParseError("NUL characters (\\u0000) are not allowed")
         try:
             return loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:

@@ -200,10 +200,22 @@ SPECTACULAR_SETTINGS = {
 
 # --- Billing --------------------------------------------------------------------------------------
 INVOICE_NUMBER_PREFIX = env_str("INVOICE_NUMBER_PREFIX", "INV-")
+CREDIT_NOTE_NUMBER_PREFIX = env_str("CREDIT_NOTE_NUMBER_PREFIX", "CN-")
 INVOICE_DAYS_UNTIL_DUE = env_int("INVOICE_DAYS_UNTIL_DUE", 30, minimum=0, maximum=365)
 # Invoices made by the lifecycle are finalized (numbered, open) at once; off leaves them as drafts.
 INVOICE_AUTO_FINALIZE = env_bool("INVOICE_AUTO_FINALIZE", True)
+# Dunning: retries this many days after the first failed charge; after the last one the invoice is
+# uncollectible and the subscription becomes DUNNING_FINAL_ACTION.
+_retry_days = env_list("DUNNING_RETRY_DAYS", ["1", "3", "5", "7"])
+if not all(d.isdigit() for d in _retry_days) or [int(d) for d in _retry_days] != sorted({int(d) for d in _retry_days}):
+    raise EnvError("DUNNING_RETRY_DAYS must be strictly increasing whole numbers of days, e.g. 1,3,5,7")
+DUNNING_RETRY_DAYS = [int(d) for d in _retry_days]
+DUNNING_FINAL_ACTION = env_choice("DUNNING_FINAL_ACTION", "unpaid", ("unpaid", "canceled"))
 RENEWAL_BATCH_SIZE = env_int("RENEWAL_BATCH_SIZE", 500, minimum=1, maximum=100_000)
+# The payment processor of customers that name none (`Customer.provider`): sandbox needs no network.
+PAYMENTS_PROCESSOR = env_choice("PAYMENTS_PROCESSOR", "sandbox", ("sandbox", "stripe"))
+# Required only when a customer or the setting uses stripe; handed to the SDK, never logged.
+STRIPE_API_KEY = env_str("STRIPE_API_KEY")
 
 # --- Logging --------------------------------------------------------------------------------------
 LOGGING = {

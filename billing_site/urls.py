@@ -9,6 +9,7 @@ api_v1 = [
     path("", include("metering.urls")),
     path("", include("subscriptions.urls")),
     path("", include("invoicing.urls")),
+    path("", include("payments.urls")),
 ]
 
 urlpatterns = [

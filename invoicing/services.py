@@ -15,6 +15,7 @@ from django.db import connection, transaction
 
 from billing_site.errors import Conflict, InvalidRequest
 from customers.models import Customer
+from invoicing.hooks import invoice_finalized_hooks_run
 from invoicing.models import Invoice, NumberSequence, TaxRate
 from webhooks.services import event_emit
 
@@ -114,6 +115,7 @@ def invoice_finalize(*, invoice: Invoice, now: datetime) -> Invoice:
         _emit(locked, "invoice.finalized", now, {"status": Status.DRAFT})
         if nothing_due:
             _emit(locked, "invoice.paid", now, {"status": Status.OPEN})
+        invoice_finalized_hooks_run([locked], now)
     return locked
 
 

@@ -20,6 +20,7 @@ from django.db.models import F
 from billing_site.errors import Conflict
 from invoicing.context import BillingContext
 from invoicing.drafts import Draft
+from invoicing.hooks import invoice_finalized_hooks_run
 from invoicing.models import Invoice, InvoiceLine, PendingInvoiceItem, UsageWatermark
 from invoicing.services import allocate_numbers, finalize_fields, invoice_snapshot
 from subscriptions.models import Subscription
@@ -182,4 +183,5 @@ class InvoiceWriter:
                 self.emit("invoice.paid", "invoice", invoice.id, invoice.customer_id, data, {"status": "open"})
         Invoice.objects.bulk_create(self.invoices)
         BillingEvent.objects.bulk_create(self._events)
+        invoice_finalized_hooks_run([invoice for invoice, _ in self._finalizing], self.now)
         return self.invoices

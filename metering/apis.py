@@ -107,8 +107,11 @@ def _events_from_body(request: Request, *, compat: bool) -> list[Any]:
     content_type = request.content_type.split(";")[0].strip().lower()
     if content_type and content_type != "application/json":
         raise InvalidRequest("Send the events as application/json.", code="unsupported_media_type")
+    raw = request.body
+    if b"\\u0000" in raw:  # PostgreSQL text cannot hold NUL
+        raise InvalidRequest("NUL characters (\\u0000) are not allowed.", code="malformed_body")
     try:
-        body = orjson.loads(request.body)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON ({exc}).", code="malformed_body") from None
     if compat:

@@ -3,3 +3,13 @@ from django.apps import AppConfig
 
 class PaymentsConfig(AppConfig):
     name = "payments"
+
+    def ready(self) -> None:
+        # Invoicing cannot import payments (imports point down), so payments hooks into it here.
+        from invoicing.hooks import hook_register, on_invoice_finalized
+        from payments.collection import schedule_first_attempt
+        from payments.ledger import invoices_negative_total_credit
+
+        hook_register(on_invoice_finalized, invoices_negative_total_credit)
+        # A new invoice with something due is collected by the next run of the collection job.
+        hook_register(on_invoice_finalized, schedule_first_attempt)

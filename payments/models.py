@@ -297,3 +297,45 @@ class CollectionAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.invoice_id} {'ok' if self.success else 'failed'}"
+
+
+class SandboxPayment(models.Model):
+    """What the sandbox processor "holds" (as a real provider would): one row per payment, setup or refund
+    it was asked for, keyed by the caller's idempotency key. Living in the database, it is seen by every
+    process and job, a repeated call with the same key returns the first result without acting again,
+    and tests can count charges exactly. Never used by the stripe processor."""
+
+    class Kind(models.TextChoices):
+        PAYMENT = "payment"
+        SETUP = "setup"
+        REFUND = "refund"
+
+    ref = models.CharField(max_length=64, unique=True)
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    card = models.CharField(max_length=40, help_text="The test card (token name), e.g. visa.")
+    customer_ref = models.CharField(max_length=255, blank=True)
+    payment_ref = models.CharField(max_length=64, blank=True, help_text="Refunds: the refunded payment.")
+    amount = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3, blank=True)
+    capture_method = models.CharField(max_length=10, blank=True)
+    status = models.CharField(max_length=20)
+    amount_capturable = models.BigIntegerField(default=0)
+    amount_received = models.BigIntegerField(default=0)
+    amount_refunded = models.BigIntegerField(default=0)
+    error_code = models.CharField(max_length=50, blank=True)
+    decline_code = models.CharField(max_length=50, blank=True)
+    error_message = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount_received__lte=F("amount")) & Q(amount_refunded__lte=F("amount_received")),
+                name="sandbox_payment_amounts_consistent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.ref} {self.amount} ({self.status})"

@@ -95,3 +95,9 @@ def test_every_response_carries_a_request_id(api):
 def test_unsafe_incoming_request_id_is_replaced(api):
     response = api.get("/api/v1/customers", HTTP_X_REQUEST_ID="bad id\nwith newline")
     assert response["X-Request-Id"].startswith("req_")
+
+
+def test_nul_characters_are_refused_before_they_reach_the_database(api):
+    response = api.post("/api/v1/customers", data=b'{"external_id": "t\\u0000x"}', content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_body"

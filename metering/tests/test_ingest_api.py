@@ -310,3 +310,13 @@ def test_concurrent_overlapping_batches_create_each_key_once(make_client):
     assert MeterEvent.objects.count() == keys_n
     assert totals["created"] == keys_n
     assert totals["duplicates"] == keys_n * (threads_n - 1)
+
+
+def test_nul_characters_fail_the_request_not_the_database(api, setup):
+    response = api.post(
+        URL, data=b'{"external_id": "tenant-1", "meter": "api-calls", "dimensions": {"a": "x\\u0000"}}',
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_body"
+    assert not MeterEvent.objects.exists()

@@ -48,6 +48,7 @@ class ProviderPayment:
     amount_capturable: int = 0
     error_code: str | None = None
     error_message: str | None = None
+    decline_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class ProviderSetup:
     status: str  # requires_action | succeeded | failed
     method: ProviderMethod | None = None
     error_code: str | None = None
+    error_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,25 @@ class ProviderRefund:
 
 
 class PaymentProcessor(Protocol):
+    """Extended beyond the first sketch where a real provider needed it: `detach_method`, `fetch_setup`
+    (a setup that required action is read back, not replayed), `usage`, `off_session` (Stripe treats an
+    off-session charge differently: no customer to authenticate), a cancellation `reason`, and
+    `fetch_payment(payment_ref=)` (read by id when we know it, by our idempotency key when the answer
+    was lost)."""
+
     name: str
 
     def create_customer(self, *, customer_id: str, email: str, name: str, idempotency_key: str) -> str: ...
 
     def attach_method(self, *, provider_customer: str, token: str, idempotency_key: str) -> ProviderMethod: ...
 
-    def setup(self, *, provider_customer: str, token: str, idempotency_key: str) -> ProviderSetup: ...
+    def detach_method(self, *, method_ref: str, idempotency_key: str) -> None: ...
+
+    def setup(
+        self, *, provider_customer: str, token: str, idempotency_key: str, usage: str = "off_session"
+    ) -> ProviderSetup: ...
+
+    def fetch_setup(self, *, setup_ref: str) -> ProviderSetup: ...
 
     def authorize(
         self,
@@ -83,6 +97,7 @@ class PaymentProcessor(Protocol):
         currency: str,
         idempotency_key: str,
         description: str = "",
+        off_session: bool = False,
     ) -> ProviderPayment: ...
 
     def charge(
@@ -94,14 +109,16 @@ class PaymentProcessor(Protocol):
         currency: str,
         idempotency_key: str,
         description: str = "",
+        off_session: bool = False,
     ) -> ProviderPayment: ...
 
     def capture(self, *, payment_ref: str, amount: int, idempotency_key: str) -> ProviderPayment: ...
 
-    def cancel(self, *, payment_ref: str, idempotency_key: str) -> ProviderPayment: ...
+    def cancel(self, *, payment_ref: str, idempotency_key: str, reason: str = "") -> ProviderPayment: ...
 
     def refund(self, *, payment_ref: str, amount: int, reason: str, idempotency_key: str) -> ProviderRefund: ...
 
-    def fetch_payment(self, *, idempotency_key: str) -> ProviderPayment | None:
-        """The payment made with this idempotency key, or None if the provider never saw it."""
+    def fetch_payment(self, *, idempotency_key: str, payment_ref: str = "") -> ProviderPayment | None:
+        """The payment made with this idempotency key (or, when known, with this provider id), or None if
+        the provider never saw it. Reads only: never charges."""
         ...

@@ -1,0 +1,34 @@
+"""Hooks other apps register to act on invoices inside the transaction that changes them.
+
+Invoicing sits below payments and must not import it, so payments registers what it needs here from its
+`AppConfig.ready()` (for example: a finalized invoice whose total is negative credits the customer's
+balance). A hook runs inside the finalizing transaction: if it raises, the finalization rolls back with
+it, so nothing is finalized without its consequences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from invoicing.models import Invoice
+
+InvoicesHook = Callable[[list["Invoice"], datetime], None]
+
+# Called with the invoices just finalized (saved, numbered, open or paid) and the finalization's `now`.
+on_invoice_finalized: list[InvoicesHook] = []
+
+
+def hook_register(hooks: list[InvoicesHook], hook: InvoicesHook) -> None:
+    """Add `hook` once (a second `ready()`, as in some test runners, must not register it twice)."""
+    if hook not in hooks:
+        hooks.append(hook)
+
+
+def invoice_finalized_hooks_run(invoices: list[Invoice], now: datetime) -> None:
+    if not invoices:
+        return
+    for hook in list(on_invoice_finalized):
+        hook(invoices, now)

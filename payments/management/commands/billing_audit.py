@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from payments.audit import CHECKS
+
+
+class Command(BaseCommand):
+    help = (
+        "Check the money ledgers: balances equal the sum of their transactions and their ending balances "
+        "chain, no credit grant burned beyond its amount, open and paid invoices add up, credit notes never "
+        "exceed invoice totals, refunds never exceed what was received. Prints every problem; exits 1 if any."
+    )
+
+    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+        parser.add_argument("--check", action="append", choices=list(CHECKS), help="run only these checks")
+
+    def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
+        names = options.get("check") or list(CHECKS)
+        problems = 0
+        for name in names:
+            found = CHECKS[name]()
+            problems += len(found)
+            for problem in found:
+                self.stdout.write(f"{name}: {problem}")
+            if not found:
+                self.stdout.write(f"{name}: ok")
+        if problems:
+            raise CommandError(f"billing_audit found {problems} problem(s).", returncode=1)
+        self.stdout.write(self.style.SUCCESS("billing_audit: every check passed."))

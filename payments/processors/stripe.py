@@ -1,0 +1,281 @@
+"""The Stripe processor, on the official SDK (`stripe.StripeClient`).
+
+Every POST carries an idempotency key built from our own row id (stored on the row before the call), so
+the SDK's own network retries and ours after a crash get Stripe's first answer instead of a second charge.
+Payments carry that key in their metadata too: `fetch_payment` finds a payment whose answer was lost by
+searching for it (reads only, never a charge).
+
+Errors: a card error or a refusal is `ProcessorError` (the outcome is known); a network error, a timeout or
+a Stripe 5xx is `ProcessorTimeout` (the outcome is unknown: settle it with `fetch_payment`). The API key
+is only handed to the SDK: it is never logged, never put in an error message, never shown by `repr`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import stripe
+
+from payments.processors.base import (
+    ProcessorError,
+    ProcessorTimeout,
+    ProviderMethod,
+    ProviderPayment,
+    ProviderRefund,
+    ProviderSetup,
+)
+
+# Tests put a fake here (recorded responses, no network); None is the SDK's own HTTP client.
+HTTP_CLIENT: stripe.HTTPClient | None = None
+_SECRET = re.compile(r"\b(sk|rk)_(test|live)_[A-Za-z0-9*]+")
+_PAYMENT_STATUS = {
+    "succeeded": "succeeded",
+    "requires_capture": "requires_capture",
+    "requires_action": "requires_action",
+    "processing": "processing",
+    "canceled": "canceled",
+    "requires_payment_method": "failed",  # a confirmed payment back here was declined
+    "requires_confirmation": "processing",
+}
+_REFUND_STATUS = {"succeeded": "succeeded", "pending": "pending", "requires_action": "pending"}
+_CANCEL_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer", "abandoned"})
+
+
+def redact(text: str) -> str:
+    return _SECRET.sub("[redacted]", text)
+
+
+class _RedactSecrets(logging.Filter):
+    """The SDK's own log lines (at DEBUG it logs response bodies, where Stripe echoes a masked key on an
+    authentication error) never carry anything shaped like a secret key."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _SECRET.search(message):
+            record.msg, record.args = redact(message), None
+        return True
+
+
+_SDK_LOGGER = logging.getLogger("stripe")
+if not any(isinstance(f, _RedactSecrets) for f in _SDK_LOGGER.filters):
+    _SDK_LOGGER.addFilter(_RedactSecrets())
+
+
+@contextmanager
+def _mapped_errors() -> Iterator[None]:
+    try:
+        yield
+    except stripe.CardError as exc:
+        error = exc.error
+        raise ProcessorError(
+            exc.code or "card_declined",
+            redact(exc.user_message or "The card was declined."),
+            decline_code=getattr(error, "decline_code", None) if error is not None else None,
+        ) from None
+    except (stripe.APIConnectionError, stripe.APIError) as exc:
+        # No answer, or Stripe failed while acting: whether it acted is unknown.
+        raise ProcessorTimeout(f"stripe: no usable answer ({type(exc).__name__})") from None
+    except stripe.AuthenticationError:
+        raise ProcessorError("processor_authentication", "The payment processor refused our credentials.") from None
+    except stripe.StripeError as exc:
+        raise ProcessorError(exc.code or "processor_error", redact(exc.user_message or str(exc))) from None
+
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    """A field of a StripeObject (not a dict in this SDK), or `default` when absent or null."""
+    if obj is None or isinstance(obj, str):
+        return default
+    value = getattr(obj, key, None)
+    return default if value is None else value
+
+
+def _method(pm: Any) -> ProviderMethod:
+    if isinstance(pm, str):
+        return ProviderMethod(ref=pm)
+    card = _get(pm, "card", {})
+    return ProviderMethod(
+        ref=pm.id,
+        type=_get(pm, "type", "card"),
+        brand=_get(card, "brand", ""),
+        last4=_get(card, "last4", ""),
+        exp_month=_get(card, "exp_month"),
+        exp_year=_get(card, "exp_year"),
+    )
+
+
+def _payment(pi: Any) -> ProviderPayment:
+    error = _get(pi, "last_payment_error")
+    status = _PAYMENT_STATUS.get(pi.status, "processing")
+    failed = status == "failed"
+    return ProviderPayment(
+        ref=pi.id,
+        status=status,
+        amount=pi.amount,
+        amount_received=_get(pi, "amount_received", 0),
+        amount_capturable=_get(pi, "amount_capturable", 0),
+        error_code=(_get(error, "code") or "payment_failed") if failed else None,
+        error_message=redact(_get(error, "message", "The payment failed.")) if failed else None,
+        decline_code=_get(error, "decline_code") if failed else None,
+    )
+
+
+def _setup(si: Any) -> ProviderSetup:
+    error = _get(si, "last_setup_error")
+    if si.status == "succeeded":
+        return ProviderSetup(ref=si.id, status="succeeded", method=_method(si.payment_method))
+    if si.status == "requires_payment_method":
+        return ProviderSetup(
+            ref=si.id,
+            status="failed",
+            error_code=_get(error, "code") or "setup_failed",
+            error_message=redact(_get(error, "message", "The card could not be set up.")),
+        )
+    # requires_action, or (never for cards) processing: read it back later with fetch_setup.
+    return ProviderSetup(ref=si.id, status="requires_action")
+
+
+class StripeProcessor:
+    name = "stripe"
+
+    def __init__(
+        self, *, api_key: str, http_client: stripe.HTTPClient | None = None, max_network_retries: int = 2
+    ) -> None:
+        self._client = stripe.StripeClient(
+            api_key, http_client=http_client or HTTP_CLIENT, max_network_retries=max_network_retries
+        )
+
+    def __repr__(self) -> str:
+        return "StripeProcessor()"
+
+    @property
+    def _v1(self) -> Any:
+        return self._client.v1
+
+    def _payment_method_for(self, token: str, idempotency_key: str) -> str:
+        """A card token (`tok_...`) becomes a PaymentMethod; a PaymentMethod id is used as it is."""
+        if not token.startswith("tok_"):
+            return token
+        pm = self._v1.payment_methods.create(
+            {"type": "card", "card": {"token": token}}, {"idempotency_key": f"{idempotency_key}:method"}
+        )
+        return pm.id
+
+    # --- customers and methods -------------------------------------------------------------------
+
+    def create_customer(self, *, customer_id: str, email: str, name: str, idempotency_key: str) -> str:
+        params: dict[str, Any] = {"metadata": {"customer_id": customer_id}}
+        if email:
+            params["email"] = email
+        if name:
+            params["name"] = name
+        with _mapped_errors():
+            return self._v1.customers.create(params, {"idempotency_key": idempotency_key}).id
+
+    def attach_method(self, *, provider_customer: str, token: str, idempotency_key: str) -> ProviderMethod:
+        with _mapped_errors():
+            ref = self._payment_method_for(token, idempotency_key)
+            pm = self._v1.payment_methods.attach(
+                ref, {"customer": provider_customer}, {"idempotency_key": idempotency_key}
+            )
+        return _method(pm)
+
+    def detach_method(self, *, method_ref: str, idempotency_key: str) -> None:
+        with _mapped_errors():
+            self._v1.payment_methods.detach(method_ref, {}, {"idempotency_key": idempotency_key})
+
+    def setup(
+        self, *, provider_customer: str, token: str, idempotency_key: str, usage: str = "off_session"
+    ) -> ProviderSetup:
+        with _mapped_errors():
+            method = self._payment_method_for(token, idempotency_key)
+            si = self._v1.setup_intents.create(
+                {
+                    "customer": provider_customer,
+                    "payment_method": method,
+                    "payment_method_types": ["card"],
+                    "confirm": True,
+                    "usage": usage,
+                    "metadata": {"idempotency_key": idempotency_key},
+                    "expand": ["payment_method"],
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        return _setup(si)
+
+    def fetch_setup(self, *, setup_ref: str) -> ProviderSetup:
+        with _mapped_errors():
+            return _setup(self._v1.setup_intents.retrieve(setup_ref, {"expand": ["payment_method"]}))
+
+    # --- payments --------------------------------------------------------------------------------
+
+    def authorize(self, **kwargs: Any) -> ProviderPayment:
+        return self._pay(capture_method="manual", **kwargs)
+
+    def charge(self, **kwargs: Any) -> ProviderPayment:
+        return self._pay(capture_method="automatic", **kwargs)
+
+    def _pay(
+        self,
+        *,
+        provider_customer: str,
+        method_ref: str,
+        amount: int,
+        currency: str,
+        idempotency_key: str,
+        capture_method: str,
+        description: str = "",
+        off_session: bool = False,
+    ) -> ProviderPayment:
+        params: dict[str, Any] = {
+            "amount": amount,
+            "currency": currency,
+            "customer": provider_customer,
+            "payment_method": method_ref,
+            "payment_method_types": ["card"],
+            "confirm": True,
+            "capture_method": capture_method,
+            "off_session": off_session,
+            "metadata": {"idempotency_key": idempotency_key},
+        }
+        if description:
+            params["description"] = description
+        with _mapped_errors():
+            return _payment(self._v1.payment_intents.create(params, {"idempotency_key": idempotency_key}))
+
+    def capture(self, *, payment_ref: str, amount: int, idempotency_key: str) -> ProviderPayment:
+        with _mapped_errors():
+            pi = self._v1.payment_intents.capture(
+                payment_ref, {"amount_to_capture": amount}, {"idempotency_key": idempotency_key}
+            )
+        return _payment(pi)
+
+    def cancel(self, *, payment_ref: str, idempotency_key: str, reason: str = "") -> ProviderPayment:
+        params = {"cancellation_reason": reason} if reason in _CANCEL_REASONS else {}
+        with _mapped_errors():
+            return _payment(self._v1.payment_intents.cancel(payment_ref, params, {"idempotency_key": idempotency_key}))
+
+    def refund(self, *, payment_ref: str, amount: int, reason: str, idempotency_key: str) -> ProviderRefund:
+        params: dict[str, Any] = {
+            "payment_intent": payment_ref,
+            "amount": amount,
+            "metadata": {"idempotency_key": idempotency_key},
+        }
+        if reason:
+            params["reason"] = reason
+        with _mapped_errors():
+            refund = self._v1.refunds.create(params, {"idempotency_key": idempotency_key})
+        return ProviderRefund(ref=refund.id, status=_REFUND_STATUS.get(refund.status, "failed"), amount=refund.amount)
+
+    def fetch_payment(self, *, idempotency_key: str, payment_ref: str = "") -> ProviderPayment | None:
+        """By id when we have it; otherwise by the idempotency key in the payment's metadata (Stripe's
+        search index lags by up to a minute, so "not found" is only believed after a grace period)."""
+        with _mapped_errors():
+            if payment_ref:
+                return _payment(self._v1.payment_intents.retrieve(payment_ref))
+            quoted = idempotency_key.replace("\\", "\\\\").replace("'", "\\'")
+            found = self._v1.payment_intents.search({"query": f"metadata['idempotency_key']:'{quoted}'", "limit": 1})
+        return _payment(found.data[0]) if found.data else None
