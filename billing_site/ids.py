@@ -1,12 +1,14 @@
 """Public ids: a type prefix and 26 characters, time-ordered and unguessable (`cus_01j9z...`).
 
 The first 10 characters encode the creation time in milliseconds (so ids sort by creation and new rows
-land at the right edge of the primary-key index); the other 16 carry 80 random bits from `secrets`.
+land at the right edge of the primary-key index); the other 16 carry 80 random bits from `secrets`
+(incremented instead of redrawn within one millisecond of one process, see `new_id`).
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 
 from django.db import models
@@ -26,9 +28,24 @@ def encode_base32(value: int, length: int) -> str:
     return "".join(reversed(chars))
 
 
+_lock = threading.Lock()
+_last = (0, 0)
+
+
 def new_id(prefix: str) -> str:
+    """Within one process ids are strictly increasing, even within a millisecond (the monotonic ULID
+    rule: the same millisecond reuses the previous random part plus one), so rows created one after the
+    other, such as a change's outbox events, sort in the order they were made."""
+    global _last
     millis = time.time_ns() // 1_000_000
-    return f"{prefix}_{encode_base32(millis, 10)}{encode_base32(secrets.randbits(80), 16)}"
+    with _lock:
+        last_millis, last_random = _last
+        if millis <= last_millis:
+            millis, random_part = last_millis, last_random + 1
+        else:
+            random_part = secrets.randbits(80)
+        _last = (millis, random_part)
+    return f"{prefix}_{encode_base32(millis, 10)}{encode_base32(random_part, 16)}"
 
 
 def looks_like_id(value: str, prefix: str) -> bool:

@@ -135,3 +135,12 @@ def test_create_api_key_command_prints_the_key_once(capsys):
     key = ApiKey.objects.get(name="ci")
     assert key.scopes == ["usage:read", "usage:write"]
     assert _client(raw).get("/api/v1/customers").status_code == 403  # usage scopes do not read customers
+
+
+def test_ids_made_one_after_another_sort_in_that_order():
+    from billing_site.ids import looks_like_id, new_id
+
+    ids = [new_id("bev") for _ in range(5000)]  # many share a millisecond
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert all(looks_like_id(i, "bev") for i in ids)
