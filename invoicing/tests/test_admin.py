@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from invoicing.models import Invoice
+from invoicing.tests.support import fixed_price, metered_price, subscribe
+from payments.methods import payment_method_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(client):
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw-tests-only"))
+    return client
+
+
+def test_billing_admin_pages_render(staff):
+    sub, invoice = subscribe(None, fixed_price("1000"), metered_price())
+    payment_method_create(customer=sub.customer, token="tok_visa", default=True, now=invoice.finalized_at)
+    pages = [
+        "/admin/subscriptions/subscription/",
+        f"/admin/subscriptions/subscription/{sub.id}/change/",
+        "/admin/invoicing/invoice/",
+        f"/admin/invoicing/invoice/{invoice.id}/change/",
+        "/admin/invoicing/taxrate/",
+        "/admin/invoicing/usagewatermark/",
+        "/admin/payments/paymentmethod/",
+        "/admin/payments/paymentintent/",
+        "/admin/payments/customerbalance/",
+        "/admin/payments/creditgrant/",
+        "/admin/invoicing/creditnote/",
+    ]
+    for url in pages:
+        assert staff.get(url).status_code == 200, url
+    body = staff.get(f"/admin/invoicing/invoice/{invoice.id}/change/").content.decode()
+    assert invoice.number in body and "$10.00 / month" in body
+
+
+def test_void_action_goes_through_the_service(staff):
+    _, invoice = subscribe(None, fixed_price("1000"))
+    staff.post("/admin/invoicing/invoice/", {"action": "void", "_selected_action": [invoice.id]}, follow=True)
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.VOID
+
+
+def test_cancel_now_action(staff):
+    sub, _ = subscribe(None, fixed_price("1000"))
+    staff.post(
+        "/admin/subscriptions/subscription/", {"action": "cancel_now", "_selected_action": [sub.id]}, follow=True
+    )
+    sub.refresh_from_db()
+    assert sub.status == "canceled"
