@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from customers.models import Customer
 from customers.services import customer_create, customer_user_create
+from invoicing.billing import ItemSpec, subscription_create
+from metering.models import Meter
+from metering.services import meter_create
+from payments.methods import payment_method_create
+from subscriptions.models import Price
+from subscriptions.services import price_create, product_create
 
 DEMO_CUSTOMERS = [
     {
@@ -55,3 +63,40 @@ class Command(BaseCommand):
                 customer_user_create(customer=customer, external_id=external_id, email=email, name=name, now=now)
             created += 1
         self.stdout.write(f"Demo data: {created} customer(s) created, {len(DEMO_CUSTOMERS) - created} already there.")
+        if Meter.objects.filter(code="api-calls").exists():
+            return
+        # A catalog and one subscription, so the API has something to bill from the first minute.
+        meter = meter_create(code="api-calls", name="API calls", aggregation="sum", now=now)
+        product = product_create(name="Pro plan", now=now)
+        seats = price_create(
+            type="product",
+            product_id=product.id,
+            duration_amount=1,
+            duration_unit="month",
+            lookup_key="pro-seat",
+            amount={"model": "fixed", "currency": "usd", "unit": "2900", "flat": 0},
+            now=now,
+        )
+        calls: Price = price_create(
+            type="product",
+            product_id=product.id,
+            duration_amount=1,
+            duration_unit="month",
+            meter_id=meter.id,
+            lookup_key="pro-api-calls",
+            now=now,
+            amount={
+                "model": "tiered",
+                "currency": "usd",
+                "mode": "graduated",
+                "tiers": [{"up_to": 10000, "unit": "0", "flat": 0}, {"up_to": None, "unit": "0.05", "flat": 0}],
+            },
+        )
+        acme = Customer.objects.get(external_id="tenant-acme")
+        payment_method_create(customer=acme, token="tok_visa", default=True, now=now)
+        subscription_create(
+            customer=acme,
+            items=[ItemSpec(price=seats, quantity=Decimal(3)), ItemSpec(price=calls, quantity=None)],
+            now=now,
+        )
+        self.stdout.write("Demo catalog: meter api-calls, product Pro plan (seat + API calls), one subscription.")
