@@ -168,12 +168,24 @@ IDEMPOTENCY_KEY_TTL = timedelta(hours=env_int("IDEMPOTENCY_KEY_TTL_HOURS", 48, m
 # and the key may be taken again. Must exceed the longest request (gunicorn's timeout).
 IDEMPOTENCY_LOCK_TIMEOUT = timedelta(seconds=env_int("IDEMPOTENCY_LOCK_TIMEOUT_SECONDS", 300, minimum=30))
 API_KEY_LAST_USED_RESOLUTION = timedelta(seconds=60)
+# Requests per API key: "N/second", "N/minute" or "N/hour"; "0" turns limiting off. Over it: 429 with
+# Retry-After. Counted in the cache, so it is per process unless REDIS_URL is set (as in production).
+_rate = env_str("API_RATE_LIMIT", "6000/minute") or ""
+_periods = {"second": 1, "minute": 60, "hour": 3600}
+if _rate == "0":
+    API_RATE_LIMIT = (0, 60)
+else:
+    _count, _, _unit = _rate.partition("/")
+    if not _count.isdigit() or _unit not in _periods:
+        raise EnvError(f"API_RATE_LIMIT must look like 6000/minute (or 0 for none), got {_rate!r}")
+    API_RATE_LIMIT = (int(_count), _periods[_unit])
 # Usage events older than this are refused at ingestion (periods that old are already invoiced).
 METERING_BACKFILL_WINDOW = timedelta(days=env_int("METERING_BACKFILL_DAYS", 35, minimum=1, maximum=3650))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["billing_site.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["billing_site.auth.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["billing_site.throttling.ApiKeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["billing_site.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["billing_site.renderers.JSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],

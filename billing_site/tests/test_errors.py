@@ -101,3 +101,19 @@ def test_nul_characters_are_refused_before_they_reach_the_database(api):
     response = api.post("/api/v1/customers", data=b'{"external_id": "t\\u0000x"}', content_type="application/json")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "malformed_body"
+
+
+def test_over_the_rate_limit_is_429_with_retry_after(make_client, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.API_RATE_LIMIT = (3, 3600)
+    client, other = make_client("customers:read"), make_client("customers:read", name="other")
+    assert [client.get("/api/v1/customers").status_code for _ in range(3)] == [200, 200, 200]
+    response = client.get("/api/v1/customers")
+    assert response.status_code == 429
+    assert response.json()["error"]["type"] == "rate_limited"
+    assert 0 < int(response["Retry-After"]) <= 3601
+    assert other.get("/api/v1/customers").status_code == 200  # limits are per API key
+    settings.API_RATE_LIMIT = (0, 60)
+    assert client.get("/api/v1/customers").status_code == 200

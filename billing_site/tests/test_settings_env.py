@@ -84,3 +84,9 @@ def test_env_helpers(monkeypatch):
     monkeypatch.setenv("X_INT", "5")
     with pytest.raises(EnvError, match="X_INT must be >= 10"):
         env_int("X_INT", 20, minimum=10)
+
+
+def test_bad_rate_limit_names_the_variable():
+    result = _import_settings(DEBUG="true", API_RATE_LIMIT="lots/minute")
+    assert result.returncode != 0
+    assert "API_RATE_LIMIT must look like 6000/minute" in result.stderr
