@@ -5,7 +5,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from billing_site.errors import NotFound
+from billing_site.errors import InvalidRequest, NotFound
 from billing_site.selectors import apply_filters
 from customers.filters import CustomerFilter, CustomerUserFilter
 from customers.models import Customer, CustomerUser
@@ -17,6 +17,15 @@ def customer_get(*, customer_id: str, include_deleted: bool = False) -> Customer
     if customer is None:
         raise NotFound(f"No such customer: {customer_id}", param="id")
     return customer
+
+
+def customer_from_input(*, customer_id: str, param: str = "customer", include_deleted: bool = False) -> Customer:
+    """A customer named in a request body. An id that names nothing is the body's fault: a 400 naming
+    the field, not the 404 a URL would get."""
+    try:
+        return customer_get(customer_id=customer_id, include_deleted=include_deleted)
+    except NotFound:
+        raise InvalidRequest(f"No such customer: {customer_id}", param=param, code="resource_missing") from None
 
 
 def customer_get_by_external_id(*, external_id: str, include_deleted: bool = False) -> Customer | None:

@@ -13,9 +13,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
-from billing_site.errors import InvalidRequest, NotFound
-from customers.models import Customer
-from customers.selectors import customer_get
+from billing_site.errors import InvalidRequest
+from customers.selectors import customer_from_input
 from invoicing import billing, renewal, selectors, services
 from invoicing.billing import ItemSpec
 from invoicing.pdf import invoice_text_lines, render_pdf
@@ -49,13 +48,6 @@ def _item_specs(items: list[dict[str, Any]]) -> list[ItemSpec]:
     return specs
 
 
-def _customer(customer_id: str) -> Customer:
-    try:
-        return customer_get(customer_id=customer_id)
-    except NotFound:  # a 400 naming the field: it is this request's input that is wrong, not the URL
-        raise InvalidRequest(f"No such customer: {customer_id}", param="customer", code="resource_missing") from None
-
-
 class _InvoiceSerializer(serializers.BaseSerializer):
     def to_representation(self, instance: Any) -> dict[str, Any]:
         return InvoiceOutput(invoice_data(instance)).data
@@ -78,7 +70,7 @@ class SubscriptionListCreateApi(ApiView):
     def post(self, request: Request) -> Response:
         data = validate_input(SubscriptionCreateInput, request.data)
         now = timezone.now()
-        customer = _customer(data["customer"])
+        customer = customer_from_input(customer_id=data["customer"])
         coupon = None
         if data.get("coupon"):
             coupon = Coupon.objects.filter(pk=data["coupon"]).first()

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
-from billing_site.errors import InvalidRequest, NotFound
+from billing_site.errors import InvalidRequest
 from billing_site.renderers import dumps
 from customers import selectors as customer_selectors
 from customers.models import Customer
@@ -167,12 +167,7 @@ class BillingEventIngestApi(EventIngestApi):
 def _usage_customer(data: dict[str, Any]) -> Customer:
     """The customer named by `customer` (id) or `external_id`; deleted customers keep their usage."""
     if "customer" in data:
-        try:
-            return customer_selectors.customer_get(customer_id=data["customer"], include_deleted=True)
-        except NotFound:
-            raise InvalidRequest(
-                f"No such customer: {data['customer']}", param="customer", code="resource_missing"
-            ) from None
+        return customer_selectors.customer_from_input(customer_id=data["customer"], include_deleted=True)
     customer = customer_selectors.customer_get_by_external_id(external_id=data["external_id"], include_deleted=True)
     if customer is None:
         raise InvalidRequest(

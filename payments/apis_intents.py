@@ -9,10 +9,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
-from billing_site.errors import InvalidRequest, NotFound
+from billing_site.errors import InvalidRequest
 from billing_site.selectors import apply_filters
-from customers.models import Customer
-from customers.selectors import customer_get
+from customers.selectors import customer_from_input
 from invoicing.models import Invoice
 from payments import intents, methods, refunds
 from payments.models import PaymentIntent, PaymentMethod
@@ -35,14 +34,6 @@ from payments.serializers_intents import (
 )
 
 _LIST = [OpenApiParameter("limit", int, description="1-100, default 20"), OpenApiParameter("cursor", str)]
-
-
-# Ids in a request body that name nothing are the body's fault: a 400 naming the field, not a 404.
-def _customer(customer_id: str) -> Customer:
-    try:
-        return customer_get(customer_id=customer_id)
-    except NotFound:
-        raise InvalidRequest(f"No such customer: {customer_id}", param="customer", code="resource_missing") from None
 
 
 def _method(method_id: str | None) -> PaymentMethod | None:
@@ -93,7 +84,10 @@ class PaymentMethodListCreateApi(ApiView):
     def post(self, request: Request) -> Response:
         data = validate_input(PaymentMethodCreateInput, request.data)
         method = methods.payment_method_create(
-            customer=_customer(data["customer"]), token=data["token"], default=data["default"], now=timezone.now()
+            customer=customer_from_input(customer_id=data["customer"]),
+            token=data["token"],
+            default=data["default"],
+            now=timezone.now(),
         )
         return Response(PaymentMethodOutput(method).data, status=status.HTTP_201_CREATED)
 
@@ -128,7 +122,10 @@ class SetupIntentCreateApi(ApiView):
     def post(self, request: Request) -> Response:
         data = validate_input(SetupIntentCreateInput, request.data)
         intent = methods.setup_intent_create(
-            customer=_customer(data["customer"]), token=data["token"], usage=data["usage"], now=timezone.now()
+            customer=customer_from_input(customer_id=data["customer"]),
+            token=data["token"],
+            usage=data["usage"],
+            now=timezone.now(),
         )
         return Response(SetupIntentOutput(intent).data, status=status.HTTP_201_CREATED)
 
@@ -196,7 +193,7 @@ class PaymentIntentListCreateApi(ApiView):
     def post(self, request: Request) -> Response:
         data = validate_input(PaymentIntentCreateInput, request.data)
         intent = intents.payment_intent_create(
-            customer=_customer(data["customer"]),
+            customer=customer_from_input(customer_id=data["customer"]),
             amount=data["amount"],
             currency=data["currency"],
             payment_method=_method(data.get("payment_method")),

@@ -17,7 +17,7 @@ from billing_site.api import ApiView, paginate, paginated_schema, validate_input
 from billing_site.errors import InvalidRequest, NotFound
 from billing_site.selectors import apply_filters
 from customers.models import Customer
-from customers.selectors import customer_get
+from customers.selectors import customer_from_input, customer_get
 from invoicing.models import Invoice
 from payments import credit_notes, grants, ledger
 from payments.models import BalanceTransaction, CreditGrant
@@ -154,12 +154,7 @@ class CreditGrantListCreateApi(ApiView):
     )
     def post(self, request: Request) -> Response:
         data = validate_input(CreditGrantCreateInput, request.data)
-        try:
-            customer = customer_get(customer_id=data["customer"])
-        except NotFound:  # a 400 naming the field: it is this request's input that is wrong, not the URL
-            raise InvalidRequest(
-                f"No such customer: {data['customer']}", param="customer", code="resource_missing"
-            ) from None
+        customer = customer_from_input(customer_id=data["customer"])
         grant = grants.credit_grant_create(
             customer=customer,
             amount=data["amount"],

@@ -314,7 +314,8 @@ def test_concurrent_overlapping_batches_create_each_key_once(make_client):
 
 def test_nul_characters_fail_the_request_not_the_database(api, setup):
     response = api.post(
-        URL, data=b'{"external_id": "tenant-1", "meter": "api-calls", "dimensions": {"a": "x\\u0000"}}',
+        URL,
+        data=b'{"external_id": "tenant-1", "meter": "api-calls", "dimensions": {"a": "x\\u0000"}}',
         content_type="application/json",
     )
     assert response.status_code == 400
