@@ -49,6 +49,13 @@ JOBS: tuple[Job, ...] = (
         "canceled at period end.",
     ),
     Job(
+        name="bill_ended_late_usage",
+        function="invoicing.renewal.ended_late_usage_job",
+        schedule=crontab(minute="37"),
+        description="Invoice usage that arrived late (or was canceled) for the last periods of subscriptions "
+        "that have ended.",
+    ),
+    Job(
         name="expire_credit_grants",
         function="payments.grants.credit_grants_expire_job",
         schedule=crontab(minute="7"),

@@ -152,7 +152,12 @@ def metered_line(
 
 
 def late_usage_lines(
-    subscription: Subscription, *, now: datetime, exclude: set[datetime], ctx: BillingContext
+    subscription: Subscription,
+    *,
+    now: datetime,
+    exclude: set[datetime],
+    ctx: BillingContext,
+    changed_only: bool = False,
 ) -> list[DraftLine]:
     """Re-rate recently billed periods; a difference from what was billed becomes a late_usage line.
 
@@ -161,13 +166,15 @@ def late_usage_lines(
     an event's timestamp against its ingestion, not against the next renewal: an event ingested on the
     window's last day is only seen by a renewal up to a whole billing period later, long after its
     period left the horizon. Comparing re-rated amounts (not counting events) makes this exact whatever
-    order events commit in."""
+    order events commit in. `changed_only` re-rates only periods whose usage changed since billing (for
+    ended subscriptions, checked on every run, where the cost must follow the changes)."""
     horizon = now - settings.METERING_BACKFILL_WINDOW - CHANGE_MARGIN
     lines: list[DraftLine] = []
     for wm in list(ctx.watermarks(subscription)):
         if wm.period_start in exclude:
             continue
-        if wm.period_end < horizon and not ctx.usage_changed(wm, margin=CHANGE_MARGIN):
+        recent = wm.period_end >= horizon and not changed_only
+        if not recent and not ctx.usage_changed(wm, margin=CHANGE_MARGIN):
             continue
         item = wm.subscription_item
         period = Period(wm.period_start, wm.period_end)

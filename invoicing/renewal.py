@@ -33,7 +33,7 @@ from invoicing.billing import (
     subscription_snapshot,
 )
 from invoicing.context import BillingContext
-from invoicing.drafts import Draft, item_usage_window
+from invoicing.drafts import CHANGE_MARGIN, Draft, finish, item_usage_window, late_usage_lines
 from invoicing.writer import InvoiceWriter
 from subscriptions.models import Subscription
 
@@ -175,6 +175,42 @@ def renew_subscriptions_job(*, now: datetime, limit: int | None = None) -> dict[
                     failed_ids.add(sub.pk)
                     logger.exception("renewal of %s failed", sub.pk)
     return {"renewed": renewed, "invoices": invoices, "failed": failed}
+
+
+def ended_late_usage_job(*, now: datetime, batch: int = 200) -> dict[str, int]:
+    """Usage can still arrive, or be canceled, for a subscription's last periods after it ended (events
+    are accepted up to the backfill window after their timestamp). Bill the difference on a late-usage
+    invoice, exactly as renewal does for live subscriptions; the watermarks make it once."""
+    since = now - settings.METERING_BACKFILL_WINDOW - CHANGE_MARGIN
+    ids = list(
+        Subscription.objects.filter(status=Status.CANCELED, ended_at__gte=since)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    issued = 0
+    for start in range(0, len(ids), batch):
+        with transaction.atomic():
+            subs = list(
+                Subscription.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("customer", "coupon")
+                .filter(pk__in=ids[start : start + batch], status=Status.CANCELED)
+            )
+            ctx = BillingContext.for_subscriptions(subs, now=now)
+            writer = InvoiceWriter(now=now, ctx=ctx)
+            for sub in subs:
+                lines = late_usage_lines(sub, now=now, exclude=set(), ctx=ctx, changed_only=True)
+                if lines:
+                    draft = Draft(
+                        customer=sub.customer,
+                        currency=sub.currency,
+                        subscription=sub,
+                        billing_reason=Reason.SUBSCRIPTION_CANCEL,
+                        lines=lines,
+                    )
+                    writer.add(finish(draft, ctx=ctx))
+                    issued += 1
+            writer.flush()
+    return {"subscriptions": len(ids), "invoices": issued}
 
 
 def upcoming_invoice(*, subscription: Subscription, now: datetime) -> Draft:

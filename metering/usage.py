@@ -415,8 +415,9 @@ def usage_cancel(
     and one `usage.canceled` outbox event is written when anything was canceled. Canceled events stay in
     the table and every aggregation skips them.
 
-    Events that were already billed: invoicing (a later issue) finds them by comparing `canceled_at` with
-    its watermark and bills the negative adjustment on the next invoice; nothing else is recorded here.
+    Events that were already billed: invoicing finds the changed hours (`usage_changed_hours`) of periods
+    it billed, re-rates them and bills the difference as a negative `late_usage` line on the next invoice
+    (or, for an ended subscription, on a late-usage invoice); nothing else is recorded here.
     """
     if (event_ids is None) == (idempotency_keys is None):
         raise ValueError("Give event_ids, or customer and idempotency_keys")
