@@ -137,9 +137,6 @@ class BillingContext:
             self._usage[key] = usage_aggregate(meter=meter, customer=customer, start=start, end=end)
         return self._usage[key]
 
-    def forget_usage(self) -> None:
-        self._usage.clear()
-
     # --- late usage -------------------------------------------------------------------------------
 
     def usage_changed(self, wm: UsageWatermark, *, margin: timedelta) -> bool:

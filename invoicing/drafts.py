@@ -75,7 +75,6 @@ class Draft:
     subtotal: int = 0
     discount: int = 0
     tax: int = 0
-    exclusive_tax: int = 0
     total: int = 0
     tax_note: str = ""
     coupon_applied: bool = False
@@ -287,6 +286,5 @@ def finish(draft: Draft, *, ctx: BillingContext) -> Draft:
     draft.subtotal = sum(line.amount for line in draft.lines if line.kind != Kind.DISCOUNT)
     draft.discount = -sum(line.amount for line in draft.lines if line.kind == Kind.DISCOUNT)
     draft.tax = tax_total
-    draft.exclusive_tax = exclusive
     draft.total = draft.subtotal - draft.discount + exclusive
     return draft

@@ -129,6 +129,15 @@ def _append(
         created_at=now,
     )
     CustomerBalance.objects.filter(pk=row.pk).update(balance=row.balance, updated_at=now)
+    # Every ledger entry is an outbox event, whichever service appended it.
+    event_emit(
+        type="customer_balance_transaction.created",
+        object_type="customer_balance_transaction",
+        object_id=txn.id,
+        customer_id=txn.customer_id,
+        data=balance_transaction_snapshot(txn),
+        now=now,
+    )
     return txn
 
 

@@ -248,10 +248,6 @@ class Subscription(TimestampedModel):
     def __str__(self) -> str:
         return f"{self.id} ({self.status})"
 
-    @property
-    def is_live(self) -> bool:
-        return self.status != self.Status.CANCELED
-
 
 class SubscriptionItem(TimestampedModel):
     """One price on a subscription. A metered price takes its quantity from usage (quantity is NULL)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -14,7 +13,6 @@ from subscriptions.models import Price
 from subscriptions.services import price_create
 
 T0 = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
-_KEYS = itertools.count()
 
 
 def fixed_price(
@@ -56,15 +54,9 @@ def metered_price(
 
 
 def use(customer, price: Price, value: str | int, at: datetime, *, now: datetime | None = None, key: str | None = None):
-    # Always keyed: on PostgreSQL the ingestion's staging table empties only at commit, so a second
-    # ingestion in the same transaction (every test runs in one) re-inserts the first batch's keyless rows.
-    body = {
-        "customer": customer.id,
-        "meter": price.meter.code,
-        "value": str(value),
-        "timestamp": at.isoformat(),
-        "idempotency_key": key or f"test-{next(_KEYS)}",
-    }
+    body = {"customer": customer.id, "meter": price.meter.code, "value": str(value), "timestamp": at.isoformat()}
+    if key is not None:
+        body["idempotency_key"] = key
     result = usage_ingest(events=[body], now=now or at)
     assert result.created == 1, result.results
     return result.results[0]["id"]

@@ -52,3 +52,19 @@ def test_cancel_now_action(staff):
     )
     sub.refresh_from_db()
     assert sub.status == "canceled"
+
+
+def test_bill_now_action_renews_what_is_due(staff):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from subscriptions.models import Subscription
+
+    now = timezone.now()
+    sub, _ = subscribe(None, fixed_price("1000"), now=now - timedelta(days=40))  # one period already ended
+    staff.post("/admin/subscriptions/subscription/", {"action": "bill_now", "_selected_action": [sub.id]}, follow=True)
+    assert Invoice.objects.filter(subscription=sub).count() == 2
+    assert Subscription.objects.get(pk=sub.pk).current_period_end > now
+    staff.post("/admin/subscriptions/subscription/", {"action": "bill_now", "_selected_action": [sub.id]}, follow=True)
+    assert Invoice.objects.filter(subscription=sub).count() == 2  # nothing more was due

@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
-
 from customers.models import Customer
 from metering.ingest import usage_ingest
 from metering.models import Meter, MeterEvent
@@ -49,22 +47,9 @@ def ingest(
         if key_iter is not None:
             raw["idempotency_key"] = next(key_iter)
         batch.append(raw)
-    _empty_ingest_stage()
     result = usage_ingest(events=batch, now=now)
     assert result.rejected == 0, result.results
     return [row["id"] for row in result.results]
-
-
-def _empty_ingest_stage() -> None:
-    """Work around a bug in `metering.ingest._insert_postgres`: its session staging table empties only at
-    COMMIT (ON COMMIT DELETE ROWS), so a second `usage_ingest` in the same transaction (every
-    non-transactional test) re-inserts the first batch's rows. Reported; remove once ingest clears it."""
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT to_regclass('pg_temp.metering_event_stage')")
-        if cursor.fetchone()[0] is not None:
-            cursor.execute("DELETE FROM pg_temp.metering_event_stage")
 
 
 def _text(value: Any) -> str:
