@@ -55,11 +55,11 @@ def setup(n: int, events_per_sub: int) -> tuple[list[str], list[str]]:
     from django.core.management import call_command
     from django.db import connection
 
+    from catalog.services import price_create
     from customers.models import Customer
     from metering.models import Meter, MeterEvent
     from metering.rollups import usage_rollup_job
     from subscriptions.models import Subscription, SubscriptionItem
-    from subscriptions.services import price_create
 
     call_command("migrate", verbosity=0)
     meter = Meter.objects.create(code="bench-api", name="API calls", aggregation="sum")
@@ -155,7 +155,7 @@ def _real_worker(start_at: float) -> tuple[float, float, dict]:
     import django
 
     django.setup()
-    from invoicing.renewal import renew_subscriptions_job
+    from subscriptions.services.renewal import renew_subscriptions_job
 
     _wait_until(start_at)
     started = time.time()

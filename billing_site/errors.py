@@ -18,6 +18,7 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
 from billing_site.logging import request_id_var
+from billing_site.money import UnknownCurrency, normalize_currency
 
 logger = logging.getLogger("billing.errors")
 
@@ -266,3 +267,13 @@ def handler500(request: HttpRequest) -> JsonResponse:
         message="An internal error occurred. Quote the request id when you report it.",
         request_id=request_id_var.get(),
     )
+
+
+def currency_clean(code: str, param: str = "currency") -> str:
+    """An ISO 4217 code from input, lower case; anything else is a 400 naming `param`."""
+    try:
+        return normalize_currency(code)
+    except UnknownCurrency:
+        raise InvalidRequest(
+            f"'{code}' is not an ISO 4217 currency code.", param=param, code="unknown_currency"
+        ) from None

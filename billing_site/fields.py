@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing_site.countries import is_country
-from billing_site.money import is_currency
+from billing_site.money import decimal_to_str, is_currency
 
 METADATA_MAX_KEYS = 50
 METADATA_MAX_KEY_LENGTH = 40
@@ -103,3 +103,11 @@ class NullableCharField(serializers.CharField):
 
     def to_representation(self, value: Any) -> str | None:
         return value or None
+
+
+@extend_schema_field({"type": "string", "format": "decimal", "nullable": True})
+class DecimalString(serializers.Field):
+    """A decimal rendered as a plain string ("0.04", "1500"), never a float or exponent form."""
+
+    def to_representation(self, value: Any) -> str | None:
+        return None if value is None else decimal_to_str(value)

@@ -1,9 +1,13 @@
 """Every periodic job, in one place.
 
-A job is a function `fn(*, now: datetime) -> dict` (what it did, for the log and for `run_job`). Beat runs
-each through the one task `billing.run_job` with the job's name; `python manage.py run_job NAME --now T`
-runs the same function in the foreground for a chosen time. Jobs are named by dotted path, so this
-module imports no app and the import direction (core at the bottom) holds. Later apps add their jobs here.
+A job is a sweep, a function `fn(*, now: datetime) -> dict` (what it did, for the log and for `run_job`).
+A sweep only finds due work: where the work is slow (provider calls) or heavy (renewal), it enqueues one
+task per object, or per batch where the batch is the efficient unit (`billing_site.tasks.enqueue`), and
+the tasks do it, each safe to run twice; where the work is one cheap statement per batch (expiring
+grants, purging keys, roll-ups) the sweep does it itself. Beat runs each sweep through the one task
+`billing.run_job` with the job's name; `python manage.py run_job NAME --now T` runs the same sweep in the
+foreground for a chosen time, with its tasks inline. Jobs are named by dotted path, so this module imports
+no app and the import direction (core at the bottom) holds.
 """
 
 from __future__ import annotations
@@ -43,35 +47,35 @@ JOBS: tuple[Job, ...] = (
     ),
     Job(
         name="renew_subscriptions",
-        function="invoicing.renewal.renew_subscriptions_job",
+        function="subscriptions.services.renewal.renew_subscriptions_job",
         schedule=timedelta(minutes=5),
         description="End trials, bill every ended period (catching up missed ones), end subscriptions "
         "canceled at period end.",
     ),
     Job(
         name="bill_ended_late_usage",
-        function="invoicing.renewal.ended_late_usage_job",
+        function="subscriptions.services.renewal.ended_late_usage_job",
         schedule=crontab(minute="37"),
         description="Invoice usage that arrived late (or was canceled) for the last periods of subscriptions "
         "that have ended.",
     ),
     Job(
         name="expire_credit_grants",
-        function="payments.grants.credit_grants_expire_job",
+        function="payments.services.grants.credit_grants_expire_job",
         schedule=crontab(minute="7"),
         description="Expire active credit grants whose expires_at has passed (their remaining credit becomes "
         "unusable); emits credit_grant.expired.",
     ),
     Job(
         name="resolve_unknown_payments",
-        function="payments.intents.payment_intent_resolve_unknown_job",
+        function="payments.services.intents.payment_intent_resolve_unknown_job",
         schedule=timedelta(minutes=10),
         description="Settle payments whose provider answer was lost (status unknown, or processing whose "
         "caller died) by reading the provider's records; never charges again.",
     ),
     Job(
         name="collect_invoices",
-        function="payments.collection.invoices_collect_job",
+        function="payments.services.collection.invoices_collect_job",
         schedule=timedelta(minutes=5),
         description="Collect open charge_automatically invoices whose first attempt or dunning retry is due "
         "(credits, balance, then the provider); mark overdue send_invoice subscriptions past_due.",

@@ -59,8 +59,9 @@ INSTALLED_APPS = [
     "webhooks.apps.WebhooksConfig",
     "customers.apps.CustomersConfig",
     "metering.apps.MeteringConfig",
-    "subscriptions.apps.SubscriptionsConfig",
+    "catalog.apps.CatalogConfig",
     "invoicing.apps.InvoicingConfig",
+    "subscriptions.apps.SubscriptionsConfig",
     "payments.apps.PaymentsConfig",
 ]
 
@@ -224,6 +225,8 @@ if not all(d.isdigit() for d in _retry_days) or [int(d) for d in _retry_days] !=
 DUNNING_RETRY_DAYS = [int(d) for d in _retry_days]
 DUNNING_FINAL_ACTION = env_choice("DUNNING_FINAL_ACTION", "unpaid", ("unpaid", "canceled"))
 RENEWAL_BATCH_SIZE = env_int("RENEWAL_BATCH_SIZE", 500, minimum=1, maximum=100_000)
+# Row locks taken out of the one order (billing_site.locks) raise instead of being logged. On in the tests.
+LOCK_ORDER_STRICT = env_bool("LOCK_ORDER_STRICT", False)
 # The payment processor of customers that name none (`Customer.provider`): sandbox needs no network.
 PAYMENTS_PROCESSOR = env_choice("PAYMENTS_PROCESSOR", "sandbox", ("sandbox", "stripe"))
 # Required only when a customer or the setting uses stripe; handed to the SDK, never logged.

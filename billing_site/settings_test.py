@@ -11,6 +11,7 @@ os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 from billing_site.settings import *  # noqa: F403
 
 CELERY_TASK_ALWAYS_EAGER = True
+LOCK_ORDER_STRICT = True
 CELERY_TASK_EAGER_PROPAGATES = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SESSION_COOKIE_SECURE = False

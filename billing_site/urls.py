@@ -7,8 +7,9 @@ from billing_site import health
 api_v1 = [
     path("", include("customers.urls")),
     path("", include("metering.urls")),
-    path("", include("subscriptions.urls")),
+    path("", include("catalog.urls")),
     path("", include("invoicing.urls")),
+    path("", include("subscriptions.urls")),
     path("", include("payments.urls")),
 ]
 

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.http import HttpRequest
-from django.utils import timezone
 
+from billing_site.admin import admin_each
 from customers import services
 from customers.models import ControlPlaneEvent, Customer, CustomerUser
 
@@ -46,21 +46,9 @@ class CustomerAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False  # billing history is never lost: use the "soft delete" action
 
-    def _each(self, request: HttpRequest, queryset, fn, label: str) -> None:  # type: ignore[no-untyped-def]
-        now, done, failed = timezone.now(), 0, []
-        for customer in queryset:
-            try:
-                fn(customer, now)
-                done += 1
-            except Exception as exc:  # report per row; one bad row must not hide the others
-                failed.append(f"{customer.id}: {exc}")
-        messages.success(request, f"{label}: {done} customer(s).")
-        for line in failed:
-            messages.error(request, line)
-
     @admin.action(description="Deactivate")
     def deactivate(self, request, queryset):  # type: ignore[no-untyped-def]
-        self._each(
+        admin_each(
             request,
             queryset,
             lambda c, now: services.customer_set_status(customer=c, active=False, now=now),
@@ -69,7 +57,7 @@ class CustomerAdmin(admin.ModelAdmin):
 
     @admin.action(description="Activate")
     def activate(self, request, queryset):  # type: ignore[no-untyped-def]
-        self._each(
+        admin_each(
             request,
             queryset,
             lambda c, now: services.customer_set_status(customer=c, active=True, now=now),
@@ -78,11 +66,11 @@ class CustomerAdmin(admin.ModelAdmin):
 
     @admin.action(description="Soft delete (keeps billing history)")
     def soft_delete(self, request, queryset):  # type: ignore[no-untyped-def]
-        self._each(request, queryset, lambda c, now: services.customer_delete(customer=c, now=now), "Deleted")
+        admin_each(request, queryset, lambda c, now: services.customer_delete(customer=c, now=now), "Deleted")
 
     @admin.action(description="Restore deleted")
     def restore(self, request, queryset):  # type: ignore[no-untyped-def]
-        self._each(request, queryset, lambda c, now: services.customer_restore(customer=c, now=now), "Restored")
+        admin_each(request, queryset, lambda c, now: services.customer_restore(customer=c, now=now), "Restored")
 
 
 @admin.register(CustomerUser)

@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 
 from billing_site.errors import Conflict, NotFound
 from billing_site.fields import metadata_clean, metadata_merge
+from billing_site.locks import LockRank, lock_first
 from customers.models import Customer, CustomerUser
 from webhooks.services import event_emit
 
@@ -128,7 +129,7 @@ def customer_create(
 
 
 def _lock_customer(customer_id: str) -> Customer:
-    customer = Customer.objects.select_for_update().filter(pk=customer_id).first()
+    customer = lock_first(Customer.objects.filter(pk=customer_id), LockRank.CUSTOMER)
     if customer is None:
         raise NotFound(f"No such customer: {customer_id}", param="id")
     return customer
@@ -269,7 +270,7 @@ def customer_user_create(
 def _lock_user(user: CustomerUser) -> CustomerUser:
     # Lock order: customer, then user.
     _live(_lock_customer(user.customer_id))
-    locked = CustomerUser.objects.select_for_update().filter(pk=user.pk, deleted_at__isnull=True).first()
+    locked = lock_first(CustomerUser.objects.filter(pk=user.pk, deleted_at__isnull=True), LockRank.CUSTOMER_USER)
     if locked is None:
         raise NotFound(f"No such user: {user.pk}", param="id")
     return locked

@@ -1,95 +1,17 @@
-"""Admin for subscriptions and invoices. Subscriptions are registered here, not in `subscriptions`,
-because their actions (cancel, bill now) issue invoices, and imports only point down."""
+"""Admin for invoices, their lines and watermarks, one-off invoice items, and tax rates. Actions go through
+the services, so admin obeys the same rules and emits the same events as the API."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
-from django.db import transaction
+from django.contrib import admin
 from django.http import HttpRequest
 from django.utils import timezone
 
-from invoicing import billing, renewal, services
+from billing_site.admin import admin_each
+from invoicing import services
 from invoicing.models import Invoice, InvoiceLine, PendingInvoiceItem, TaxRate, UsageWatermark
-from subscriptions.models import Subscription, SubscriptionItem
-
-
-def _each(request: HttpRequest, queryset: Any, fn: Any, label: str) -> None:
-    done, now = 0, timezone.now()
-    for obj in queryset:
-        try:
-            fn(obj, now)
-            done += 1
-        except Exception as exc:  # report per row: one refusal must not hide the others
-            messages.error(request, f"{obj.pk}: {getattr(exc, 'message', exc)}")
-    if done:
-        messages.success(request, f"{label}: {done}.")
-
-
-class SubscriptionItemInline(admin.TabularInline):
-    model = SubscriptionItem
-    extra = 0
-    fields = ("id", "price", "quantity", "added_at", "removed_at")
-    readonly_fields = fields
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # items change through "change" (prorations), never by editing rows
-
-
-@admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
-    list_display = (
-        "id",
-        "customer",
-        "status",
-        "currency",
-        "current_period_start",
-        "current_period_end",
-        "cancel_at_period_end",
-    )
-    list_filter = ("status", "collection_method", "cancel_at_period_end")
-    search_fields = ("=id", "customer__external_id", "customer__email", "=customer__id")
-    list_select_related = ("customer",)
-    readonly_fields = [f.name for f in Subscription._meta.fields if f.name != "metadata"]
-    inlines = (SubscriptionItemInline,)
-    actions = ("cancel_now", "cancel_at_period_end", "bill_now")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # created through the API, which issues the first invoice
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    @admin.action(description="Cancel now (final invoice, prorated credit)")
-    def cancel_now(self, request: HttpRequest, queryset: Any) -> None:
-        _each(
-            request,
-            queryset,
-            lambda s, now: billing.subscription_cancel(subscription=s, at_period_end=False, prorate=True, now=now),
-            "Canceled",
-        )
-
-    @admin.action(description="Cancel at period end")
-    def cancel_at_period_end(self, request: HttpRequest, queryset: Any) -> None:
-        _each(
-            request,
-            queryset,
-            lambda s, now: billing.subscription_cancel(subscription=s, at_period_end=True, prorate=False, now=now),
-            "Set to cancel",
-        )
-
-    @admin.action(description="Bill now (end trials, invoice every ended period)")
-    def bill_now(self, request: HttpRequest, queryset: Any) -> None:
-        def bill(sub: Subscription, now: Any) -> None:
-            with transaction.atomic():
-                locked = Subscription.objects.select_for_update(of=("self",)).select_related("customer", "coupon")
-                made = renewal.renew_batch([locked.get(pk=sub.pk)], now)
-            if not made:
-                messages.info(request, f"{sub.pk}: nothing due before {now:%Y-%m-%d %H:%M} UTC.")
-
-        _each(request, queryset, bill, "Billed")
 
 
 class InvoiceLineInline(admin.TabularInline):
@@ -147,15 +69,15 @@ class InvoiceAdmin(admin.ModelAdmin):
 
     @admin.action(description="Finalize drafts")
     def finalize(self, request: HttpRequest, queryset: Any) -> None:
-        _each(request, queryset, lambda i, now: services.invoice_finalize(invoice=i, now=now), "Finalized")
+        admin_each(request, queryset, lambda i, now: services.invoice_finalize(invoice=i, now=now), "Finalized")
 
     @admin.action(description="Void")
     def void(self, request: HttpRequest, queryset: Any) -> None:
-        _each(request, queryset, lambda i, now: services.invoice_void(invoice=i, now=now), "Voided")
+        admin_each(request, queryset, lambda i, now: services.invoice_void(invoice=i, now=now), "Voided")
 
     @admin.action(description="Mark uncollectible")
     def mark_uncollectible(self, request: HttpRequest, queryset: Any) -> None:
-        _each(
+        admin_each(
             request,
             queryset,
             lambda i, now: services.invoice_mark_uncollectible(invoice=i, now=now),

@@ -1,8 +1,7 @@
-"""Thin HTTP layer for subscriptions, invoices and tax rates."""
+"""Thin HTTP layer for invoices, one-off invoice items and tax rates."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.http import HttpResponse
@@ -13,149 +12,26 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
-from billing_site.errors import InvalidRequest
 from customers.selectors import customer_from_input
-from invoicing import billing, renewal, selectors, services
-from invoicing.billing import ItemSpec
+from invoicing import selectors, services
 from invoicing.pdf import invoice_text_lines, render_pdf
 from invoicing.serializers import (
-    CancelInput,
-    ChangeInput,
+    InvoiceCreateInput,
+    InvoiceItemCreateInput,
+    InvoiceItemOutput,
     InvoiceOutput,
-    SubscriptionCreateInput,
-    SubscriptionOutput,
     TaxRateCreateInput,
     TaxRateOutput,
     TaxRateUpdateInput,
-    draft_data,
     invoice_data,
 )
-from subscriptions.models import Coupon, Price
 
 _LIST = [OpenApiParameter("limit", int), OpenApiParameter("cursor", str)]
-
-
-def _item_specs(items: list[dict[str, Any]]) -> list[ItemSpec]:
-    prices = {p.id: p for p in Price.objects.select_related("meter").filter(pk__in=[i["price"] for i in items])}
-    specs = []
-    for index, item in enumerate(items):
-        price = prices.get(item["price"])
-        if price is None:
-            raise InvalidRequest(
-                f"No such price: {item['price']}", param=f"items[{index}].price", code="resource_missing"
-            )
-        specs.append(ItemSpec(price=price, quantity=item.get("quantity")))
-    return specs
 
 
 class _InvoiceSerializer(serializers.BaseSerializer):
     def to_representation(self, instance: Any) -> dict[str, Any]:
         return InvoiceOutput(invoice_data(instance)).data
-
-
-class SubscriptionListCreateApi(ApiView):
-    scope_resource = "billing"
-
-    @extend_schema(
-        operation_id="subscriptions_list",
-        parameters=[*_LIST, OpenApiParameter("customer", str), OpenApiParameter("status", str)],
-        responses=paginated_schema(SubscriptionOutput),
-    )
-    def get(self, request: Request) -> Response:
-        return paginate(request, selectors.subscription_list(filters=request.query_params), SubscriptionOutput)
-
-    @extend_schema(
-        operation_id="subscriptions_create", request=SubscriptionCreateInput, responses={201: SubscriptionOutput}
-    )
-    def post(self, request: Request) -> Response:
-        data = validate_input(SubscriptionCreateInput, request.data)
-        now = timezone.now()
-        customer = customer_from_input(customer_id=data["customer"])
-        coupon = None
-        if data.get("coupon"):
-            coupon = Coupon.objects.filter(pk=data["coupon"]).first()
-            if coupon is None:
-                raise InvalidRequest(f"No such coupon: {data['coupon']}", param="coupon", code="resource_missing")
-        start = data.get("start_date")
-        trial_end = data.get("trial_end")
-        if "trial_days" in data:
-            trial_end = (start or now) + timedelta(days=data["trial_days"])
-        sub, invoice = billing.subscription_create(
-            customer=customer,
-            items=_item_specs(data["items"]),
-            now=now,
-            start_date=start,
-            trial_end=trial_end,
-            billing_cycle_anchor=data.get("billing_cycle_anchor"),
-            collection_method=data.get("collection_method", "charge_automatically"),
-            days_until_due=data.get("days_until_due"),
-            coupon=coupon,
-            metadata={k: v for k, v in data.get("metadata", {}).items() if v},
-        )
-        body = SubscriptionOutput(sub).data
-        body["latest_invoice"] = invoice.id if invoice else None
-        return Response(body, status=status.HTTP_201_CREATED)
-
-
-class SubscriptionDetailApi(ApiView):
-    scope_resource = "billing"
-
-    @extend_schema(operation_id="subscriptions_retrieve", responses=SubscriptionOutput)
-    def get(self, request: Request, subscription_id: str) -> Response:
-        return Response(SubscriptionOutput(selectors.subscription_get(subscription_id=subscription_id)).data)
-
-
-class SubscriptionCancelApi(ApiView):
-    scope_resource = "billing"
-
-    @extend_schema(operation_id="subscriptions_cancel", request=CancelInput, responses=SubscriptionOutput)
-    def post(self, request: Request, subscription_id: str) -> Response:
-        sub = selectors.subscription_get(subscription_id=subscription_id)
-        data = validate_input(CancelInput, request.data)
-        sub, invoice = billing.subscription_cancel(
-            subscription=sub, at_period_end=data["at_period_end"], prorate=data["prorate"], now=timezone.now()
-        )
-        body = SubscriptionOutput(sub).data
-        body["latest_invoice"] = invoice.id if invoice else None
-        return Response(body)
-
-
-class SubscriptionReactivateApi(ApiView):
-    scope_resource = "billing"
-
-    @extend_schema(operation_id="subscriptions_reactivate", request=None, responses=SubscriptionOutput)
-    def post(self, request: Request, subscription_id: str) -> Response:
-        sub = selectors.subscription_get(subscription_id=subscription_id)
-        sub = billing.subscription_reactivate(subscription=sub, now=timezone.now())
-        return Response(SubscriptionOutput(sub).data)
-
-
-class SubscriptionChangeApi(ApiView):
-    scope_resource = "billing"
-
-    @extend_schema(operation_id="subscriptions_change", request=ChangeInput, responses=SubscriptionOutput)
-    def post(self, request: Request, subscription_id: str) -> Response:
-        sub = selectors.subscription_get(subscription_id=subscription_id)
-        data = validate_input(ChangeInput, request.data)
-        sub, invoice = billing.subscription_change(
-            subscription=sub,
-            items=_item_specs(data["items"]),
-            proration_behavior=data["proration_behavior"],
-            now=timezone.now(),
-        )
-        body = SubscriptionOutput(sub).data
-        body["latest_invoice"] = invoice.id if invoice else None
-        return Response(body)
-
-
-class UpcomingInvoiceApi(ApiView):
-    scope_resource = "billing"
-
-    @extend_schema(operation_id="subscriptions_upcoming_invoice", responses=InvoiceOutput)
-    def get(self, request: Request, subscription_id: str) -> Response:
-        sub = selectors.subscription_get(subscription_id=subscription_id)
-        draft = renewal.upcoming_invoice(subscription=sub, now=timezone.now())
-        return Response(InvoiceOutput(draft_data(draft)).data)
 
 
 class InvoiceListApi(ApiView):
@@ -173,6 +49,14 @@ class InvoiceListApi(ApiView):
     )
     def get(self, request: Request) -> Response:
         return paginate(request, selectors.invoice_list(filters=request.query_params), _InvoiceSerializer)
+
+    @extend_schema(operation_id="invoices_create", request=InvoiceCreateInput, responses={201: InvoiceOutput})
+    def post(self, request: Request) -> Response:
+        data = validate_input(InvoiceCreateInput, request.data)
+        customer = customer_from_input(customer_id=data.pop("customer"))
+        invoice = services.invoice_create(customer=customer, now=timezone.now(), **data)
+        body = InvoiceOutput(invoice_data(selectors.invoice_get(invoice_id=invoice.id))).data
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class InvoiceDetailApi(ApiView):
@@ -215,6 +99,46 @@ class InvoiceMarkUncollectibleApi(_InvoiceActionApi):
     @extend_schema(operation_id="invoices_mark_uncollectible", request=None, responses=InvoiceOutput)
     def post(self, request: Request, invoice_id: str) -> Response:
         return super().post(request, invoice_id)
+
+
+class InvoiceItemListCreateApi(ApiView):
+    scope_resource = "billing"
+
+    @extend_schema(
+        operation_id="invoice_items_list",
+        parameters=[
+            *_LIST,
+            OpenApiParameter("customer", str),
+            OpenApiParameter("subscription", str),
+            OpenApiParameter("pending", bool),
+        ],
+        responses=paginated_schema(InvoiceItemOutput),
+    )
+    def get(self, request: Request) -> Response:
+        return paginate(request, selectors.invoice_item_list(filters=request.query_params), InvoiceItemOutput)
+
+    @extend_schema(
+        operation_id="invoice_items_create", request=InvoiceItemCreateInput, responses={201: InvoiceItemOutput}
+    )
+    def post(self, request: Request) -> Response:
+        data = validate_input(InvoiceItemCreateInput, request.data)
+        customer = customer_from_input(customer_id=data.pop("customer"))
+        item = services.invoice_item_create(customer=customer, now=timezone.now(), **data)
+        return Response(InvoiceItemOutput(item).data, status=status.HTTP_201_CREATED)
+
+
+class InvoiceItemDetailApi(ApiView):
+    scope_resource = "billing"
+
+    @extend_schema(operation_id="invoice_items_retrieve", responses=InvoiceItemOutput)
+    def get(self, request: Request, invoice_item_id: str) -> Response:
+        return Response(InvoiceItemOutput(selectors.invoice_item_get(invoice_item_id=invoice_item_id)).data)
+
+    @extend_schema(operation_id="invoice_items_delete", responses={204: None})
+    def delete(self, request: Request, invoice_item_id: str) -> Response:
+        item = selectors.invoice_item_get(invoice_item_id=invoice_item_id)
+        services.invoice_item_delete(item=item, now=timezone.now())
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class TaxRateListCreateApi(ApiView):

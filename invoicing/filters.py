@@ -2,17 +2,8 @@ from __future__ import annotations
 
 import django_filters
 
-from invoicing.models import Invoice, TaxRate
-from subscriptions.models import Subscription
-
-
-class SubscriptionFilter(django_filters.FilterSet):
-    customer = django_filters.CharFilter(field_name="customer_id")
-    status = django_filters.ChoiceFilter(choices=Subscription.Status.choices)
-
-    class Meta:
-        model = Subscription
-        fields = ("customer", "status")
+from billing_site.filters import boolean_filter
+from invoicing.models import Invoice, PendingInvoiceItem, TaxRate
 
 
 class InvoiceFilter(django_filters.FilterSet):
@@ -25,10 +16,20 @@ class InvoiceFilter(django_filters.FilterSet):
         fields = ("customer", "subscription", "status")
 
 
+class PendingInvoiceItemFilter(django_filters.FilterSet):
+    customer = django_filters.CharFilter(field_name="customer_id")
+    subscription = django_filters.CharFilter(field_name="subscription_id")
+    pending = boolean_filter("invoice", lookup_expr="isnull")
+
+    class Meta:
+        model = PendingInvoiceItem
+        fields = ("customer", "subscription", "pending")
+
+
 class TaxRateFilter(django_filters.FilterSet):
     country = django_filters.CharFilter(lookup_expr="iexact")
     state = django_filters.CharFilter(lookup_expr="iexact")
-    active = django_filters.BooleanFilter()
+    active = boolean_filter("active")
 
     class Meta:
         model = TaxRate

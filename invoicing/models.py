@@ -87,6 +87,10 @@ class Invoice(TimestampedModel):
     amount_paid = models.BigIntegerField(default=0)
     amount_remaining = models.BigIntegerField(default=0)
     collection_method = models.CharField(max_length=20, default="charge_automatically")
+    # Payment terms of a send_invoice invoice (copied from its subscription, or given for a manual one);
+    # NULL takes INVOICE_DAYS_UNTIL_DUE at finalization.
+    days_until_due = models.PositiveSmallIntegerField(null=True, blank=True)
+    description = models.CharField(max_length=500, blank=True, help_text="Shown to the customer (manual invoices).")
     due_date = models.DateTimeField(null=True, blank=True)
     tax_note = models.CharField(max_length=255, blank=True)
     customer_snapshot = models.JSONField(default=dict, blank=True)
@@ -139,13 +143,14 @@ class InvoiceLine(models.Model):
         LATE_USAGE = "late_usage"
         PRORATION = "proration"
         DISCOUNT = "discount"
+        INVOICE_ITEM = "invoice_item"  # a one-off item added by the operator (POST /invoice-items)
 
     id = PublicIdField("il")
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField()
     kind = models.CharField(max_length=20, choices=Kind.choices)
     description = models.CharField(max_length=500)
-    price = models.ForeignKey("subscriptions.Price", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    price = models.ForeignKey("catalog.Price", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     meter = models.ForeignKey("metering.Meter", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     subscription_item = models.ForeignKey(
         "subscriptions.SubscriptionItem", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -210,91 +215,45 @@ class UsageWatermark(models.Model):
 
 
 class PendingInvoiceItem(models.Model):
-    """A line waiting for the customer's next invoice: prorations made with `create_prorations`."""
+    """A line waiting for the customer's next invoice: prorations made with `create_prorations` (they
+    belong to a subscription and go on its next invoice), and one-off items an operator adds
+    (`POST /invoice-items`, no subscription: they go on the customer's next manual invoice)."""
 
+    id = PublicIdField("ii")
     customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="+")
     subscription = models.ForeignKey(
-        "subscriptions.Subscription", on_delete=models.PROTECT, related_name="pending_items"
+        "subscriptions.Subscription", null=True, blank=True, on_delete=models.PROTECT, related_name="pending_items"
     )
     kind = models.CharField(max_length=20, default=InvoiceLine.Kind.PRORATION)
+    currency = models.CharField(max_length=3)
     description = models.CharField(max_length=500)
-    price = models.ForeignKey("subscriptions.Price", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    price = models.ForeignKey("catalog.Price", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     quantity = models.DecimalField(max_digits=38, decimal_places=12, null=True, blank=True)
+    unit_amount = models.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, null=True, blank=True)
     amount = models.BigIntegerField()
-    period_start = models.DateTimeField()
-    period_end = models.DateTimeField()
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
     invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField()
 
     class Meta:
         indexes = [
+            # The next invoice's pending items: a subscription's (renewal) or a customer's one-off items.
             models.Index(fields=["subscription"], condition=Q(invoice__isnull=True), name="pending_item_open_idx"),
+            models.Index(
+                fields=["customer", "currency"],
+                condition=Q(invoice__isnull=True, subscription__isnull=True),
+                name="pending_item_customer_open_idx",
+            ),
         ]
-
-    def __str__(self) -> str:
-        return f"{self.description} {self.amount}"
-
-
-class CreditNote(TimestampedModel):
-    """Money given back against a finalized invoice. Its total is split between what it takes off the
-    invoice's amount still due (open invoices), credit to the customer's balance, a refund, and money
-    returned outside the system. Numbers come from the gapless `credit_note` sequence."""
-
-    class Status(models.TextChoices):
-        ISSUED = "issued"
-        VOID = "void"
-
-    class Reason(models.TextChoices):
-        DUPLICATE = "duplicate"
-        FRAUDULENT = "fraudulent"
-        ORDER_CHANGE = "order_change"
-        PRODUCT_UNSATISFACTORY = "product_unsatisfactory"
-
-    id = PublicIdField("cn")
-    number = models.CharField(max_length=40, unique=True)
-    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
-    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="credit_notes")
-    currency = models.CharField(max_length=3)
-    amount = models.BigIntegerField()
-    invoice_amount = models.BigIntegerField(default=0, help_text="Taken off the open invoice's amount due.")
-    credit_amount = models.BigIntegerField(default=0, help_text="Credited to the customer's balance.")
-    refund_amount = models.BigIntegerField(default=0, help_text="Refunded to the payment method.")
-    out_of_band_amount = models.BigIntegerField(default=0, help_text="Returned outside this system.")
-    reason = models.CharField(max_length=30, choices=Reason.choices, blank=True)
-    memo = models.CharField(max_length=1000, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ISSUED)
-    voided_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(amount__gt=0), name="credit_note_amount_positive"),
             models.CheckConstraint(
-                condition=Q(
-                    amount=F("invoice_amount") + F("credit_amount") + F("refund_amount") + F("out_of_band_amount")
-                ),
-                name="credit_note_split_adds_up",
-            ),
-            models.CheckConstraint(
-                condition=Q(
-                    invoice_amount__gte=0, credit_amount__gte=0, refund_amount__gte=0, out_of_band_amount__gte=0
-                ),
-                name="credit_note_parts_non_negative",
+                condition=Q(period_start__isnull=True, period_end__isnull=True)
+                | Q(period_start__isnull=False, period_end__isnull=False, period_end__gt=F("period_start")),
+                name="pending_item_period_ordered",
             ),
         ]
-
-    def __str__(self) -> str:
-        return f"{self.number} {self.amount}"
-
-
-class CreditNoteLine(models.Model):
-    credit_note = models.ForeignKey(CreditNote, on_delete=models.CASCADE, related_name="lines")
-    invoice_line = models.ForeignKey(InvoiceLine, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    description = models.CharField(max_length=500)
-    quantity = models.DecimalField(max_digits=38, decimal_places=12, null=True, blank=True)
-    amount = models.BigIntegerField()
-
-    class Meta:
-        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="credit_note_line_amount_positive")]
 
     def __str__(self) -> str:
         return f"{self.description} {self.amount}"

@@ -7,20 +7,10 @@ from django.db.models import Prefetch, QuerySet
 
 from billing_site.errors import NotFound
 from billing_site.selectors import apply_filters
-from invoicing.filters import InvoiceFilter, SubscriptionFilter, TaxRateFilter
-from invoicing.models import Invoice, InvoiceLine, TaxRate
-from subscriptions.models import Subscription
-
-
-def subscription_get(*, subscription_id: str) -> Subscription:
-    sub = Subscription.objects.select_related("customer", "coupon").filter(pk=subscription_id).first()
-    if sub is None:
-        raise NotFound(f"No such subscription: {subscription_id}", param="id")
-    return sub
-
-
-def subscription_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Subscription]:
-    return apply_filters(SubscriptionFilter, filters or {}, Subscription.objects.prefetch_related("items"))
+from customers.models import Customer
+from invoicing import tax as taxmath
+from invoicing.filters import InvoiceFilter, PendingInvoiceItemFilter, TaxRateFilter
+from invoicing.models import Invoice, InvoiceLine, PendingInvoiceItem, TaxRate
 
 
 def _with_lines(queryset: QuerySet[Invoice]) -> QuerySet[Invoice]:
@@ -38,6 +28,17 @@ def invoice_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Invoic
     return _with_lines(apply_filters(InvoiceFilter, filters or {}, Invoice.objects.all()))
 
 
+def invoice_item_get(*, invoice_item_id: str) -> PendingInvoiceItem:
+    item = PendingInvoiceItem.objects.filter(pk=invoice_item_id).first()
+    if item is None:
+        raise NotFound(f"No such invoice item: {invoice_item_id}", param="id")
+    return item
+
+
+def invoice_item_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[PendingInvoiceItem]:
+    return apply_filters(PendingInvoiceItemFilter, filters or {}, PendingInvoiceItem.objects.all())
+
+
 def tax_rate_get(*, tax_rate_id: str) -> TaxRate:
     rate = TaxRate.objects.filter(pk=tax_rate_id).first()
     if rate is None:
@@ -47,3 +48,36 @@ def tax_rate_get(*, tax_rate_id: str) -> TaxRate:
 
 def tax_rate_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[TaxRate]:
     return apply_filters(TaxRateFilter, filters or {}, TaxRate.objects.all())
+
+
+class TaxRateCache:
+    """The active tax rates, read once and matched to each customer's address: building hundreds of
+    invoices in one batch must not read the rates once per invoice."""
+
+    def __init__(self) -> None:
+        self._rates: list[TaxRate] | None = None
+
+    def for_customer(self, customer: Customer) -> tuple[list[taxmath.TaxRate], str]:
+        """The rates that apply to `customer` and the note the invoice must carry (reverse charge)."""
+        if self._rates is None:
+            self._rates = list(TaxRate.objects.filter(active=True))
+        country = (customer.address_country or "").upper()
+        rates = [
+            taxmath.TaxRate(
+                id=r.id,
+                display_name=r.display_name,
+                percentage=r.percentage,
+                inclusive=r.inclusive,
+                country=r.country,
+                state=r.state,
+            )
+            for r in self._rates
+            if r.country == country
+        ]
+        chosen = taxmath.taxes_for_customer(
+            rates,
+            country=customer.address_country or None,
+            state=customer.address_state or None,
+            tax_exempt=customer.tax_exempt,
+        )
+        return chosen, taxmath.reverse_charge_note(customer.tax_exempt) or ""

@@ -2,98 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing_site.api import InputSerializer
-from billing_site.fields import CountryField, MetadataField
-from billing_site.money import decimal_to_str
+from billing_site.fields import CountryField, CurrencyField, DecimalString, MetadataField
 from invoicing.drafts import Draft, DraftLine
 from invoicing.models import Invoice, InvoiceLine
-from subscriptions.models import Subscription
-
-
-@extend_schema_field({"type": "string", "format": "decimal", "nullable": True})
-class DecimalString(serializers.Field):
-    """A decimal rendered as a plain string ("0.04", "1500"), never a float or exponent form."""
-
-    def to_representation(self, value: Any) -> str | None:
-        return None if value is None else decimal_to_str(value)
-
-
-# --- Subscriptions --------------------------------------------------------------------------------
-
-
-class ItemInput(InputSerializer):
-    price = serializers.CharField(max_length=40)
-    quantity = serializers.DecimalField(max_digits=20, decimal_places=6, min_value=0, required=False, allow_null=True)
-
-
-class SubscriptionCreateInput(InputSerializer):
-    customer = serializers.CharField(max_length=40)
-    items = ItemInput(many=True, allow_empty=False)
-    start_date = serializers.DateTimeField(required=False)
-    trial_days = serializers.IntegerField(min_value=1, max_value=730, required=False)
-    trial_end = serializers.DateTimeField(required=False)
-    billing_cycle_anchor = serializers.DateTimeField(required=False)
-    collection_method = serializers.ChoiceField(choices=Subscription.CollectionMethod.choices, required=False)
-    days_until_due = serializers.IntegerField(min_value=0, max_value=365, required=False)
-    coupon = serializers.CharField(max_length=40, required=False, allow_null=True)
-    metadata = MetadataField(required=False)
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "trial_days" in attrs and "trial_end" in attrs:
-            raise serializers.ValidationError({"trial_end": ["Give trial_days or trial_end, not both."]})
-        return attrs
-
-
-class CancelInput(InputSerializer):
-    at_period_end = serializers.BooleanField(required=False, default=False)
-    prorate = serializers.BooleanField(required=False, default=False)
-
-
-class ChangeInput(InputSerializer):
-    items = ItemInput(many=True, allow_empty=False)
-    proration_behavior = serializers.ChoiceField(
-        choices=["create_prorations", "none", "always_invoice"], required=False, default="create_prorations"
-    )
-
-
-class SubscriptionItemOutput(serializers.Serializer):
-    id = serializers.CharField()
-    price = serializers.CharField(source="price_id")
-    quantity = DecimalString()
-
-
-class SubscriptionOutput(serializers.Serializer):
-    id = serializers.CharField()
-    object = serializers.SerializerMethodField()
-    customer = serializers.CharField(source="customer_id")
-    status = serializers.CharField()
-    currency = serializers.CharField()
-    items = serializers.SerializerMethodField()
-    start_date = serializers.DateTimeField()
-    billing_cycle_anchor = serializers.DateTimeField()
-    current_period_start = serializers.DateTimeField()
-    current_period_end = serializers.DateTimeField()
-    trial_start = serializers.DateTimeField(allow_null=True)
-    trial_end = serializers.DateTimeField(allow_null=True)
-    cancel_at_period_end = serializers.BooleanField()
-    canceled_at = serializers.DateTimeField(allow_null=True)
-    ended_at = serializers.DateTimeField(allow_null=True)
-    collection_method = serializers.CharField()
-    days_until_due = serializers.IntegerField(allow_null=True)
-    coupon = serializers.CharField(source="coupon_id", allow_null=True)
-    metadata = MetadataField()
-    created_at = serializers.DateTimeField()
-
-    def get_object(self, obj: Subscription) -> str:
-        return "subscription"
-
-    def get_items(self, obj: Subscription) -> list[dict[str, Any]]:
-        live = [i for i in obj.items.all() if i.removed_at is None]
-        return SubscriptionItemOutput(sorted(live, key=lambda i: (i.added_at, i.created_at, i.id)), many=True).data
-
 
 # --- Invoices -------------------------------------------------------------------------------------
 
@@ -162,6 +76,7 @@ class InvoiceOutput(serializers.Serializer):
     amount_paid = serializers.IntegerField()
     amount_remaining = serializers.IntegerField()
     tax_note = serializers.CharField(allow_null=True)
+    description = serializers.CharField(allow_null=True)
     due_date = serializers.DateTimeField(allow_null=True)
     finalized_at = serializers.DateTimeField(allow_null=True)
     paid_at = serializers.DateTimeField(allow_null=True)
@@ -191,6 +106,7 @@ def invoice_data(invoice: Invoice) -> dict[str, Any]:
         "amount_paid": invoice.amount_paid,
         "amount_remaining": invoice.amount_remaining,
         "tax_note": invoice.tax_note or None,
+        "description": invoice.description or None,
         "due_date": invoice.due_date,
         "finalized_at": invoice.finalized_at,
         "paid_at": invoice.paid_at,
@@ -205,7 +121,7 @@ def draft_data(draft: Draft) -> dict[str, Any]:
         "object": "invoice",
         "number": None,
         "customer": draft.customer.id,
-        "subscription": draft.subscription.id if draft.subscription else None,
+        "subscription": draft.subscription_id,
         "status": "draft",
         "billing_reason": draft.billing_reason,
         "currency": draft.currency,
@@ -222,11 +138,63 @@ def draft_data(draft: Draft) -> dict[str, Any]:
         "amount_paid": 0,
         "amount_remaining": draft.amount_due,
         "tax_note": draft.tax_note or None,
+        "description": draft.description or None,
         "due_date": None,
         "finalized_at": None,
         "paid_at": None,
         "created_at": None,
     }
+
+
+# --- Manual invoices and invoice items ------------------------------------------------------------
+
+
+class InvoiceLineInput(InputSerializer):
+    description = serializers.CharField(max_length=500)
+    amount = serializers.IntegerField()
+    quantity = serializers.DecimalField(max_digits=38, decimal_places=12, min_value=0, required=False, allow_null=True)
+
+
+class InvoiceCreateInput(InputSerializer):
+    customer = serializers.CharField(max_length=40)
+    currency = CurrencyField(required=False)
+    lines = InvoiceLineInput(many=True, required=False)
+    include_pending = serializers.BooleanField(required=False, default=True)
+    collection_method = serializers.ChoiceField(choices=["charge_automatically", "send_invoice"], required=False)
+    days_until_due = serializers.IntegerField(min_value=0, max_value=365, required=False)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    finalize = serializers.BooleanField(required=False, default=False)
+
+
+class InvoiceItemCreateInput(InputSerializer):
+    customer = serializers.CharField(max_length=40)
+    amount = serializers.IntegerField()
+    currency = CurrencyField(required=False)
+    description = serializers.CharField(max_length=500)
+    quantity = serializers.DecimalField(max_digits=38, decimal_places=12, min_value=0, required=False, allow_null=True)
+    period_start = serializers.DateTimeField(required=False)
+    period_end = serializers.DateTimeField(required=False)
+    metadata = MetadataField(required=False)
+
+
+class InvoiceItemOutput(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    customer = serializers.CharField(source="customer_id")
+    subscription = serializers.CharField(source="subscription_id", allow_null=True)
+    invoice = serializers.CharField(source="invoice_id", allow_null=True)
+    kind = serializers.CharField()
+    currency = serializers.CharField()
+    description = serializers.CharField()
+    amount = serializers.IntegerField()
+    quantity = DecimalString()
+    period_start = serializers.DateTimeField(allow_null=True)
+    period_end = serializers.DateTimeField(allow_null=True)
+    metadata = MetadataField()
+    created_at = serializers.DateTimeField()
+
+    def get_object(self, obj: Any) -> str:
+        return "invoice_item"
 
 
 # --- Tax rates ------------------------------------------------------------------------------------

@@ -1,53 +1,46 @@
 """Writing invoices in bulk: everything a batch of drafts implies, in a handful of statements.
 
 `InvoiceWriter.add(draft)` turns a draft into unsaved rows (invoice, lines, watermarks, events) and
-records what it consumes (pending items, a coupon period, superseded watermarks); `flush()` writes them
-all in the caller's transaction. Each guard of a single write holds in bulk: consumptions are
-compare-and-set with a checked row count, and the invoice numbers are allocated last, in one UPDATE, so
-the sequence row is locked for the shortest time.
+records what it consumes (pending items, superseded watermarks); `flush()` writes them all in the caller's
+transaction. Each guard of a single write holds in bulk: consumptions are compare-and-set with a checked
+row count, and the invoice numbers are allocated last, in one UPDATE, so the sequence row is locked for
+the shortest time. Builders above invoicing (the subscription lifecycle) subclass it to write what their
+invoices imply for their own rows in the same flush.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 
 from billing_site.errors import Conflict
-from invoicing.context import BillingContext
 from invoicing.drafts import Draft
+from invoicing.finalization import allocate_numbers, finalize_fields, invoice_snapshot
 from invoicing.hooks import invoice_finalized_hooks_run
 from invoicing.models import Invoice, InvoiceLine, PendingInvoiceItem, UsageWatermark
-from invoicing.services import allocate_numbers, finalize_fields, invoice_snapshot
-from subscriptions.models import Subscription
 from webhooks.models import BillingEvent
 
 
 class InvoiceWriter:
-    def __init__(self, *, now: datetime, ctx: BillingContext | None = None) -> None:
+    def __init__(self, *, now: datetime) -> None:
         self.now = now
-        self.ctx = ctx
         self.invoices: list[Invoice] = []
         self._finalizing: list[tuple[Invoice, bool]] = []
         self._lines: list[InvoiceLine] = []
         self._watermarks: list[UsageWatermark] = []
         self._superseded: list[int] = []
-        self._pending: dict[str, list[int]] = {}
-        self._coupons: Counter[str] = Counter()
+        self._pending: dict[str, list[str]] = {}
         self._events: list[BillingEvent] = []
-        self._subs: dict[str, tuple[Subscription, set[str]]] = {}
 
     # --- collecting -------------------------------------------------------------------------------
 
     def add(self, draft: Draft, *, finalize: bool | None = None) -> Invoice:
-        sub = draft.subscription
         invoice = Invoice(
             customer=draft.customer,
-            subscription=sub,
+            subscription_id=draft.subscription_id,
             billing_reason=draft.billing_reason,
             cycle_period_start=draft.cycle_period_start,
             currency=draft.currency,
@@ -59,7 +52,9 @@ class InvoiceWriter:
             total=draft.total,
             amount_due=draft.amount_due,
             amount_remaining=draft.amount_due,
-            collection_method=sub.collection_method if sub else "charge_automatically",
+            collection_method=draft.collection_method,
+            days_until_due=draft.days_until_due,
+            description=draft.description,
             tax_note=draft.tax_note,
         )
         invoice.created_at = invoice.updated_at = self.now
@@ -71,7 +66,7 @@ class InvoiceWriter:
                 description=line.description[:500],
                 price_id=line.price_id,
                 meter_id=line.meter_id,
-                subscription_item=line.item,
+                subscription_item_id=line.subscription_item_id,
                 quantity=line.quantity,
                 unit_amount=line.unit_amount,
                 amount=line.amount,
@@ -83,14 +78,12 @@ class InvoiceWriter:
             self._lines.append(row)
             if line.pending_item_id is not None:
                 self._pending.setdefault(invoice.id, []).append(line.pending_item_id)
-                if self.ctx is not None:
-                    self.ctx.consumed_pending.add(line.pending_item_id)
-            if line.watermark is not None and line.item is not None:
+            if line.watermark is not None and line.subscription_item_id is not None:
                 wm = line.watermark
                 if wm.supersedes is not None:
                     self._superseded.append(wm.supersedes.pk)
-                mark = UsageWatermark(
-                    subscription_item=line.item,
+                wm.written = UsageWatermark(
+                    subscription_item_id=line.subscription_item_id,
                     meter_id=line.meter_id,
                     customer=draft.customer,
                     invoice=invoice,
@@ -102,17 +95,11 @@ class InvoiceWriter:
                     amount_billed=wm.amount_billed,
                     computed_at=self.now,
                 )
-                self._watermarks.append(mark)
-                if self.ctx is not None and sub is not None:
-                    self.ctx.replace_watermark(sub, wm.supersedes, mark)
-        if draft.coupon_applied and sub is not None and sub.coupon_periods_remaining is not None:
-            self._coupons[sub.pk] += 1
-            sub.coupon_periods_remaining -= 1
+                self._watermarks.append(wm.written)
         self.invoices.append(invoice)
         self.emit("invoice.created", "invoice", invoice.id, invoice.customer_id, invoice_snapshot(invoice))
         if finalize if finalize is not None else settings.INVOICE_AUTO_FINALIZE:
-            days = sub.days_until_due if sub else None
-            nothing_due = finalize_fields(invoice, customer=draft.customer, days_until_due=days, now=self.now)
+            nothing_due = finalize_fields(invoice, customer=draft.customer, now=self.now)
             self._finalizing.append((invoice, nothing_due))
         return invoice
 
@@ -125,6 +112,7 @@ class InvoiceWriter:
         data: dict[str, Any],
         previous: dict[str, Any] | None = None,
     ) -> None:
+        """An outbox event written with the batch (same transaction, one bulk insert)."""
         self._events.append(
             BillingEvent(
                 type=type_,
@@ -136,14 +124,6 @@ class InvoiceWriter:
                 created_at=self.now,
             )
         )
-
-    def update_subscription(self, sub: Subscription, **fields: Any) -> None:
-        """Change a subscription in memory now and in the database at flush (one bulk UPDATE)."""
-        for name, value in fields.items():
-            setattr(sub, name, value)
-        sub.updated_at = self.now
-        entry = self._subs.setdefault(sub.pk, (sub, set()))
-        entry[1].update(fields, {"updated_at"})
 
     # --- writing ----------------------------------------------------------------------------------
 
@@ -163,16 +143,7 @@ class InvoiceWriter:
             )
             if consumed != len(pending_ids):
                 raise Conflict("A pending invoice item was billed concurrently.", code="concurrent_billing")
-        for times in set(self._coupons.values()):
-            ids = [pk for pk, n in self._coupons.items() if n == times]
-            Subscription.objects.filter(pk__in=ids).update(
-                coupon_periods_remaining=F("coupon_periods_remaining") - times
-            )
-        by_fields: dict[frozenset[str], list[Subscription]] = {}
-        for sub, fields in self._subs.values():
-            by_fields.setdefault(frozenset(fields), []).append(sub)
-        for fields, subs in by_fields.items():
-            Subscription.objects.bulk_update(subs, sorted(fields))
+        self.flush_related()
         # Numbers last: from here to commit, every other finalization waits on the sequence row.
         numbers = allocate_numbers("invoice", settings.INVOICE_NUMBER_PREFIX, len(self._finalizing))
         for (invoice, nothing_due), number in zip(self._finalizing, numbers, strict=True):
@@ -185,3 +156,6 @@ class InvoiceWriter:
         BillingEvent.objects.bulk_create(self._events)
         invoice_finalized_hooks_run([invoice for invoice, _ in self._finalizing], self.now)
         return self.invoices
+
+    def flush_related(self) -> None:
+        """Where a subclass writes its own rows, before the invoice numbers are taken."""

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import django_filters
 
+from billing_site.filters import boolean_filter
 from metering.models import Meter
 
 
 class MeterFilter(django_filters.FilterSet):
     code = django_filters.CharFilter()
     aggregation = django_filters.ChoiceFilter(choices=Meter.Aggregation.choices)
-    active = django_filters.BooleanFilter()
+    active = boolean_filter("active")
 
     class Meta:
         model = Meter

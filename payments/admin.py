@@ -5,22 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.http import HttpRequest
-from django.utils import timezone
 
-from invoicing.models import CreditNote, CreditNoteLine
-from payments import credit_notes, grants, intents
+from billing_site.admin import admin_each
 from payments.models import (
     BalanceTransaction,
     CreditBurn,
     CreditGrant,
+    CreditNote,
+    CreditNoteLine,
     CustomerBalance,
     PaymentIntent,
     PaymentMethod,
     Refund,
     SetupIntent,
 )
+from payments.services import credit_notes, grants, intents
 
 
 class _ReadOnly(admin.ModelAdmin):
@@ -34,19 +35,6 @@ class _ReadOnly(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-def _each(request: HttpRequest, queryset: Any, fn: Any, label: str) -> None:
-    done, now = 0, timezone.now()
-    for obj in queryset:
-        try:
-            result = fn(obj, now)
-            done += 1
-            messages.info(request, f"{obj.pk}: {getattr(result, 'status', 'done')}")
-        except Exception as exc:  # report per row: one refusal must not hide the others
-            messages.error(request, f"{obj.pk}: {getattr(exc, 'message', exc)}")
-    if done:
-        messages.success(request, f"{label}: {done}.")
 
 
 @admin.register(PaymentMethod)
@@ -103,7 +91,7 @@ class PaymentIntentAdmin(_ReadOnly):
 
     @admin.action(description="Cancel (releases an authorization)")
     def cancel(self, request: HttpRequest, queryset: Any) -> None:
-        _each(
+        admin_each(
             request,
             queryset,
             lambda pi, now: intents.payment_intent_cancel(payment_intent=pi, cancellation_reason="abandoned", now=now),
@@ -112,7 +100,7 @@ class PaymentIntentAdmin(_ReadOnly):
 
     @admin.action(description="Resolve unknown now (reads the provider; never charges)")
     def resolve_now(self, request: HttpRequest, queryset: Any) -> None:
-        _each(
+        admin_each(
             request,
             queryset,
             lambda pi, now: intents.payment_intent_resolve(payment_intent=pi, now=now),
@@ -191,7 +179,7 @@ class CreditGrantAdmin(_ReadOnly):
 
     @admin.action(description="Void (the remaining credit becomes unusable)")
     def void(self, request: HttpRequest, queryset: Any) -> None:
-        _each(request, queryset, lambda g, now: grants.credit_grant_void(grant=g, now=now), "Voided")
+        admin_each(request, queryset, lambda g, now: grants.credit_grant_void(grant=g, now=now), "Voided")
 
 
 class CreditNoteLineInline(admin.TabularInline):
@@ -218,4 +206,4 @@ class CreditNoteAdmin(_ReadOnly):
 
     @admin.action(description="Void (gives the credit back; refused once refunded or spent)")
     def void(self, request: HttpRequest, queryset: Any) -> None:
-        _each(request, queryset, lambda cn, now: credit_notes.credit_note_void(credit_note=cn, now=now), "Voided")
+        admin_each(request, queryset, lambda cn, now: credit_notes.credit_note_void(credit_note=cn, now=now), "Voided")

@@ -7,8 +7,8 @@ class PaymentsConfig(AppConfig):
     def ready(self) -> None:
         # Invoicing cannot import payments (imports point down), so payments hooks into it here.
         from invoicing.hooks import hook_register, on_invoice_finalized
-        from payments.collection import schedule_first_attempt
-        from payments.ledger import invoices_negative_total_credit
+        from payments.services.ledger import invoices_negative_total_credit
+        from payments.services.schedule import schedule_first_attempt
 
         hook_register(on_invoice_finalized, invoices_negative_total_credit)
         # A new invoice with something due is collected by the next run of the collection job.

@@ -11,8 +11,17 @@ from collections.abc import Callable
 
 from django.db.models import Q, Sum
 
-from invoicing.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
-from payments.models import BalanceTransaction, CreditBurn, CreditGrant, CustomerBalance, PaymentIntent, Refund
+from invoicing.models import Invoice, InvoiceLine
+from payments.models import (
+    BalanceTransaction,
+    CreditBurn,
+    CreditGrant,
+    CreditNote,
+    CreditNoteLine,
+    CustomerBalance,
+    PaymentIntent,
+    Refund,
+)
 
 SETTLED = (Invoice.Status.OPEN, Invoice.Status.PAID)
 

@@ -52,7 +52,7 @@ class BalanceTransaction(models.Model):
     description = models.CharField(max_length=500, blank=True)
     invoice = models.ForeignKey("invoicing.Invoice", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     credit_note = models.ForeignKey(
-        "invoicing.CreditNote", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "payments.CreditNote", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField()
 
@@ -257,7 +257,7 @@ class Refund(TimestampedModel):
     payment_intent = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="refunds")
     invoice = models.ForeignKey("invoicing.Invoice", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     credit_note = models.ForeignKey(
-        "invoicing.CreditNote", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "payments.CreditNote", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     amount = models.BigIntegerField()
     currency = models.CharField(max_length=3)
@@ -339,3 +339,70 @@ class SandboxPayment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.ref} {self.amount} ({self.status})"
+
+
+class CreditNote(TimestampedModel):
+    """Money given back against a finalized invoice. Its total is split between what it takes off the
+    invoice's amount still due (open invoices), credit to the customer's balance, a refund, and money
+    returned outside the system. Numbers come from the gapless `credit_note` sequence."""
+
+    class Status(models.TextChoices):
+        ISSUED = "issued"
+        VOID = "void"
+
+    class Reason(models.TextChoices):
+        DUPLICATE = "duplicate"
+        FRAUDULENT = "fraudulent"
+        ORDER_CHANGE = "order_change"
+        PRODUCT_UNSATISFACTORY = "product_unsatisfactory"
+
+    id = PublicIdField("cn")
+    number = models.CharField(max_length=40, unique=True)
+    invoice = models.ForeignKey("invoicing.Invoice", on_delete=models.PROTECT, related_name="credit_notes")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="credit_notes")
+    currency = models.CharField(max_length=3)
+    amount = models.BigIntegerField()
+    invoice_amount = models.BigIntegerField(default=0, help_text="Taken off the open invoice's amount due.")
+    credit_amount = models.BigIntegerField(default=0, help_text="Credited to the customer's balance.")
+    refund_amount = models.BigIntegerField(default=0, help_text="Refunded to the payment method.")
+    out_of_band_amount = models.BigIntegerField(default=0, help_text="Returned outside this system.")
+    reason = models.CharField(max_length=30, choices=Reason.choices, blank=True)
+    memo = models.CharField(max_length=1000, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ISSUED)
+    voided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="credit_note_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(
+                    amount=F("invoice_amount") + F("credit_amount") + F("refund_amount") + F("out_of_band_amount")
+                ),
+                name="credit_note_split_adds_up",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    invoice_amount__gte=0, credit_amount__gte=0, refund_amount__gte=0, out_of_band_amount__gte=0
+                ),
+                name="credit_note_parts_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.amount}"
+
+
+class CreditNoteLine(models.Model):
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.CASCADE, related_name="lines")
+    invoice_line = models.ForeignKey(
+        "invoicing.InvoiceLine", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    description = models.CharField(max_length=500)
+    quantity = models.DecimalField(max_digits=38, decimal_places=12, null=True, blank=True)
+    amount = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="credit_note_line_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.description} {self.amount}"

@@ -1,195 +1,79 @@
-"""Operator pages for the catalog. Saves go through the services, so the admin emits the same events and
-obeys the same rules as the API; amounts and discount terms are read-only (they never change), and prices
-and coupons are created through the API, where the pricing engine validates them."""
+"""Admin for subscriptions: their items, and the operator's actions (cancel now or at period end,
+reactivate, bill now), each through the lifecycle services."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
-from django.forms import ModelForm
+from django.contrib import admin, messages
+from django.db import transaction
 from django.http import HttpRequest
-from django.utils import timezone
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
 
-from billing_site.money import decimal_to_str, format_amount
-from subscriptions import services
-from subscriptions.models import Coupon, Price, Product
-from subscriptions.pricing import FixedAmount, PricingError, generate_price_name
+from billing_site.admin import admin_each
+from subscriptions.locks import lock_subscription
+from subscriptions.models import Subscription, SubscriptionItem
+from subscriptions.services import lifecycle, renewal
 
 
-def _changes(form: ModelForm) -> dict[str, Any]:
-    return {field: form.cleaned_data[field] for field in form.changed_data}
-
-
-def _duration(price: Price) -> str:
-    unit = price.duration_unit
-    return f"every {unit}" if price.duration_amount == 1 else f"every {price.duration_amount} {unit}s"
-
-
-class PriceInline(admin.TabularInline):
-    model = Price
+class SubscriptionItemInline(admin.TabularInline):
+    model = SubscriptionItem
     extra = 0
-    fields = ("id", "name", "currency", "model", "mode", "duration", "lookup_key", "active", "created_at")
+    fields = ("id", "price", "quantity", "added_at", "removed_at")
     readonly_fields = fields
-    show_change_link = True
     can_delete = False
 
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    @admin.display(description="Billed")
-    def duration(self, price: Price) -> str:
-        return _duration(price)
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # items change through "change" (prorations), never by editing rows
 
 
-@admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "active", "created_at")
-    list_filter = ("active",)
-    search_fields = ("=id", "name")
-    fields = ("id", "name", "description", "active", "metadata", "created_at", "updated_at")
-    readonly_fields = ("id", "metadata", "created_at", "updated_at")
-    inlines = (PriceInline,)
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False  # prices and invoices point here: archive it instead (active off)
-
-    def save_model(self, request: HttpRequest, obj: Product, form: ModelForm, change: bool) -> None:
-        now = timezone.now()
-        if change:
-            services.product_update(product=obj, changes=_changes(form), now=now)
-            return
-        created = services.product_create(
-            name=obj.name, description=obj.description, active=obj.active, metadata=obj.metadata, now=now
-        )
-        obj.pk, obj.created_at, obj.updated_at = created.pk, created.created_at, created.updated_at
-
-
-@admin.register(Price)
-class PriceAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "type", "product", "currency", "model", "mode", "billed", "lookup_key", "active")
-    list_filter = ("active", "type", "model", "mode", "currency", "duration_unit")
-    search_fields = ("=id", "name", "lookup_key", "=product__id", "product__name")
-    list_select_related = ("product",)
-    readonly_fields = (
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = (
         "id",
-        "type",
-        "product",
-        "billed",
-        "amount_summary",
-        "tiers_table",
-        "generated_name",
-        "meter_id",
-        "metadata",
-        "created_at",
-        "updated_at",
+        "customer",
+        "status",
+        "currency",
+        "current_period_start",
+        "current_period_end",
+        "cancel_at_period_end",
     )
-    fieldsets = (
-        (None, {"fields": ("id", "type", "product", "billed", "active", "lookup_key", "meter_id")}),
-        ("Amount (immutable)", {"fields": ("amount_summary", "tiers_table")}),
-        ("Names", {"fields": ("name", "generated_name", "description")}),
-        ("Other", {"fields": ("metadata", "created_at", "updated_at")}),
-    )
+    list_filter = ("status", "collection_method", "cancel_at_period_end")
+    search_fields = ("=id", "customer__external_id", "customer__email", "=customer__id")
+    list_select_related = ("customer",)
+    readonly_fields = [f.name for f in Subscription._meta.fields if f.name != "metadata"]
+    inlines = (SubscriptionItemInline,)
+    actions = ("cancel_now", "cancel_at_period_end", "bill_now")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # POST /api/v1/prices: the pricing engine validates amounts there
+        return False  # created through the API, which issues the first invoice
 
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False  # archive instead: subscriptions and invoices point at prices
-
-    def save_model(self, request: HttpRequest, obj: Price, form: ModelForm, change: bool) -> None:
-        services.price_update(price=obj, changes=_changes(form), now=timezone.now())
-
-    @admin.display(description="Billed")
-    def billed(self, price: Price) -> str:
-        return _duration(price)
-
-    @admin.display(description="Amount")
-    def amount_summary(self, price: Price) -> str:
-        amount = price.engine_amount
-        currency = price.currency
-        if isinstance(amount, FixedAmount):
-            return (
-                f"Fixed, {currency.upper()}: {format_amount(amount.unit, currency)} per unit "
-                f"(unit {decimal_to_str(amount.unit)}), plus {format_amount(amount.flat, currency)} flat "
-                f"(flat {amount.flat})"
-            )
-        mode = "Graduated (each unit priced by its tier)" if amount.mode == "graduated" else "Volume (total)"
-        return f"Tiered, {currency.upper()}: {mode}, {len(amount.tiers)} tier(s)"
-
-    @admin.display(description="Tiers")
-    def tiers_table(self, price: Price) -> SafeString | str:
-        amount = price.engine_amount
-        if isinstance(amount, FixedAmount):
-            return "-"
-        currency = price.currency
-        rows = []
-        lower: str | None = None
-        for number, tier in enumerate(amount.tiers, start=1):
-            if tier.up_to is not None:
-                quantity = f"up to {decimal_to_str(tier.up_to)}"
-            else:
-                quantity = "any quantity" if lower is None else f"above {lower}"
-            rows.append(
-                (
-                    number,
-                    quantity,
-                    f"{format_amount(tier.unit, currency)} ({decimal_to_str(tier.unit)})",
-                    f"{format_amount(tier.flat, currency)} ({tier.flat})",
-                )
-            )
-            lower = None if tier.up_to is None else decimal_to_str(tier.up_to)
-        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
-        return format_html(
-            "<table><thead><tr><th>Tier</th><th>Quantity</th><th>Per unit (minor units)</th>"
-            "<th>Flat fee (minor units)</th></tr></thead><tbody>{}</tbody></table>",
-            body,
-        )
-
-    @admin.display(description="Generated name")
-    def generated_name(self, price: Price) -> str:
-        try:
-            return generate_price_name(price.engine_amount, price.duration_amount, price.duration_unit)
-        except PricingError as exc:
-            return f"(cannot generate: {exc.message})"
-
-
-@admin.register(Coupon)
-class CouponAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "discount", "duration", "duration_in_periods", "times_redeemed", "active")
-    list_filter = ("active", "duration")
-    search_fields = ("=id", "name")
-    fields = (
-        "id",
-        "name",
-        "active",
-        "discount",
-        "duration",
-        "duration_in_periods",
-        "max_redemptions",
-        "times_redeemed",
-        "redeem_by",
-        "metadata",
-        "created_at",
-        "updated_at",
-    )
-    readonly_fields = tuple(field for field in fields if field not in ("name", "active"))
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # POST /api/v1/coupons
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def save_model(self, request: HttpRequest, obj: Coupon, form: ModelForm, change: bool) -> None:
-        services.coupon_update(coupon=obj, changes=_changes(form), now=timezone.now())
+    @admin.action(description="Cancel now (final invoice, prorated credit)")
+    def cancel_now(self, request: HttpRequest, queryset: Any) -> None:
+        admin_each(
+            request,
+            queryset,
+            lambda s, now: lifecycle.subscription_cancel(subscription=s, at_period_end=False, prorate=True, now=now),
+            "Canceled",
+        )
 
-    @admin.display(description="Discount")
-    def discount(self, coupon: Coupon) -> str:
-        if coupon.percent_off is not None:
-            return f"{decimal_to_str(coupon.percent_off)}% off"
-        if coupon.amount_off is not None:
-            return f"{format_amount(coupon.amount_off, coupon.currency)} off"
-        return "-"
+    @admin.action(description="Cancel at period end")
+    def cancel_at_period_end(self, request: HttpRequest, queryset: Any) -> None:
+        admin_each(
+            request,
+            queryset,
+            lambda s, now: lifecycle.subscription_cancel(subscription=s, at_period_end=True, prorate=False, now=now),
+            "Set to cancel",
+        )
+
+    @admin.action(description="Bill now (end trials, invoice every ended period)")
+    def bill_now(self, request: HttpRequest, queryset: Any) -> None:
+        def bill(sub: Subscription, now: Any) -> None:
+            with transaction.atomic():
+                made = renewal.renew_batch([lock_subscription(sub.pk, customer_id=sub.customer_id)], now)
+            if not made:
+                messages.info(request, f"{sub.pk}: nothing due before {now:%Y-%m-%d %H:%M} UTC.")
+
+        admin_each(request, queryset, bill, "Billed")

@@ -1,6 +1,9 @@
-"""Thin HTTP layer for the catalog: parse, call a service or selector, render. No business rules here."""
+"""Thin HTTP layer for subscriptions."""
 
 from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
 
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -9,140 +12,131 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
-from subscriptions import selectors, services
-from subscriptions.pricing import quote_to_dict
-from subscriptions.serializers import (
-    CouponCreateInput,
-    CouponOutput,
-    CouponUpdateInput,
-    PriceCreateInput,
-    PriceOutput,
-    PriceUpdateInput,
-    ProductCreateInput,
-    ProductOutput,
-    ProductUpdateInput,
-    QuoteInput,
-    QuoteOutput,
-)
+from billing_site.errors import InvalidRequest
+from catalog.models import Coupon, Price
+from customers.selectors import customer_from_input
+from invoicing.serializers import InvoiceOutput, draft_data
+from subscriptions import selectors
+from subscriptions.serializers import CancelInput, ChangeInput, SubscriptionCreateInput, SubscriptionOutput
+from subscriptions.services import lifecycle, preview
+from subscriptions.services.lifecycle import ItemSpec
 
-_LIST_PARAMS = [
-    OpenApiParameter("limit", int, description="1-100, default 20"),
-    OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
-]
-_ACTIVE = OpenApiParameter("active", str, enum=["true", "false"])
+_LIST = [OpenApiParameter("limit", int), OpenApiParameter("cursor", str)]
 
 
-class ProductListCreateApi(ApiView):
-    scope_resource = "catalog"
-
-    @extend_schema(
-        operation_id="products_list", parameters=[*_LIST_PARAMS, _ACTIVE], responses=paginated_schema(ProductOutput)
-    )
-    def get(self, request: Request) -> Response:
-        return paginate(request, selectors.product_list(filters=request.query_params), ProductOutput)
-
-    @extend_schema(operation_id="products_create", request=ProductCreateInput, responses={201: ProductOutput})
-    def post(self, request: Request) -> Response:
-        data = validate_input(ProductCreateInput, request.data)
-        product = services.product_create(**data, now=timezone.now())
-        return Response(ProductOutput(product).data, status=status.HTTP_201_CREATED)
+def _item_specs(items: list[dict[str, Any]]) -> list[ItemSpec]:
+    prices = {p.id: p for p in Price.objects.select_related("meter").filter(pk__in=[i["price"] for i in items])}
+    specs = []
+    for index, item in enumerate(items):
+        price = prices.get(item["price"])
+        if price is None:
+            raise InvalidRequest(
+                f"No such price: {item['price']}", param=f"items[{index}].price", code="resource_missing"
+            )
+        specs.append(ItemSpec(price=price, quantity=item.get("quantity")))
+    return specs
 
 
-class ProductDetailApi(ApiView):
-    scope_resource = "catalog"
-
-    @extend_schema(operation_id="products_retrieve", responses=ProductOutput)
-    def get(self, request: Request, product_id: str) -> Response:
-        return Response(ProductOutput(selectors.product_get(product_id=product_id)).data)
-
-    @extend_schema(operation_id="products_update", request=ProductUpdateInput, responses=ProductOutput)
-    def patch(self, request: Request, product_id: str) -> Response:
-        product = selectors.product_get(product_id=product_id)
-        changes = validate_input(ProductUpdateInput, request.data, partial=True)
-        product = services.product_update(product=product, changes=changes, now=timezone.now())
-        return Response(ProductOutput(product).data)
-
-
-class PriceListCreateApi(ApiView):
-    scope_resource = "catalog"
+class SubscriptionListCreateApi(ApiView):
+    scope_resource = "billing"
 
     @extend_schema(
-        operation_id="prices_list",
-        parameters=[
-            *_LIST_PARAMS,
-            _ACTIVE,
-            OpenApiParameter("product", str),
-            OpenApiParameter("currency", str),
-            OpenApiParameter("lookup_key", str),
-            OpenApiParameter("type", str, enum=["standalone", "product"]),
-        ],
-        responses=paginated_schema(PriceOutput),
+        operation_id="subscriptions_list",
+        parameters=[*_LIST, OpenApiParameter("customer", str), OpenApiParameter("status", str)],
+        responses=paginated_schema(SubscriptionOutput),
     )
     def get(self, request: Request) -> Response:
-        return paginate(request, selectors.price_list(filters=request.query_params), PriceOutput)
+        return paginate(request, selectors.subscription_list(filters=request.query_params), SubscriptionOutput)
 
-    @extend_schema(operation_id="prices_create", request=PriceCreateInput, responses={201: PriceOutput})
+    @extend_schema(
+        operation_id="subscriptions_create", request=SubscriptionCreateInput, responses={201: SubscriptionOutput}
+    )
     def post(self, request: Request) -> Response:
-        data = validate_input(PriceCreateInput, request.data)
-        duration = data.pop("duration")
-        price = services.price_create(
-            **data, duration_amount=duration["amount"], duration_unit=duration["unit"], now=timezone.now()
+        data = validate_input(SubscriptionCreateInput, request.data)
+        now = timezone.now()
+        customer = customer_from_input(customer_id=data["customer"])
+        coupon = None
+        if data.get("coupon"):
+            coupon = Coupon.objects.filter(pk=data["coupon"]).first()
+            if coupon is None:
+                raise InvalidRequest(f"No such coupon: {data['coupon']}", param="coupon", code="resource_missing")
+        start = data.get("start_date")
+        trial_end = data.get("trial_end")
+        if "trial_days" in data:
+            trial_end = (start or now) + timedelta(days=data["trial_days"])
+        sub, invoice = lifecycle.subscription_create(
+            customer=customer,
+            items=_item_specs(data["items"]),
+            now=now,
+            start_date=start,
+            trial_end=trial_end,
+            billing_cycle_anchor=data.get("billing_cycle_anchor"),
+            collection_method=data.get("collection_method", "charge_automatically"),
+            days_until_due=data.get("days_until_due"),
+            coupon=coupon,
+            metadata={k: v for k, v in data.get("metadata", {}).items() if v},
         )
-        return Response(PriceOutput(price).data, status=status.HTTP_201_CREATED)
+        body = SubscriptionOutput(sub).data
+        body["latest_invoice"] = invoice.id if invoice else None
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
-class PriceDetailApi(ApiView):
-    scope_resource = "catalog"
+class SubscriptionDetailApi(ApiView):
+    scope_resource = "billing"
 
-    @extend_schema(operation_id="prices_retrieve", responses=PriceOutput)
-    def get(self, request: Request, price_id: str) -> Response:
-        return Response(PriceOutput(selectors.price_get(price_id=price_id)).data)
-
-    @extend_schema(operation_id="prices_update", request=PriceUpdateInput, responses=PriceOutput)
-    def patch(self, request: Request, price_id: str) -> Response:
-        price = selectors.price_get(price_id=price_id)
-        changes = validate_input(PriceUpdateInput, request.data, partial=True)
-        price = services.price_update(price=price, changes=changes, now=timezone.now())
-        return Response(PriceOutput(price).data)
+    @extend_schema(operation_id="subscriptions_retrieve", responses=SubscriptionOutput)
+    def get(self, request: Request, subscription_id: str) -> Response:
+        return Response(SubscriptionOutput(selectors.subscription_get(subscription_id=subscription_id)).data)
 
 
-class PriceQuoteApi(ApiView):
-    scope_resource = "catalog"
-    required_scopes = {"POST": "catalog:read"}  # a POST only because it takes a body: it changes nothing
+class SubscriptionCancelApi(ApiView):
+    scope_resource = "billing"
 
-    @extend_schema(operation_id="prices_quote", request=QuoteInput, responses=QuoteOutput)
-    def post(self, request: Request, price_id: str) -> Response:
-        price = selectors.price_get(price_id=price_id)
-        data = validate_input(QuoteInput, request.data)
-        return Response(quote_to_dict(selectors.price_quote(price=price, quantity=data["quantity"])))
-
-
-class CouponListCreateApi(ApiView):
-    scope_resource = "catalog"
-
-    @extend_schema(
-        operation_id="coupons_list", parameters=[*_LIST_PARAMS, _ACTIVE], responses=paginated_schema(CouponOutput)
-    )
-    def get(self, request: Request) -> Response:
-        return paginate(request, selectors.coupon_list(filters=request.query_params), CouponOutput)
-
-    @extend_schema(operation_id="coupons_create", request=CouponCreateInput, responses={201: CouponOutput})
-    def post(self, request: Request) -> Response:
-        data = validate_input(CouponCreateInput, request.data)
-        coupon = services.coupon_create(**data, now=timezone.now())
-        return Response(CouponOutput(coupon).data, status=status.HTTP_201_CREATED)
+    @extend_schema(operation_id="subscriptions_cancel", request=CancelInput, responses=SubscriptionOutput)
+    def post(self, request: Request, subscription_id: str) -> Response:
+        sub = selectors.subscription_get(subscription_id=subscription_id)
+        data = validate_input(CancelInput, request.data)
+        sub, invoice = lifecycle.subscription_cancel(
+            subscription=sub, at_period_end=data["at_period_end"], prorate=data["prorate"], now=timezone.now()
+        )
+        body = SubscriptionOutput(sub).data
+        body["latest_invoice"] = invoice.id if invoice else None
+        return Response(body)
 
 
-class CouponDetailApi(ApiView):
-    scope_resource = "catalog"
+class SubscriptionReactivateApi(ApiView):
+    scope_resource = "billing"
 
-    @extend_schema(operation_id="coupons_retrieve", responses=CouponOutput)
-    def get(self, request: Request, coupon_id: str) -> Response:
-        return Response(CouponOutput(selectors.coupon_get(coupon_id=coupon_id)).data)
+    @extend_schema(operation_id="subscriptions_reactivate", request=None, responses=SubscriptionOutput)
+    def post(self, request: Request, subscription_id: str) -> Response:
+        sub = selectors.subscription_get(subscription_id=subscription_id)
+        sub = lifecycle.subscription_reactivate(subscription=sub, now=timezone.now())
+        return Response(SubscriptionOutput(sub).data)
 
-    @extend_schema(operation_id="coupons_update", request=CouponUpdateInput, responses=CouponOutput)
-    def patch(self, request: Request, coupon_id: str) -> Response:
-        coupon = selectors.coupon_get(coupon_id=coupon_id)
-        changes = validate_input(CouponUpdateInput, request.data, partial=True)
-        coupon = services.coupon_update(coupon=coupon, changes=changes, now=timezone.now())
-        return Response(CouponOutput(coupon).data)
+
+class SubscriptionChangeApi(ApiView):
+    scope_resource = "billing"
+
+    @extend_schema(operation_id="subscriptions_change", request=ChangeInput, responses=SubscriptionOutput)
+    def post(self, request: Request, subscription_id: str) -> Response:
+        sub = selectors.subscription_get(subscription_id=subscription_id)
+        data = validate_input(ChangeInput, request.data)
+        sub, invoice = lifecycle.subscription_change(
+            subscription=sub,
+            items=_item_specs(data["items"]),
+            proration_behavior=data["proration_behavior"],
+            now=timezone.now(),
+        )
+        body = SubscriptionOutput(sub).data
+        body["latest_invoice"] = invoice.id if invoice else None
+        return Response(body)
+
+
+class UpcomingInvoiceApi(ApiView):
+    scope_resource = "billing"
+
+    @extend_schema(operation_id="subscriptions_upcoming_invoice", responses=InvoiceOutput)
+    def get(self, request: Request, subscription_id: str) -> Response:
+        sub = selectors.subscription_get(subscription_id=subscription_id)
+        draft = preview.subscription_upcoming_invoice(subscription=sub, now=timezone.now())
+        return Response(InvoiceOutput(draft_data(draft)).data)

@@ -1,246 +1,86 @@
-"""Request and response shapes of the catalog API. Shapes and types only: the rules (tiers, immutability,
-coupon terms) are checked by the pricing engine and the services, so every caller gets them."""
+"""Input and Output serializers of the subscription API."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
-from rest_framework.fields import empty
 
 from billing_site.api import InputSerializer
-from billing_site.fields import CurrencyField, MetadataField, NullableCharField
-from subscriptions.models import Coupon, Price, Product
-from subscriptions.pricing import MAX_MINOR, PricingError, amount_to_dict, parse_quantity
-from subscriptions.services import MAX_DURATION
-
-_MAX_INT32 = 2**31 - 1
+from billing_site.fields import DecimalString, MetadataField
+from subscriptions.models import Subscription
 
 
-@extend_schema_field(OpenApiTypes.ANY)
-class ImmutableField(serializers.Field):
-    """A field a PATCH may not touch: any value, null included, is a 400 with code `immutable`."""
-
-    def __init__(self, noun: str, **kwargs: Any) -> None:
-        self.noun = noun
-        kwargs.setdefault("required", False)
-        kwargs.setdefault("help_text", f"Immutable: sending it is a 400 with code 'immutable'. Create a new {noun}.")
-        super().__init__(**kwargs)
-
-    def run_validation(self, data: Any = empty) -> Any:
-        if data is empty:
-            return super().run_validation(data)  # absent: skipped
-        raise serializers.ValidationError(
-            f"A {self.noun}'s {self.field_name} cannot change once it is created.", code="immutable"
-        )
+class ItemInput(InputSerializer):
+    price = serializers.CharField(max_length=40)
+    quantity = serializers.DecimalField(max_digits=20, decimal_places=6, min_value=0, required=False, allow_null=True)
 
 
-# --- Products -----------------------------------------------------------------------------------------
-
-
-class ProductCreateInput(InputSerializer):
-    name = serializers.CharField(max_length=255)
-    description = serializers.CharField(max_length=5000, required=False, allow_blank=True, allow_null=True)
-    active = serializers.BooleanField(required=False)
+class SubscriptionCreateInput(InputSerializer):
+    customer = serializers.CharField(max_length=40)
+    items = ItemInput(many=True, allow_empty=False)
+    start_date = serializers.DateTimeField(required=False)
+    trial_days = serializers.IntegerField(min_value=1, max_value=730, required=False)
+    trial_end = serializers.DateTimeField(required=False)
+    billing_cycle_anchor = serializers.DateTimeField(required=False)
+    collection_method = serializers.ChoiceField(choices=Subscription.CollectionMethod.choices, required=False)
+    days_until_due = serializers.IntegerField(min_value=0, max_value=365, required=False)
+    coupon = serializers.CharField(max_length=40, required=False, allow_null=True)
     metadata = MetadataField(required=False)
 
-
-class ProductUpdateInput(InputSerializer):
-    name = serializers.CharField(max_length=255, required=False)
-    description = serializers.CharField(max_length=5000, required=False, allow_blank=True, allow_null=True)
-    active = serializers.BooleanField(required=False, help_text="false archives the product.")
-    metadata = MetadataField(required=False)
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "trial_days" in attrs and "trial_end" in attrs:
+            raise serializers.ValidationError({"trial_end": ["Give trial_days or trial_end, not both."]})
+        return attrs
 
 
-class ProductOutput(serializers.Serializer):
+class CancelInput(InputSerializer):
+    at_period_end = serializers.BooleanField(required=False, default=False)
+    prorate = serializers.BooleanField(required=False, default=False)
+
+
+class ChangeInput(InputSerializer):
+    items = ItemInput(many=True, allow_empty=False)
+    proration_behavior = serializers.ChoiceField(
+        choices=["create_prorations", "none", "always_invoice"], required=False, default="create_prorations"
+    )
+
+
+class SubscriptionItemOutput(serializers.Serializer):
+    id = serializers.CharField()
+    price = serializers.CharField(source="price_id")
+    quantity = DecimalString()
+
+
+class SubscriptionOutput(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.SerializerMethodField()
-    name = serializers.CharField()
-    description = NullableCharField()
-    active = serializers.BooleanField()
-    metadata = MetadataField()
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
-
-    def get_object(self, obj: Product) -> str:
-        return "product"
-
-
-# --- Prices -------------------------------------------------------------------------------------------
-
-
-class TierDoc(serializers.Serializer):
-    up_to = serializers.CharField(allow_null=True, help_text="Cumulative, inclusive; null on the last tier.")
-    unit = serializers.CharField(help_text="Minor units per unit, decimal string (up to 12 places).")
-    flat = serializers.IntegerField(help_text="Minor units, once per tier that holds any units.")
-
-
-class AmountDoc(serializers.Serializer):
-    """OpenAPI description of a price amount (fixed or tiered); the pricing engine validates it."""
-
-    model = serializers.ChoiceField(choices=Price.AmountModel.choices)
+    customer = serializers.CharField(source="customer_id")
+    status = serializers.CharField()
     currency = serializers.CharField()
-    unit = serializers.CharField(required=False, help_text="fixed: minor units per unit, decimal string.")
-    flat = serializers.IntegerField(required=False, help_text="fixed: minor units.")
-    mode = serializers.ChoiceField(choices=Price.Mode.choices, required=False, help_text="tiered only.")
-    tiers = TierDoc(many=True, required=False, help_text="tiered only.")
-
-
-@extend_schema_field(AmountDoc)
-class AmountField(serializers.DictField):
-    """A JSON object passed as-is (numbers stay Decimal/int) to the pricing engine, which names the bad path."""
-
-
-class DurationInput(InputSerializer):
-    amount = serializers.IntegerField(min_value=1, max_value=max(MAX_DURATION.values()))
-    unit = serializers.ChoiceField(choices=Price.DurationUnit.choices)
-
-
-class PriceCreateInput(InputSerializer):
-    type = serializers.ChoiceField(choices=Price.Type.choices)
-    product = serializers.CharField(source="product_id", max_length=40, required=False, allow_null=True)
-    duration = DurationInput()
-    amount = AmountField()
-    name = serializers.CharField(max_length=255, required=False, allow_blank=True, allow_null=True)
-    description = serializers.CharField(max_length=5000, required=False, allow_blank=True, allow_null=True)
-    meter = serializers.CharField(
-        source="meter_id", max_length=40, required=False, allow_null=True, help_text="mtr_…: a metered price"
-    )
-    lookup_key = serializers.CharField(max_length=200, required=False, allow_blank=True, allow_null=True)
-    transfer_lookup_key = serializers.BooleanField(
-        required=False, help_text="Take lookup_key from the active price that holds it (in one transaction)."
-    )
-    active = serializers.BooleanField(required=False)
-    metadata = MetadataField(required=False)
-
-
-class PriceUpdateInput(InputSerializer):
-    name = serializers.CharField(
-        max_length=255, required=False, allow_blank=True, allow_null=True, help_text="null regenerates the name."
-    )
-    description = serializers.CharField(max_length=5000, required=False, allow_blank=True, allow_null=True)
-    lookup_key = serializers.CharField(max_length=200, required=False, allow_blank=True, allow_null=True)
-    active = serializers.BooleanField(required=False, help_text="false archives the price.")
-    metadata = MetadataField(required=False)
-    amount = ImmutableField("price")
-    currency = ImmutableField("price")
-    duration = ImmutableField("price")
-    type = ImmutableField("price")
-    product = ImmutableField("price")
-    meter = ImmutableField("price")
-
-
-class DurationOutput(serializers.Serializer):
-    amount = serializers.IntegerField(source="duration_amount")
-    unit = serializers.CharField(source="duration_unit")
-
-
-class PriceOutput(serializers.Serializer):
-    id = serializers.CharField()
-    object = serializers.SerializerMethodField()
-    type = serializers.CharField()
-    product = serializers.CharField(source="product_id", allow_null=True)
-    duration = DurationOutput(source="*")
-    amount = serializers.SerializerMethodField()
-    name = serializers.CharField()
-    description = NullableCharField()
-    meter = serializers.CharField(source="meter_id", allow_null=True)
-    lookup_key = NullableCharField()
-    active = serializers.BooleanField()
+    items = serializers.SerializerMethodField()
+    start_date = serializers.DateTimeField()
+    billing_cycle_anchor = serializers.DateTimeField()
+    current_period_start = serializers.DateTimeField()
+    current_period_end = serializers.DateTimeField()
+    trial_start = serializers.DateTimeField(allow_null=True)
+    trial_end = serializers.DateTimeField(allow_null=True)
+    cancel_at_period_end = serializers.BooleanField()
+    canceled_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+    cancellation_reason = serializers.SerializerMethodField()
+    collection_method = serializers.CharField()
+    days_until_due = serializers.IntegerField(allow_null=True)
+    coupon = serializers.CharField(source="coupon_id", allow_null=True)
     metadata = MetadataField()
     created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
 
-    def get_object(self, obj: Price) -> str:
-        return "price"
+    def get_object(self, obj: Subscription) -> str:
+        return "subscription"
 
-    @extend_schema_field(AmountDoc)
-    def get_amount(self, obj: Price) -> dict[str, Any]:
-        return amount_to_dict(obj.engine_amount)
+    def get_cancellation_reason(self, obj: Subscription) -> str | None:
+        return obj.cancellation_reason or None
 
-
-@extend_schema_field(OpenApiTypes.STR)
-class QuantityField(serializers.Field):
-    """A non-negative decimal quantity: a decimal string ("1500", "0.5") or a JSON number."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        try:
-            return parse_quantity(data)
-        except PricingError as exc:
-            raise serializers.ValidationError(exc.message, code=exc.code) from None
-
-
-class QuoteInput(InputSerializer):
-    quantity = QuantityField()
-
-
-class BreakdownOutput(serializers.Serializer):
-    tier = serializers.IntegerField(help_text="1-based; a fixed price reports tier 1.")
-    quantity = serializers.CharField()
-    unit = serializers.CharField()
-    flat = serializers.IntegerField()
-    amount = serializers.IntegerField()
-
-
-class QuoteOutput(serializers.Serializer):
-    """OpenAPI only: the view renders `pricing.quote_to_dict()`."""
-
-    amount = serializers.IntegerField()
-    currency = serializers.CharField()
-    breakdown = BreakdownOutput(many=True)
-
-
-# --- Coupons ------------------------------------------------------------------------------------------
-
-
-class CouponCreateInput(InputSerializer):
-    name = serializers.CharField(max_length=255, required=False, allow_blank=True, allow_null=True)
-    percent_off = serializers.DecimalField(
-        max_digits=7, decimal_places=4, required=False, allow_null=True, help_text="0 < percent_off <= 100."
-    )
-    amount_off = serializers.IntegerField(min_value=1, max_value=MAX_MINOR, required=False, allow_null=True)
-    currency = CurrencyField(required=False, allow_blank=True, allow_null=True, help_text="With amount_off.")
-    duration = serializers.ChoiceField(choices=Coupon.Duration.choices)
-    duration_in_periods = serializers.IntegerField(
-        min_value=1, max_value=_MAX_INT32, required=False, allow_null=True, help_text="Repeating coupons only."
-    )
-    max_redemptions = serializers.IntegerField(min_value=1, max_value=_MAX_INT32, required=False, allow_null=True)
-    redeem_by = serializers.DateTimeField(required=False, allow_null=True)
-    active = serializers.BooleanField(required=False)
-    metadata = MetadataField(required=False)
-
-
-class CouponUpdateInput(InputSerializer):
-    name = serializers.CharField(max_length=255, required=False, allow_blank=True, allow_null=True)
-    active = serializers.BooleanField(required=False)
-    metadata = MetadataField(required=False)
-    max_redemptions = serializers.IntegerField(min_value=1, max_value=_MAX_INT32, required=False, allow_null=True)
-    redeem_by = serializers.DateTimeField(required=False, allow_null=True)
-    percent_off = ImmutableField("coupon")
-    amount_off = ImmutableField("coupon")
-    currency = ImmutableField("coupon")
-    duration = ImmutableField("coupon")
-    duration_in_periods = ImmutableField("coupon")
-
-
-class CouponOutput(serializers.Serializer):
-    id = serializers.CharField()
-    object = serializers.SerializerMethodField()
-    name = NullableCharField()
-    percent_off = serializers.DecimalField(max_digits=7, decimal_places=4, normalize_output=True, allow_null=True)
-    amount_off = serializers.IntegerField(allow_null=True)
-    currency = NullableCharField()
-    duration = serializers.CharField()
-    duration_in_periods = serializers.IntegerField(allow_null=True)
-    max_redemptions = serializers.IntegerField(allow_null=True)
-    redeem_by = serializers.DateTimeField(allow_null=True)
-    times_redeemed = serializers.IntegerField()
-    active = serializers.BooleanField()
-    metadata = MetadataField()
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
-
-    def get_object(self, obj: Coupon) -> str:
-        return "coupon"
+    def get_items(self, obj: Subscription) -> list[dict[str, Any]]:
+        live = [i for i in obj.items.all() if i.removed_at is None]
+        return SubscriptionItemOutput(sorted(live, key=lambda i: (i.added_at, i.created_at, i.id)), many=True).data

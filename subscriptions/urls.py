@@ -3,11 +3,10 @@ from django.urls import path
 from subscriptions import apis
 
 urlpatterns = [
-    path("products", apis.ProductListCreateApi.as_view(), name="product-list"),
-    path("products/<str:product_id>", apis.ProductDetailApi.as_view(), name="product-detail"),
-    path("prices", apis.PriceListCreateApi.as_view(), name="price-list"),
-    path("prices/<str:price_id>", apis.PriceDetailApi.as_view(), name="price-detail"),
-    path("prices/<str:price_id>/quote", apis.PriceQuoteApi.as_view(), name="price-quote"),
-    path("coupons", apis.CouponListCreateApi.as_view(), name="coupon-list"),
-    path("coupons/<str:coupon_id>", apis.CouponDetailApi.as_view(), name="coupon-detail"),
+    path("subscriptions", apis.SubscriptionListCreateApi.as_view(), name="subscription-list"),
+    path("subscriptions/<str:subscription_id>", apis.SubscriptionDetailApi.as_view(), name="subscription-detail"),
+    path("subscriptions/<str:subscription_id>/cancel", apis.SubscriptionCancelApi.as_view()),
+    path("subscriptions/<str:subscription_id>/reactivate", apis.SubscriptionReactivateApi.as_view()),
+    path("subscriptions/<str:subscription_id>/change", apis.SubscriptionChangeApi.as_view()),
+    path("subscriptions/<str:subscription_id>/upcoming-invoice", apis.UpcomingInvoiceApi.as_view()),
 ]

@@ -35,3 +35,29 @@ def event_emit(
         previous_attributes=previous_attributes,
         created_at=now,
     )
+
+
+def object_event_emit(
+    *,
+    type: str,
+    obj: Any,
+    data: dict[str, Any],
+    now: datetime,
+    previous: dict[str, Any] | None = None,
+    customer_id: str | None = None,
+) -> BillingEvent:
+    """`event_emit` for an event about one object, the way every service emits them: the object type is
+    the event type's prefix (`invoice.paid` is about an `invoice`), the object id is `obj.id`, and the
+    customer is `obj.customer_id` (or the object itself, for a customer)."""
+    object_type = type.rsplit(".", 1)[0]
+    if customer_id is None:
+        customer_id = obj.id if object_type == "customer" else (getattr(obj, "customer_id", None) or "")
+    return event_emit(
+        type=type,
+        object_type=object_type,
+        object_id=obj.id,
+        customer_id=customer_id,
+        data=data,
+        previous_attributes=previous,
+        now=now,
+    )

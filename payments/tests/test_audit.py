@@ -8,12 +8,12 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from customers.tests.factories import CustomerFactory
-from invoicing.models import CreditNote, Invoice, InvoiceLine
+from invoicing.models import Invoice, InvoiceLine
 from payments.audit import audit_all, audit_balances, audit_credit_notes, audit_grants, audit_invoices, audit_refunds
-from payments.credit_notes import credit_note_create
-from payments.grants import credit_grant_create, credits_burn_for_invoice
-from payments.ledger import balance_adjust, balance_apply_to_invoice
-from payments.models import BalanceTransaction, CreditBurn, CustomerBalance, PaymentIntent, Refund
+from payments.models import BalanceTransaction, CreditBurn, CreditNote, CustomerBalance, PaymentIntent, Refund
+from payments.services.credit_notes import credit_note_create
+from payments.services.grants import credit_grant_create, credits_burn_for_invoice
+from payments.services.ledger import balance_adjust, balance_apply_to_invoice
 from payments.tests.factories import LEDGER_T0, ledger_invoice
 
 pytestmark = pytest.mark.django_db

@@ -24,14 +24,20 @@ from hypothesis.stateful import (
 from billing_site.errors import Conflict, InvalidRequest
 from customers.tests.factories import CustomerFactory
 from invoicing.models import Invoice
-from invoicing.tests.support import fixed_price
 from metering.tests.factories import MeterFactory
 from payments.audit import audit_all
-from payments.credit_notes import credit_note_create, credit_note_void
-from payments.grants import credit_grant_create, credit_grant_void, credit_grants_expire_job, credits_burn_for_invoice
-from payments.ledger import balance_adjust, balance_apply_to_invoice, balance_get, invoices_negative_total_credit
 from payments.models import CreditGrant
+from payments.selectors import balance_get
+from payments.services.credit_notes import credit_note_create, credit_note_void
+from payments.services.grants import (
+    credit_grant_create,
+    credit_grant_void,
+    credit_grants_expire_job,
+    credits_burn_for_invoice,
+)
+from payments.services.ledger import balance_adjust, balance_apply_to_invoice, invoices_negative_total_credit
 from payments.tests.factories import LEDGER_T0, ledger_invoice
+from subscriptions.tests.support import fixed_price
 
 pytestmark = pytest.mark.django_db
 

@@ -10,16 +10,16 @@ from django.db import connection
 
 from customers.tests.factories import CustomerFactory
 from invoicing.models import Invoice
-from invoicing.tests.support import T0, fixed_price, subscribe
-from payments.collection import invoice_collect, invoices_collect_job
-from payments.grants import credit_grant_create
-from payments.intents import payment_intent_resolve_unknown_job
-from payments.ledger import balance_adjust
-from payments.methods import payment_method_create
 from payments.models import CollectionAttempt, PaymentIntent, SandboxPayment
 from payments.processors.sandbox import sandbox_charges
+from payments.services.collection import invoice_collect, invoices_collect_job
+from payments.services.grants import credit_grant_create
+from payments.services.intents import payment_intent_resolve_unknown_job
+from payments.services.ledger import balance_adjust
+from payments.services.methods import payment_method_create
 from payments.tests.factories import ledger_invoice, open_invoice
 from subscriptions.models import Subscription
+from subscriptions.tests.support import T0, fixed_price, subscribe
 from webhooks.models import BillingEvent
 
 pytestmark = pytest.mark.django_db

@@ -10,14 +10,15 @@ from django.db import connection
 
 from billing_site.errors import Conflict, InvalidRequest
 from customers.tests.factories import CustomerFactory
-from invoicing.models import CreditNote, Invoice, InvoiceLine, NumberSequence
+from invoicing.models import Invoice, InvoiceLine, NumberSequence
 from payments.audit import audit_all
-from payments.credit_notes import credit_note_create, credit_note_void
-from payments.intents import payment_intent_charge_off_session
-from payments.ledger import balance_adjust, balance_apply_to_invoice, balance_get
-from payments.methods import payment_method_create
-from payments.models import BalanceTransaction, Refund
-from payments.refunds import refund_create
+from payments.models import BalanceTransaction, CreditNote, Refund
+from payments.selectors import balance_get
+from payments.services.credit_notes import credit_note_create, credit_note_void
+from payments.services.intents import payment_intent_charge_off_session
+from payments.services.ledger import balance_adjust, balance_apply_to_invoice
+from payments.services.methods import payment_method_create
+from payments.services.refunds import refund_create
 from payments.tests.factories import LEDGER_T0, ledger_invoice
 from webhooks.models import BillingEvent
 

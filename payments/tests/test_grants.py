@@ -11,19 +11,19 @@ from django.db import connection
 from billing_site.errors import Conflict, InvalidRequest
 from billing_site.jobs import job_run
 from customers.tests.factories import CustomerFactory
-from invoicing.tests.support import fixed_price
 from metering.tests.factories import MeterFactory
 from payments.audit import audit_all
-from payments.grants import (
+from payments.models import CreditBurn, CreditGrant
+from payments.selectors import credit_grant_remaining
+from payments.services.grants import (
     credit_grant_create,
-    credit_grant_remaining,
     credit_grant_void,
     credit_grants_expire_job,
     credits_burn_for_invoice,
     line_credit_caps,
 )
-from payments.models import CreditBurn, CreditGrant
 from payments.tests.factories import LEDGER_T0, ledger_invoice
+from subscriptions.tests.support import fixed_price
 from webhooks.models import BillingEvent
 
 pytestmark = pytest.mark.django_db

@@ -15,8 +15,10 @@ from django.db import connection, transaction
 from billing_site.errors import Conflict, InvalidRequest
 from customers.tests.factories import CustomerFactory
 from invoicing.models import Invoice
-from payments import intents
-from payments.intents import (
+from payments.models import PaymentIntent, SandboxPayment
+from payments.processors.sandbox import SandboxProcessor, sandbox_charges
+from payments.services import intents
+from payments.services.intents import (
     payment_intent_cancel,
     payment_intent_capture,
     payment_intent_charge_off_session,
@@ -25,9 +27,7 @@ from payments.intents import (
     payment_intent_resolve,
     payment_intent_resolve_unknown_job,
 )
-from payments.methods import payment_method_create
-from payments.models import PaymentIntent, SandboxPayment
-from payments.processors.sandbox import SandboxProcessor, sandbox_charges
+from payments.services.methods import payment_method_create
 from payments.tests.factories import PAY_T0, open_invoice
 from webhooks.models import BillingEvent
 

@@ -9,16 +9,16 @@ import pytest
 from billing_site.errors import Conflict, InvalidRequest
 from customers.models import Customer
 from customers.tests.factories import CustomerFactory
-from payments.intents import payment_intent_confirm, payment_intent_create
-from payments.methods import (
+from payments.models import PaymentMethod, SandboxPayment, SetupIntent
+from payments.processors.sandbox import SandboxProcessor
+from payments.services.intents import payment_intent_confirm, payment_intent_create
+from payments.services.methods import (
     payment_method_create,
     payment_method_detach,
     setup_intent_cancel,
     setup_intent_confirm,
     setup_intent_create,
 )
-from payments.models import PaymentMethod, SandboxPayment, SetupIntent
-from payments.processors.sandbox import SandboxProcessor
 from payments.tests.factories import PAY_T0, open_invoice
 from webhooks.models import BillingEvent
 

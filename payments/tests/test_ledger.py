@@ -10,15 +10,17 @@ from django.db import connection
 
 from billing_site.errors import InvalidRequest
 from customers.tests.factories import CustomerFactory
-from invoicing.billing import ItemSpec, subscription_change
 from invoicing.models import Invoice
 from invoicing.services import invoice_finalize
-from invoicing.tests.support import T0, fixed_price, metered_price, subscribe
-from payments import ledger
+from payments import selectors
 from payments.audit import audit_all
-from payments.ledger import balance_adjust, balance_apply_to_invoice, balance_get
 from payments.models import BalanceTransaction, CustomerBalance
+from payments.selectors import balance_get
+from payments.services import ledger
+from payments.services.ledger import balance_adjust, balance_apply_to_invoice
 from payments.tests.factories import LEDGER_T0, ledger_invoice
+from subscriptions.services.lifecycle import ItemSpec, subscription_change
+from subscriptions.tests.support import T0, fixed_price, metered_price, subscribe
 from webhooks.models import BillingEvent
 
 pytestmark = pytest.mark.django_db
@@ -55,7 +57,7 @@ def test_adjustments_append_entries_whose_ending_balances_chain_and_sum_to_the_b
     assert ledger_of(customer, "eur") == [(ADJ, 1000, 1000)]
     assert balance_get(customer, "usd") == -100 and balance_get(customer, "EUR") == 1000
     assert balance_get(customer, "gbp") == 0 and not CustomerBalance.objects.filter(currency="gbp").exists()
-    assert [(b.currency, b.balance) for b in ledger.balance_list(customer)] == [("eur", 1000), ("usd", -100)]
+    assert [(b.currency, b.balance) for b in selectors.balance_list(customer)] == [("eur", 1000), ("usd", -100)]
     assert audit_all() == []
 
 

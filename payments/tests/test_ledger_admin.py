@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-from payments.credit_notes import credit_note_create
-from payments.grants import credit_grant_create, credits_burn_for_invoice
-from payments.ledger import balance_adjust
 from payments.models import BalanceTransaction, CreditGrant, CustomerBalance
+from payments.services.credit_notes import credit_note_create
+from payments.services.grants import credit_grant_create, credits_burn_for_invoice
+from payments.services.ledger import balance_adjust
 from payments.tests.factories import LEDGER_T0, ledger_invoice
 
 pytestmark = pytest.mark.django_db
 
 NOW = LEDGER_T0
-NOTES_ADMIN = "/admin/invoicing/creditnote/"
+NOTES_ADMIN = "/admin/payments/creditnote/"
 
 
 @pytest.fixture
@@ -40,8 +40,8 @@ def test_pages_render(staff):
         f"/admin/payments/balancetransaction/{txn.pk}/change/",
         "/admin/payments/creditgrant/?status__exact=active",
         f"/admin/payments/creditgrant/{grant.pk}/change/",
-        "/admin/invoicing/creditnote/",
-        f"/admin/invoicing/creditnote/{note.pk}/change/",
+        "/admin/payments/creditnote/",
+        f"/admin/payments/creditnote/{note.pk}/change/",
     ):
         assert staff.get(url).status_code == 200, url
     page = staff.get(f"/admin/payments/creditgrant/{grant.pk}/change/").content.decode()

@@ -8,10 +8,9 @@ import pytest
 from django.utils import timezone
 
 from customers.tests.factories import CustomerFactory
-from invoicing.models import CreditNote
 from metering.tests.factories import MeterFactory
 from payments.audit import audit_all
-from payments.models import BalanceTransaction, CreditGrant, CustomerBalance
+from payments.models import BalanceTransaction, CreditGrant, CreditNote, CustomerBalance
 from payments.tests.factories import CreditGrantFactory, ledger_invoice
 from webhooks.models import BillingEvent
 

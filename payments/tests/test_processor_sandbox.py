@@ -8,8 +8,6 @@ from django.core.exceptions import ImproperlyConfigured
 
 from billing_site.errors import InvalidRequest
 from customers.tests.factories import CustomerFactory
-from payments.intents import payment_intent_confirm, payment_intent_create
-from payments.methods import payment_method_create
 from payments.models import SandboxPayment
 from payments.processors import (
     ProcessorError,
@@ -20,6 +18,8 @@ from payments.processors import (
 )
 from payments.processors.sandbox import SandboxProcessor, card_name
 from payments.processors.stripe import StripeProcessor
+from payments.services.intents import payment_intent_confirm, payment_intent_create
+from payments.services.methods import payment_method_create
 from payments.tests.factories import PAY_T0, PaymentMethodFactory
 
 pytestmark = pytest.mark.django_db

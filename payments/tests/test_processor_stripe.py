@@ -14,12 +14,12 @@ import pytest
 import stripe
 
 from customers.tests.factories import CustomerFactory
-from payments.intents import payment_intent_confirm, payment_intent_create, payment_intent_resolve_unknown_job
-from payments.methods import payment_method_create
 from payments.processors import ProcessorError, ProcessorTimeout
 from payments.processors import stripe as stripe_processor
 from payments.processors.stripe import StripeProcessor
-from payments.refunds import refund_create
+from payments.services.intents import payment_intent_confirm, payment_intent_create, payment_intent_resolve_unknown_job
+from payments.services.methods import payment_method_create
+from payments.services.refunds import refund_create
 from payments.tests.factories import PAY_T0
 
 NOW = PAY_T0

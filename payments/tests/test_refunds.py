@@ -11,18 +11,18 @@ from django.db import connection, transaction
 
 from billing_site.errors import Conflict, InvalidRequest
 from customers.tests.factories import CustomerFactory
-from payments.intents import (
+from payments.models import PaymentIntent, Refund, SandboxPayment
+from payments.processors import ProcessorError, ProcessorTimeout
+from payments.processors.sandbox import SandboxProcessor
+from payments.services.intents import (
     payment_intent_capture,
     payment_intent_charge_off_session,
     payment_intent_confirm,
     payment_intent_create,
     payment_intent_resolve_unknown_job,
 )
-from payments.methods import payment_method_create
-from payments.models import PaymentIntent, Refund, SandboxPayment
-from payments.processors import ProcessorError, ProcessorTimeout
-from payments.processors.sandbox import SandboxProcessor
-from payments.refunds import refund_create
+from payments.services.methods import payment_method_create
+from payments.services.refunds import refund_create
 from payments.tests.factories import PAY_T0, open_invoice
 from webhooks.models import BillingEvent
 

@@ -6,6 +6,7 @@ import orjson
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from billing_site.celery import app as celery_app
 from billing_site.jobs import JOBS, describe_schedule, get_job, job_run
 
 
@@ -26,6 +27,11 @@ class Command(BaseCommand):
         parser.add_argument("name", nargs="?", help="the job's name (see --list)")
         parser.add_argument("--now", help="the time the job runs for, RFC 3339 (default: the current time)")
         parser.add_argument("--list", action="store_true", help="print the jobs and their schedules")
+        parser.add_argument(
+            "--enqueue",
+            action="store_true",
+            help="send the sweep's tasks to the broker for the workers, instead of running them here",
+        )
 
     def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
         if options["list"]:
@@ -41,5 +47,9 @@ class Command(BaseCommand):
         except KeyError as exc:
             raise CommandError(str(exc.args[0])) from None
         now = parse_rfc3339(options["now"]) if options["now"] else timezone.now()
+        if not options["enqueue"]:
+            # The sweep's tasks run inline, in order, in this process: what `run_job` prints is what was done.
+            celery_app.conf.task_always_eager = True
+            celery_app.conf.task_eager_propagates = True
         result = job_run(name, now=now)
         self.stdout.write(orjson.dumps({"job": name, "now": now.isoformat(), "result": result}, default=str).decode())

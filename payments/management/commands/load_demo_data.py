@@ -5,14 +5,14 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from catalog.models import Price
+from catalog.services import price_create, product_create
 from customers.models import Customer
 from customers.services import customer_create, customer_user_create
-from invoicing.billing import ItemSpec, subscription_create
 from metering.models import Meter
 from metering.services import meter_create
-from payments.methods import payment_method_create
-from subscriptions.models import Price
-from subscriptions.services import price_create, product_create
+from payments.services.methods import payment_method_create
+from subscriptions.services.lifecycle import ItemSpec, subscription_create
 
 DEMO_CUSTOMERS = [
     {

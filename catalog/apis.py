@@ -1,0 +1,148 @@
+"""Thin HTTP layer for the catalog: parse, call a service or selector, render. No business rules here."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from billing_site.api import ApiView, paginate, paginated_schema, validate_input
+from catalog import selectors, services
+from catalog.pricing import quote_to_dict
+from catalog.serializers import (
+    CouponCreateInput,
+    CouponOutput,
+    CouponUpdateInput,
+    PriceCreateInput,
+    PriceOutput,
+    PriceUpdateInput,
+    ProductCreateInput,
+    ProductOutput,
+    ProductUpdateInput,
+    QuoteInput,
+    QuoteOutput,
+)
+
+_LIST_PARAMS = [
+    OpenApiParameter("limit", int, description="1-100, default 20"),
+    OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
+]
+_ACTIVE = OpenApiParameter("active", str, enum=["true", "false"])
+
+
+class ProductListCreateApi(ApiView):
+    scope_resource = "catalog"
+
+    @extend_schema(
+        operation_id="products_list", parameters=[*_LIST_PARAMS, _ACTIVE], responses=paginated_schema(ProductOutput)
+    )
+    def get(self, request: Request) -> Response:
+        return paginate(request, selectors.product_list(filters=request.query_params), ProductOutput)
+
+    @extend_schema(operation_id="products_create", request=ProductCreateInput, responses={201: ProductOutput})
+    def post(self, request: Request) -> Response:
+        data = validate_input(ProductCreateInput, request.data)
+        product = services.product_create(**data, now=timezone.now())
+        return Response(ProductOutput(product).data, status=status.HTTP_201_CREATED)
+
+
+class ProductDetailApi(ApiView):
+    scope_resource = "catalog"
+
+    @extend_schema(operation_id="products_retrieve", responses=ProductOutput)
+    def get(self, request: Request, product_id: str) -> Response:
+        return Response(ProductOutput(selectors.product_get(product_id=product_id)).data)
+
+    @extend_schema(operation_id="products_update", request=ProductUpdateInput, responses=ProductOutput)
+    def patch(self, request: Request, product_id: str) -> Response:
+        product = selectors.product_get(product_id=product_id)
+        changes = validate_input(ProductUpdateInput, request.data, partial=True)
+        product = services.product_update(product=product, changes=changes, now=timezone.now())
+        return Response(ProductOutput(product).data)
+
+
+class PriceListCreateApi(ApiView):
+    scope_resource = "catalog"
+
+    @extend_schema(
+        operation_id="prices_list",
+        parameters=[
+            *_LIST_PARAMS,
+            _ACTIVE,
+            OpenApiParameter("product", str),
+            OpenApiParameter("currency", str),
+            OpenApiParameter("lookup_key", str),
+            OpenApiParameter("type", str, enum=["standalone", "product"]),
+        ],
+        responses=paginated_schema(PriceOutput),
+    )
+    def get(self, request: Request) -> Response:
+        return paginate(request, selectors.price_list(filters=request.query_params), PriceOutput)
+
+    @extend_schema(operation_id="prices_create", request=PriceCreateInput, responses={201: PriceOutput})
+    def post(self, request: Request) -> Response:
+        data = validate_input(PriceCreateInput, request.data)
+        duration = data.pop("duration")
+        price = services.price_create(
+            **data, duration_amount=duration["amount"], duration_unit=duration["unit"], now=timezone.now()
+        )
+        return Response(PriceOutput(price).data, status=status.HTTP_201_CREATED)
+
+
+class PriceDetailApi(ApiView):
+    scope_resource = "catalog"
+
+    @extend_schema(operation_id="prices_retrieve", responses=PriceOutput)
+    def get(self, request: Request, price_id: str) -> Response:
+        return Response(PriceOutput(selectors.price_get(price_id=price_id)).data)
+
+    @extend_schema(operation_id="prices_update", request=PriceUpdateInput, responses=PriceOutput)
+    def patch(self, request: Request, price_id: str) -> Response:
+        price = selectors.price_get(price_id=price_id)
+        changes = validate_input(PriceUpdateInput, request.data, partial=True)
+        price = services.price_update(price=price, changes=changes, now=timezone.now())
+        return Response(PriceOutput(price).data)
+
+
+class PriceQuoteApi(ApiView):
+    scope_resource = "catalog"
+    required_scopes = {"POST": "catalog:read"}  # a POST only because it takes a body: it changes nothing
+
+    @extend_schema(operation_id="prices_quote", request=QuoteInput, responses=QuoteOutput)
+    def post(self, request: Request, price_id: str) -> Response:
+        price = selectors.price_get(price_id=price_id)
+        data = validate_input(QuoteInput, request.data)
+        return Response(quote_to_dict(selectors.price_quote(price=price, quantity=data["quantity"])))
+
+
+class CouponListCreateApi(ApiView):
+    scope_resource = "catalog"
+
+    @extend_schema(
+        operation_id="coupons_list", parameters=[*_LIST_PARAMS, _ACTIVE], responses=paginated_schema(CouponOutput)
+    )
+    def get(self, request: Request) -> Response:
+        return paginate(request, selectors.coupon_list(filters=request.query_params), CouponOutput)
+
+    @extend_schema(operation_id="coupons_create", request=CouponCreateInput, responses={201: CouponOutput})
+    def post(self, request: Request) -> Response:
+        data = validate_input(CouponCreateInput, request.data)
+        coupon = services.coupon_create(**data, now=timezone.now())
+        return Response(CouponOutput(coupon).data, status=status.HTTP_201_CREATED)
+
+
+class CouponDetailApi(ApiView):
+    scope_resource = "catalog"
+
+    @extend_schema(operation_id="coupons_retrieve", responses=CouponOutput)
+    def get(self, request: Request, coupon_id: str) -> Response:
+        return Response(CouponOutput(selectors.coupon_get(coupon_id=coupon_id)).data)
+
+    @extend_schema(operation_id="coupons_update", request=CouponUpdateInput, responses=CouponOutput)
+    def patch(self, request: Request, coupon_id: str) -> Response:
+        coupon = selectors.coupon_get(coupon_id=coupon_id)
+        changes = validate_input(CouponUpdateInput, request.data, partial=True)
+        coupon = services.coupon_update(coupon=coupon, changes=changes, now=timezone.now())
+        return Response(CouponOutput(coupon).data)

@@ -1,0 +1,243 @@
+"""Refunds of succeeded payments, full or partial.
+
+The sum of refunds never exceeds what a payment received: the amount is reserved on the payment intent
+(`amount_refunded`, under `select_for_update`, with a check constraint behind it) in the transaction that
+creates the pending Refund, before the provider is called; a refund the provider refuses gives its
+reservation back. The provider call carries the refund's own idempotency key, stored on it first.
+
+Called inside a caller's transaction (a credit note issuing a refund), the reservation joins that
+transaction and the provider call waits for its commit (`transaction.on_commit`): never a provider call
+with locks held, never a refund sent for a credit note that rolled back.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+from django.db.models import F
+
+from billing_site.errors import Conflict, InvalidRequest
+from invoicing.models import Invoice
+from payments.models import PaymentIntent, Refund
+from payments.processors import ProcessorError, ProcessorTimeout, ProviderRefund
+from payments.services.methods import TIMEOUT_ERROR, error_data, in_callers_transaction, processor_named
+from webhooks.services import event_emit
+
+if TYPE_CHECKING:
+    from payments.models import CreditNote
+
+logger = logging.getLogger(__name__)
+
+RefundStatus = Refund.Status
+
+
+def refund_snapshot(refund: Refund) -> dict[str, Any]:
+    return {
+        "id": refund.id,
+        "payment_intent": refund.payment_intent_id,
+        "invoice": refund.invoice_id,
+        "credit_note": refund.credit_note_id,
+        "amount": refund.amount,
+        "currency": refund.currency,
+        "reason": refund.reason or None,
+        "status": refund.status,
+        "last_error": refund.last_error,
+    }
+
+
+def _emit(refund: Refund, type_: str, now: datetime, customer_id: str) -> None:
+    event_emit(
+        type=type_,
+        object_type="refund",
+        object_id=refund.id,
+        customer_id=customer_id,
+        data=refund_snapshot(refund),
+        now=now,
+    )
+
+
+def _intent_of_invoice(invoice: Invoice, amount: int | None) -> str:
+    """The invoice's succeeded payment to refund: the newest with enough left. A refund is of one payment;
+    an invoice paid by several names the payment when the amount does not fit one of them."""
+    refundable = list(
+        PaymentIntent.objects.filter(invoice=invoice, status=PaymentIntent.Status.SUCCEEDED)
+        .filter(amount_received__gt=F("amount_refunded"))
+        .order_by("-succeeded_at", "-pk")
+    )
+    if not refundable:
+        raise Conflict(f"Invoice {invoice.id} has no payment left to refund.", code="charge_already_refunded")
+    if amount is None:
+        if len(refundable) > 1:
+            raise InvalidRequest(
+                f"Invoice {invoice.id} was paid by several payments; name the payment_intent to refund.",
+                param="payment_intent",
+                code="parameter_missing",
+            )
+        return refundable[0].pk
+    for intent in refundable:
+        if intent.amount_received - intent.amount_refunded >= amount:
+            return intent.pk
+    most = max(i.amount_received - i.amount_refunded for i in refundable)
+    raise InvalidRequest(
+        f"amount is more than the {most} left to refund on any one payment of invoice {invoice.id}.",
+        param="amount",
+        code="amount_too_large",
+    )
+
+
+def refund_create(
+    *,
+    now: datetime,
+    payment_intent: PaymentIntent | None = None,
+    invoice: Invoice | None = None,
+    amount: int | None = None,
+    reason: str = "",
+    credit_note: CreditNote | None = None,
+) -> Refund:
+    """Refund `amount` (None: all that is left) of a succeeded payment intent, or of an invoice's succeeded
+    payment. Outside a transaction it reserves the amount, calls the provider and returns the Refund
+    succeeded, pending (the provider has not finished, or did not answer) or failed (`last_error`; the
+    reservation is given back). Inside the caller's transaction (a credit note) it only reserves, in that
+    transaction, and returns the Refund pending: the provider is called once the caller commits, never
+    inside the transaction and never if it rolls back."""
+    if amount is not None and amount <= 0:
+        raise InvalidRequest("amount must be a positive integer.", param="amount")
+    if reason and reason not in Refund.Reason.values:
+        raise InvalidRequest(f"reason must be one of {', '.join(Refund.Reason.values)}.", param="reason")
+    if payment_intent is None and invoice is None:
+        raise InvalidRequest("Name a payment_intent or an invoice.", param="payment_intent", code="parameter_missing")
+    if payment_intent is not None:
+        if invoice is not None and payment_intent.invoice_id != invoice.id:
+            raise InvalidRequest(
+                f"Payment intent {payment_intent.id} did not pay invoice {invoice.id}.", param="payment_intent"
+            )
+        intent_id = payment_intent.pk
+    else:
+        assert invoice is not None
+        intent_id = _intent_of_invoice(invoice, amount)
+
+    nested = in_callers_transaction()
+    with transaction.atomic(durable=not nested):
+        intent = PaymentIntent.objects.select_for_update().get(pk=intent_id)
+        if intent.status != PaymentIntent.Status.SUCCEEDED:
+            raise Conflict(
+                f"PaymentIntent {intent.id} is {intent.status}; only succeeded payments are refunded.",
+                code="payment_intent_unexpected_state",
+            )
+        left = intent.amount_received - intent.amount_refunded
+        if left <= 0:
+            raise Conflict(f"PaymentIntent {intent.id} is refunded in full.", code="charge_already_refunded")
+        value = left if amount is None else amount
+        if value > left:
+            raise InvalidRequest(
+                f"amount is more than the {left} left to refund on {intent.id}.",
+                param="amount",
+                code="amount_too_large",
+            )
+        PaymentIntent.objects.filter(pk=intent.pk).update(amount_refunded=F("amount_refunded") + value, updated_at=now)
+        refund = Refund(
+            payment_intent=intent,
+            invoice_id=invoice.id if invoice is not None else intent.invoice_id,
+            credit_note=credit_note,
+            amount=value,
+            currency=intent.currency,
+            reason=reason,
+            status=RefundStatus.PENDING,
+        )
+        refund.idempotency_key = f"{refund.id}:refund"
+        refund.save(force_insert=True)
+        _emit(refund, "refund.created", now, intent.customer_id)
+    if nested:
+        # The provider hears of it once the caller's transaction commits (and never if it rolls back).
+        transaction.on_commit(partial(refund_send, refund_id=refund.pk, now=now), robust=True)
+        return refund
+    return refund_send(refund_id=refund.pk, now=now)
+
+
+def refund_send(*, refund_id: str, now: datetime) -> Refund:
+    """Ask the provider for a pending refund (with its stored key: a repeat is answered, not redone)."""
+    refund = Refund.objects.select_related("payment_intent").get(pk=refund_id)
+    if refund.status != RefundStatus.PENDING:
+        return refund
+    intent = refund.payment_intent
+    processor = processor_named(intent.provider)
+    try:
+        result = processor.refund(
+            payment_ref=intent.provider_ref,
+            amount=refund.amount,
+            reason=refund.reason,
+            idempotency_key=refund.idempotency_key,
+        )
+    except ProcessorError as exc:
+        return _settle(refund, now=now, error=error_data(exc))
+    except ProcessorTimeout:
+        return _settle(refund, now=now, timeout=True)
+    return _settle(refund, now=now, result=result)
+
+
+# A refund whose answer was lost is asked again with its own key, but only while the provider still
+# remembers the key (Stripe: 24 hours); after that a repeat could refund twice, so it waits for a person.
+LOST_RETRY_AFTER = timedelta(minutes=10)
+LOST_RETRY_WITHIN = timedelta(hours=23)
+
+
+def refunds_lost(*, now: datetime, limit: int = 500) -> list[str]:
+    """Pending refunds whose provider answer was lost (or whose on-commit call never ran)."""
+    lost = Refund.objects.filter(
+        status=RefundStatus.PENDING,
+        updated_at__lt=now - LOST_RETRY_AFTER,
+        created_at__gt=now - LOST_RETRY_WITHIN,
+    ).order_by("created_at")
+    return list(lost.values_list("pk", flat=True)[:limit])
+
+
+def refund_resend_due(*, refund_id: str, now: datetime) -> str | None:
+    """The resend task's service: ask the provider again, with the refund's own idempotency key, if the
+    refund is still pending and lost (a duplicate task, or one after it settled, does nothing)."""
+    if not Refund.objects.filter(pk=refund_id, status=RefundStatus.PENDING).exists():
+        return None
+    return refund_send(refund_id=refund_id, now=now).status
+
+
+def _settle(
+    refund: Refund,
+    *,
+    now: datetime,
+    result: ProviderRefund | None = None,
+    error: dict[str, Any] | None = None,
+    timeout: bool = False,
+) -> Refund:
+    with transaction.atomic(durable=True):
+        current = Refund.objects.select_for_update().select_related("payment_intent").get(pk=refund.pk)
+        if current.status != RefundStatus.PENDING:
+            return current
+        customer_id = current.payment_intent.customer_id
+        if timeout:
+            # Still pending: the provider may have refunded. The reservation stays, so nothing can be
+            # refunded twice; the stored key replays this refund if it is retried.
+            Refund.objects.filter(pk=current.pk).update(last_error=TIMEOUT_ERROR, updated_at=now)
+            logger.warning("refund %s: the provider's answer was lost; it stays pending", current.id)
+        elif error is not None or (result is not None and result.status == "failed"):
+            error = error or {"code": "refund_failed", "message": "The payment processor refused the refund."}
+            Refund.objects.filter(pk=current.pk, status=RefundStatus.PENDING).update(
+                status=RefundStatus.FAILED, last_error=error, provider_ref=result.ref if result else "", updated_at=now
+            )
+            PaymentIntent.objects.filter(pk=current.payment_intent_id).update(
+                amount_refunded=F("amount_refunded") - current.amount, updated_at=now
+            )
+            current.refresh_from_db()
+            _emit(current, "refund.failed", now, customer_id)
+        elif result is not None:
+            status = RefundStatus.SUCCEEDED if result.status == "succeeded" else RefundStatus.PENDING
+            Refund.objects.filter(pk=current.pk, status=RefundStatus.PENDING).update(
+                status=status, provider_ref=result.ref, last_error=None, updated_at=now
+            )
+            current.refresh_from_db()
+            if status == RefundStatus.SUCCEEDED:
+                _emit(current, "refund.succeeded", now, customer_id)
+        current.refresh_from_db()
+    return current

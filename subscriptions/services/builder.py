@@ -1,0 +1,319 @@
+"""Building a subscription's invoices in memory: the one code path behind renewal, the lifecycle's
+immediate invoices (create, cancel, change) and the upcoming-invoice preview.
+
+The line builders read prices, usage, pending items and watermarks through a `BillingContext` and return
+`invoicing.drafts.DraftLine`s; `draft_for_cycle` assembles a cycle's invoice and `subscription_draft_finish`
+applies the subscription's coupon and the customer's taxes. Nothing here writes: `SubscriptionInvoiceWriter`
+persists drafts together with what they imply for the subscription (its coupon periods, period advances,
+status changes), in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from django.conf import settings
+from django.db.models import F
+
+from billing_site.money import decimal_to_str, round_fraction
+from catalog.models import Coupon
+from catalog.pricing import FixedAmount, quote
+from customers.models import Customer
+from invoicing.drafts import Draft, DraftLine, DraftWatermark, describe_period, draft_finish
+from invoicing.models import Invoice, InvoiceLine
+from invoicing.writer import InvoiceWriter
+from subscriptions.models import Subscription, SubscriptionItem
+from subscriptions.periods import Period
+from subscriptions.services.context import BillingContext
+
+Kind = InvoiceLine.Kind
+Reason = Invoice.BillingReason
+# How much earlier than a watermark's computation a usage write may have read its clock and still have
+# committed after the watermark's snapshot.
+CHANGE_MARGIN = timedelta(days=1)
+
+
+def _unit_amount(item: SubscriptionItem) -> Decimal | None:
+    engine = item.price.engine_amount
+    return engine.unit if isinstance(engine, FixedAmount) else None
+
+
+# --- Lines ----------------------------------------------------------------------------------------
+
+
+def licensed_line(item: SubscriptionItem, period: Period, *, fraction: Fraction | None = None) -> DraftLine:
+    """A licensed item for a period, in advance. `fraction` < 1 prorates a partial first period."""
+    quantity = item.quantity if item.quantity is not None else Decimal(1)
+    amount = quote(item.price.engine_amount, quantity).amount
+    description = f"{item.price.name}" + (f" × {decimal_to_str(quantity)}" if quantity != 1 else "")
+    if fraction is not None and fraction != 1:
+        amount = round_fraction(amount * fraction)
+        description = f"{description} (prorated)"
+    return DraftLine(
+        kind=Kind.FIXED,
+        description=description,
+        amount=amount,
+        price_id=item.price_id,
+        subscription_item_id=item.id,
+        quantity=quantity,
+        unit_amount=_unit_amount(item),
+        period=period,
+    )
+
+
+def item_usage_window(item: SubscriptionItem, period: Period) -> Period | None:
+    """The part of `period` the item was on the subscription for (a change mid-period splits usage)."""
+    start = max(period.start, item.added_at)
+    end = min(period.end, item.removed_at) if item.removed_at else period.end
+    return Period(start, end) if end > start else None
+
+
+def metered_line(
+    item: SubscriptionItem, period: Period, customer: Customer, *, ctx: BillingContext, until: datetime | None = None
+) -> DraftLine | None:
+    """A metered item for a period, in arrears: the meter's aggregate priced by the catalog engine.
+    `until` cuts the usage short (a cancellation now, or a preview before the period ends)."""
+    window = item_usage_window(item, period)
+    if window is None:
+        return None
+    end = min(window.end, until) if until else window.end
+    if end <= window.start:
+        return None
+    usage = ctx.usage(item.price.meter, customer, window.start, end)
+    amount = quote(item.price.engine_amount, usage.value).amount
+    return DraftLine(
+        kind=Kind.USAGE,
+        description=f"{item.price.name} — {decimal_to_str(usage.value)} {item.price.meter.name}",
+        amount=amount,
+        price_id=item.price_id,
+        meter_id=item.price.meter_id,
+        subscription_item_id=item.id,
+        quantity=usage.value,
+        unit_amount=_unit_amount(item),
+        period=Period(window.start, end),
+        watermark=DraftWatermark(period=period, value=usage.value, event_count=usage.event_count, amount_billed=amount),
+    )
+
+
+def late_usage_lines(
+    subscription: Subscription,
+    *,
+    now: datetime,
+    exclude: set[datetime],
+    ctx: BillingContext,
+    changed_only: bool = False,
+) -> list[DraftLine]:
+    """Re-rate recently billed periods; a difference from what was billed becomes a late_usage line.
+
+    Periods ending within the backfill window (plus a margin) are re-rated every time; an older period
+    only when one of its events was ingested or canceled since it was billed. The backfill window bounds
+    an event's timestamp against its ingestion, not against the next renewal: an event ingested on the
+    window's last day is only seen by a renewal up to a whole billing period later, long after its
+    period left the horizon. Comparing re-rated amounts (not counting events) makes this exact whatever
+    order events commit in. `changed_only` re-rates only periods whose usage changed since billing (for
+    ended subscriptions, checked on every run, where the cost must follow the changes)."""
+    horizon = now - settings.METERING_BACKFILL_WINDOW - CHANGE_MARGIN
+    lines: list[DraftLine] = []
+    for wm in list(ctx.watermarks(subscription)):
+        if wm.period_start in exclude:
+            continue
+        recent = wm.period_end >= horizon and not changed_only
+        if not recent and not ctx.usage_changed(wm, margin=CHANGE_MARGIN):
+            continue
+        item = wm.subscription_item
+        period = Period(wm.period_start, wm.period_end)
+        window = item_usage_window(item, period) or period
+        usage = ctx.usage(wm.meter, subscription.customer, window.start, window.end)
+        if usage.value == wm.value and usage.event_count == wm.event_count:
+            continue
+        amount = quote(item.price.engine_amount, usage.value).amount
+        delta = amount - wm.amount_billed
+        watermark = DraftWatermark(
+            period=period, value=usage.value, event_count=usage.event_count, amount_billed=amount, supersedes=wm
+        )
+        difference = usage.value - wm.value
+        lines.append(
+            DraftLine(
+                kind=Kind.LATE_USAGE,
+                description=(
+                    f"Late usage: {item.price.name}, {describe_period(period)} "
+                    f"({'+' if difference >= 0 else ''}{decimal_to_str(difference)} {wm.meter.name})"
+                ),
+                amount=delta,
+                price_id=item.price_id,
+                meter_id=wm.meter_id,
+                subscription_item_id=item.id,
+                quantity=difference,
+                period=period,
+                watermark=watermark,
+            )
+        )
+    return lines
+
+
+def pending_lines(subscription: Subscription, *, ctx: BillingContext) -> list[DraftLine]:
+    return [
+        DraftLine(
+            kind=p.kind,
+            description=p.description,
+            amount=p.amount,
+            price_id=p.price_id,
+            quantity=p.quantity,
+            period=Period(p.period_start, p.period_end),
+            pending_item_id=p.pk,
+        )
+        for p in ctx.pending(subscription)
+    ]
+
+
+# --- Assembling and finishing --------------------------------------------------------------------
+
+
+def coupon_applies(subscription: Subscription | None) -> Coupon | None:
+    if subscription is None or subscription.coupon_id is None:
+        return None
+    if subscription.coupon_periods_remaining is not None and subscription.coupon_periods_remaining <= 0:
+        return None
+    return subscription.coupon
+
+
+def new_draft(
+    sub: Subscription,
+    *,
+    reason: str,
+    period: Period | None,
+    cycle_period_start: datetime | None = None,
+    lines: list[DraftLine] | None = None,
+) -> Draft:
+    """An empty invoice of `sub`, carrying what invoicing needs to know of the subscription."""
+    return Draft(
+        customer=sub.customer,
+        currency=sub.currency,
+        billing_reason=reason,
+        subscription_id=sub.id,
+        collection_method=sub.collection_method,
+        days_until_due=sub.days_until_due,
+        cycle_period_start=cycle_period_start,
+        period=period,
+        lines=list(lines or []),
+    )
+
+
+def subscription_draft_finish(draft: Draft, sub: Subscription, *, ctx: BillingContext) -> Draft:
+    """Discounts (the subscription's coupon discounts its create and cycle invoices), tax, totals."""
+    coupon = None
+    if draft.billing_reason in (Reason.SUBSCRIPTION_CREATE, Reason.SUBSCRIPTION_CYCLE):
+        coupon = coupon_applies(sub)
+    return draft_finish(draft, taxes=ctx.taxes, coupon=coupon)
+
+
+def draft_for_cycle(
+    sub: Subscription,
+    *,
+    now: datetime,
+    ended: Period | None,
+    advance: Period | None,
+    reason: str,
+    usage_until: datetime | None = None,
+    proration_fraction: Any = None,
+    ctx: BillingContext | None = None,
+) -> Draft:
+    """The one invoice builder of the lifecycle: licensed items in advance for `advance`, metered items
+    in arrears for `ended`, pending prorations, and late usage for periods billed before."""
+    ctx = ctx or BillingContext(now=now)
+    draft = new_draft(
+        sub,
+        reason=reason,
+        period=advance or ended,
+        cycle_period_start=advance.start if advance is not None else None,
+    )
+    items = ctx.items(sub)
+    if advance is not None:
+        for item in items:
+            if item.removed_at is None and item.price.meter_id is None:
+                draft.lines.append(licensed_line(item, advance, fraction=proration_fraction))
+    if ended is not None:
+        for item in items:
+            if item.price.meter_id is not None:
+                line = metered_line(item, ended, sub.customer, until=usage_until, ctx=ctx)
+                if line is not None:
+                    draft.lines.append(line)
+    draft.lines.extend(pending_lines(sub, ctx=ctx))
+    exclude = {ended.start} if ended is not None else set()
+    draft.lines.extend(late_usage_lines(sub, now=now, exclude=exclude, ctx=ctx))
+    return subscription_draft_finish(draft, sub, ctx=ctx)
+
+
+# --- Writing --------------------------------------------------------------------------------------
+
+
+class SubscriptionInvoiceWriter(InvoiceWriter):
+    """The invoice writer, plus what a subscription's invoices imply for the subscription itself: a
+    coupon period used up, the period advanced, a status changed. All of it goes out in `flush()`, in the
+    caller's transaction (the one that holds the subscriptions' row locks), in bulk."""
+
+    def __init__(self, *, now: datetime, ctx: BillingContext | None = None) -> None:
+        super().__init__(now=now)
+        self.ctx = ctx or BillingContext(now=now)
+        self._coupons: Counter[str] = Counter()
+        self._subs: dict[str, tuple[Subscription, set[str]]] = {}
+
+    def add_for(self, sub: Subscription, draft: Draft, *, finalize: bool | None = None) -> Invoice:
+        invoice = self.add(draft, finalize=finalize)
+        items: dict[str, SubscriptionItem] | None = None
+        for line in draft.lines:
+            if line.pending_item_id is not None:
+                self.ctx.consumed_pending.add(line.pending_item_id)
+            wm = line.watermark
+            if wm is not None and wm.written is not None:
+                # Keep the context true within a batch: a later step of the same renewal (catching up
+                # several periods) must re-rate against what this step just billed.
+                if items is None:
+                    items = {item.id: item for item in self.ctx.items(sub)}
+                wm.written.subscription_item = items[wm.written.subscription_item_id]
+                self.ctx.replace_watermark(sub, wm.supersedes, wm.written)
+        if draft.coupon_applied and sub.coupon_periods_remaining is not None:
+            self._coupons[sub.pk] += 1
+            sub.coupon_periods_remaining -= 1
+        return invoice
+
+    def update_subscription(self, sub: Subscription, **fields: Any) -> None:
+        """Change a subscription in memory now and in the database at flush (one bulk UPDATE). The status
+        is not among the fields: it changes only through `subscriptions.services.status`."""
+        if "status" in fields:
+            raise ValueError("A subscription's status changes only through subscription_status_change().")
+        self._update(sub, fields)
+
+    def _update(self, sub: Subscription, fields: dict[str, Any]) -> None:
+        for name, value in fields.items():
+            setattr(sub, name, value)
+        sub.updated_at = self.now
+        entry = self._subs.setdefault(sub.pk, (sub, set()))
+        entry[1].update(fields, {"updated_at"})
+
+    def flush_related(self) -> None:
+        for times in set(self._coupons.values()):
+            ids = [pk for pk, n in self._coupons.items() if n == times]
+            Subscription.objects.filter(pk__in=ids).update(
+                coupon_periods_remaining=F("coupon_periods_remaining") - times
+            )
+        by_fields: dict[frozenset[str], list[Subscription]] = {}
+        for sub, fields in self._subs.values():
+            by_fields.setdefault(frozenset(fields), []).append(sub)
+        for fields, subs in by_fields.items():
+            Subscription.objects.bulk_update(subs, sorted(fields))
+
+
+def draft_save(
+    sub: Subscription, draft: Draft, *, now: datetime, ctx: BillingContext | None = None, finalize: bool | None = None
+) -> Invoice:
+    """Write one of `sub`'s drafts (lines, watermarks, consumed pending items and coupon period) and finalize
+    it unless INVOICE_AUTO_FINALIZE is off. Runs inside the caller's transaction."""
+    writer = SubscriptionInvoiceWriter(now=now, ctx=ctx)
+    invoice = writer.add_for(sub, draft, finalize=finalize)
+    writer.flush()
+    return invoice

@@ -1,0 +1,251 @@
+"""Renewal: what happens at the end of a subscription's period, for one subscription or thousands.
+
+`plan_step` decides what the end of the current period means (the trial ends, the period is billed and
+the next one starts, or a pending cancellation takes effect) and builds the invoice for it; it writes
+nothing. Renewal applies steps until the subscription is up to date; the upcoming-invoice preview shows
+the next step's invoice. Same code, so the preview is what renewal will bill.
+
+The beat sweep (`renew_subscriptions_job`) only finds due subscriptions and enqueues one task per batch of
+them (`subscriptions.tasks.subscriptions_renew_batch`); the task claims its batch with SKIP LOCKED (so an
+overlapping sweep, a retried task or a second worker pass over what is taken), reads everything the batch
+needs in a few queries (`BillingContext`) and writes its invoices in a few statements
+(`SubscriptionInvoiceWriter`), one transaction per batch. If a batch fails, its subscriptions are retried one by one
+so one bad subscription cannot hold back the others. The unique constraint on (subscription,
+cycle_period_start) keeps a period from being invoiced twice whatever happens.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+
+from billing_site.locks import LockRank, lock_rows
+from billing_site.tasks import enqueue_each
+from invoicing.drafts import Draft
+from subscriptions.locks import claim_subscriptions
+from subscriptions.models import Subscription
+from subscriptions.services.builder import (
+    CHANGE_MARGIN,
+    Reason,
+    SubscriptionInvoiceWriter,
+    draft_for_cycle,
+    item_usage_window,
+    late_usage_lines,
+    new_draft,
+    subscription_draft_finish,
+)
+from subscriptions.services.context import BillingContext
+from subscriptions.services.lifecycle import _first_period, _next_period, _period_of, subscription_end
+from subscriptions.services.status import LIVE, Status, subscription_event_emit, subscription_status_change
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Step:
+    event: str
+    previous: dict[str, Any]
+    updates: dict[str, Any] = field(default_factory=dict)
+    draft: Draft | None = None
+    status: str | None = None  # the status the step moves to, when it changes one
+    ends: bool = False  # a pending cancellation takes effect: `subscription_end` applies it
+
+
+def plan_step(sub: Subscription, *, now: datetime, ctx: BillingContext) -> Step:
+    """What the end of the subscription's current period does, with the invoice it issues."""
+    ended = _period_of(sub)
+    at = ended.end  # each step happens at the boundary it belongs to, even when catching up
+    if sub.cancel_at_period_end:
+        # The subscription ends at the boundary. A trial's usage is never billed and no first period
+        # starts, so a trial ends without an invoice; otherwise the period's usage is billed in arrears.
+        draft = None
+        if sub.status != Status.TRIALING:
+            draft = draft_for_cycle(sub, now=now, ended=ended, advance=None, reason=Reason.SUBSCRIPTION_CANCEL, ctx=ctx)
+        return Step(
+            event="subscription.canceled",
+            previous={"status": sub.status},
+            draft=draft if draft is not None and draft.lines else None,
+            status=Status.CANCELED,
+            ends=True,
+        )
+    if sub.status == Status.TRIALING:
+        first, fraction = _first_period(sub.billing_cycle_anchor, sub.interval_unit, sub.interval_amount, at)
+        draft = draft_for_cycle(
+            sub,
+            now=now,
+            ended=None,
+            advance=first,
+            reason=Reason.SUBSCRIPTION_CREATE,
+            proration_fraction=fraction,
+            ctx=ctx,
+        )
+        return Step(
+            event="subscription.trial_ended",
+            previous={},
+            updates={"current_period_start": first.start, "current_period_end": first.end},
+            draft=draft,
+            status=Status.ACTIVE,
+        )
+    following = _next_period(sub, ended)
+    draft = draft_for_cycle(sub, now=now, ended=ended, advance=following, reason=Reason.SUBSCRIPTION_CYCLE, ctx=ctx)
+    return Step(
+        event="subscription.renewed",
+        previous={"current_period_start": ended.start.isoformat()},
+        updates={"current_period_start": following.start, "current_period_end": following.end},
+        draft=draft,
+    )
+
+
+def renew_one(sub: Subscription, *, now: datetime, ctx: BillingContext, writer: SubscriptionInvoiceWriter) -> int:
+    """Bring one locked subscription up to `now` (one invoice per ended period, in order), collecting the
+    writes in `writer`. Returns the number of invoices it issued."""
+    issued = 0
+    while sub.status in LIVE and sub.current_period_end <= now:
+        if sub.cancel_at_period_end:
+            invoice = subscription_end(sub, at=sub.current_period_end, now=now, ctx=ctx, writer=writer)
+            issued += invoice is not None
+            break
+        step = plan_step(sub, now=now, ctx=ctx)
+        if step.draft is not None:
+            writer.add_for(sub, step.draft)
+            issued += 1
+        if step.status is not None:
+            subscription_status_change(
+                subscription=sub,
+                to=step.status,
+                now=now,
+                event=step.event,
+                fields=step.updates,
+                previous=step.previous,
+                writer=writer,
+                items=ctx.items(sub),
+            )
+        else:
+            writer.update_subscription(sub, **step.updates)
+            subscription_event_emit(
+                sub, step.event, now=now, previous=step.previous, writer=writer, items=ctx.items(sub)
+            )
+    return issued
+
+
+def renew_batch(subs: list[Subscription], now: datetime) -> int:
+    """Renew locked subscriptions up to `now` in the caller's transaction; returns the invoices issued."""
+    ctx = BillingContext.for_subscriptions(subs, now=now)
+    # The common case, read in one query per meter: each subscription's ended period, in arrears.
+    wanted = []
+    for sub in subs:
+        if sub.status == Status.TRIALING:
+            continue
+        for item in ctx.items(sub):
+            window = item_usage_window(item, _period_of(sub)) if item.price.meter_id else None
+            if window is not None:
+                wanted.append((item.price.meter, sub.customer_id, window.start, window.end))
+    ctx.prefetch_usage(wanted)
+    writer = SubscriptionInvoiceWriter(now=now, ctx=ctx)
+    issued = sum(renew_one(sub, now=now, ctx=ctx, writer=writer) for sub in subs)
+    writer.flush()
+    return issued
+
+
+def _due(now: datetime) -> QuerySet[Subscription]:
+    return Subscription.objects.filter(status__in=LIVE, current_period_end__lte=now)
+
+
+def subscriptions_renew(*, now: datetime, ids: list[str] | None = None, limit: int | None = None) -> dict[str, int]:
+    """Renew due subscriptions (only those of `ids`, when given) up to `now`: claim a batch with SKIP
+    LOCKED, renew it in one transaction, repeat until nothing due is left to claim. Safe to run
+    concurrently and to re-run: what another worker holds is passed over, what is no longer due is not
+    claimed. If a batch fails, its subscriptions are retried one by one so one bad subscription cannot
+    hold back the others."""
+    renewed = invoices = failed = 0
+    failed_ids: set[str] = set()
+    size = settings.RENEWAL_BATCH_SIZE
+    due = _due(now) if ids is None else _due(now).filter(pk__in=ids)
+    while limit is None or renewed < limit:
+        with transaction.atomic():
+            subs = claim_subscriptions(
+                due.exclude(pk__in=failed_ids), limit=size if limit is None else min(size, limit - renewed)
+            )
+            if not subs:
+                break
+            try:
+                with transaction.atomic():
+                    invoices += renew_batch(subs, now)
+                renewed += len(subs)
+                continue
+            except Exception:
+                logger.warning("renewal batch of %d failed; retrying one by one", len(subs), exc_info=True)
+            for sub in subs:
+                sub.refresh_from_db()
+                try:
+                    with transaction.atomic():
+                        invoices += renew_batch([sub], now)
+                    renewed += 1
+                except IntegrityError:
+                    # Another worker billed this period after all: the unique constraint refused the
+                    # second invoice, which is the point. Nothing of ours was written.
+                    logger.info("renewal of %s skipped: period already invoiced", sub.pk)
+                    failed_ids.add(sub.pk)
+                except Exception:
+                    failed += 1
+                    failed_ids.add(sub.pk)
+                    logger.exception("renewal of %s failed", sub.pk)
+    return {"renewed": renewed, "invoices": invoices, "failed": failed}
+
+
+def renew_subscriptions_job(*, now: datetime) -> dict[str, int]:
+    """The beat sweep: find every subscription whose period has ended (trials ending, periods to bill,
+    cancellations at period end) and enqueue one renewal task per batch of them."""
+    from subscriptions.tasks import subscriptions_renew_batch
+
+    ids = list(_due(now).order_by("current_period_end", "id").values_list("id", flat=True))
+    size = settings.RENEWAL_BATCH_SIZE
+    batches = [(ids[start : start + size], now.isoformat()) for start in range(0, len(ids), size)]
+    done = enqueue_each(subscriptions_renew_batch, batches)
+    if done or not ids:  # ran inline (run_job, tests): what the tasks did
+        return {"renewed": done["renewed"], "invoices": done["invoices"], "failed": done["failed"]}
+    return {"due": len(ids), "tasks": len(batches)}
+
+
+def subscriptions_bill_ended_late_usage(*, now: datetime, ids: list[str]) -> dict[str, int]:
+    """Usage can still arrive, or be canceled, for a subscription's last periods after it ended (events
+    are accepted up to the backfill window after their timestamp). Bill the difference on a late-usage
+    invoice, exactly as renewal does for live subscriptions; the watermarks make it once."""
+    issued = 0
+    with transaction.atomic():
+        subs = lock_rows(
+            Subscription.objects.filter(pk__in=ids, status=Status.CANCELED).select_related("customer", "coupon"),
+            LockRank.SUBSCRIPTION,
+            skip_locked=True,
+        )
+        ctx = BillingContext.for_subscriptions(subs, now=now)
+        writer = SubscriptionInvoiceWriter(now=now, ctx=ctx)
+        for sub in subs:
+            lines = late_usage_lines(sub, now=now, exclude=set(), ctx=ctx, changed_only=True)
+            if lines:
+                draft = new_draft(sub, reason=Reason.SUBSCRIPTION_CANCEL, period=None, lines=lines)
+                writer.add_for(sub, subscription_draft_finish(draft, sub, ctx=ctx))
+                issued += 1
+        writer.flush()
+    return {"subscriptions": len(subs), "invoices": issued}
+
+
+def ended_late_usage_job(*, now: datetime, batch: int = 200) -> dict[str, int]:
+    """The sweep: subscriptions that ended within the backfill window, in batches, one task each."""
+    from subscriptions.tasks import subscriptions_bill_ended_late_usage_batch
+
+    since = now - settings.METERING_BACKFILL_WINDOW - CHANGE_MARGIN
+    ids = list(
+        Subscription.objects.filter(status=Status.CANCELED, ended_at__gte=since)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    batches = [(ids[start : start + batch], now.isoformat()) for start in range(0, len(ids), batch)]
+    done = enqueue_each(subscriptions_bill_ended_late_usage_batch, batches)
+    return {"subscriptions": len(ids), "invoices": done["invoices"]}
