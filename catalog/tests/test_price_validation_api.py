@@ -74,7 +74,7 @@ CASES = [
     ("unknown currency", {"amount": {**FIXED, "currency": "usx"}}, "amount.currency", "unknown_currency"),
     ("currency missing", {"amount": {"model": "fixed", "unit": "1"}}, "amount.currency", "missing"),
     ("mode missing", {"amount": {"model": "tiered", "currency": "usd", "tiers": [OPEN]}}, "amount.mode", "missing"),
-    ("mode invalid", {"amount": tiered(OPEN, mode="volume")}, "amount.mode", "invalid_choice"),
+    ("mode invalid", {"amount": tiered(OPEN, mode="flat")}, "amount.mode", "invalid_choice"),
     ("mode on fixed", {"amount": {**FIXED, "mode": "total"}}, "amount.mode", "mode_on_fixed"),
     ("unit on both levels", {"amount": tiered(OPEN, unit="1")}, "amount.unit", "price_on_both_levels"),
     ("flat on both levels", {"amount": tiered(OPEN, flat=100)}, "amount.flat", "price_on_both_levels"),

@@ -50,7 +50,8 @@ def test_create_the_api_md_example(api):
             "model": "tiered",
             "currency": "usd",
             "mode": "graduated",
-            "tiers": [{"up_to": 1000, "unit": "0.5", "flat": 0}, {"up_to": None, "unit": "0.1", "flat": 500}],
+            # up_to is sent as an integer and returned as a decimal string, like every decimal.
+            "tiers": [{"up_to": "1000", "unit": "0.5", "flat": 0}, {"up_to": None, "unit": "0.1", "flat": 500}],
         },
         "name": "Graduated, USD / month",
         "description": "internal note",

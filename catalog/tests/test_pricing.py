@@ -352,7 +352,8 @@ def with_tiers(*tiers: dict[str, Any], **top: Any) -> dict[str, Any]:
         ({**FIXED, "tiers": []}, "tiers_on_fixed", "amount.tiers"),
         ({**FIXED, "mode": "graduated"}, "mode_on_fixed", "amount.mode"),
         ({k: v for k, v in TIERED.items() if k != "mode"}, "missing", "amount.mode"),
-        ({**TIERED, "mode": "volume"}, "invalid_choice", "amount.mode"),
+        ({**TIERED, "mode": "Volume"}, "invalid_choice", "amount.mode"),
+        ({**TIERED, "mode": 1}, "invalid_choice", "amount.mode"),
         ({**TIERED, "mode": "GRADUATED"}, "invalid_choice", "amount.mode"),
         ({**FIXED, "amount": 5}, "unknown_field", "amount.amount"),
         # numbers
@@ -417,13 +418,23 @@ def test_tiered_amount_stores_tiers_as_a_tuple() -> None:
 
 def test_amount_to_dict() -> None:
     assert amount_to_dict(parse_amount(FIXED)) == FIXED
-    assert amount_to_dict(parse_amount(TIERED)) == TIERED
+    # up_to is a decimal string on output, like every other decimal (integers are accepted on input).
+    canonical_tiered = {**TIERED, "tiers": [{**TIERED["tiers"][0], "up_to": "1000"}, TIERED["tiers"][1]]}
+    assert amount_to_dict(parse_amount(TIERED)) == canonical_tiered
+    assert amount_to_dict(parse_amount(canonical_tiered)) == canonical_tiered
     assert amount_to_dict(fixed("1E+3", currency="USD")) == FIXED
     rendered = amount_to_dict(tiered("total", ("2.50", "1E-12", 3), ("1E+3", "5", 0), (None, "0", 0)))
     assert rendered["mode"] == "total"
     assert rendered["tiers"][0] == {"up_to": "2.5", "unit": "0.000000000001", "flat": 3}
-    assert rendered["tiers"][1] == {"up_to": 1000, "unit": "5", "flat": 0}
-    assert type(rendered["tiers"][1]["up_to"]) is int
+    assert rendered["tiers"][1] == {"up_to": "1000", "unit": "5", "flat": 0}
+    assert rendered["tiers"][2] == {"up_to": None, "unit": "0", "flat": 0}
+
+
+def test_volume_is_accepted_as_the_common_name_of_total_mode() -> None:
+    amount = parse_amount({**TIERED, "mode": "volume"})
+    assert amount == replace(API_GRADUATED, mode="total")
+    assert amount_to_dict(amount)["mode"] == "total"
+    assert quote(amount, D(1500)).amount == 650  # 1500 x 0.1 + 500: the whole quantity in tier 2
 
 
 # Names
