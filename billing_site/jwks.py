@@ -78,7 +78,7 @@ def _signing_keys(jwks: dict[str, Any], url: str) -> dict[str, dict[str, Any]]:
             continue
         try:
             PyJWK(entry)  # parse once now, so a broken key is skipped here and not failed on later
-        except PyJWTError as exc:
+        except (PyJWTError, ValueError, TypeError) as exc:
             logger.warning("Skipping unusable key %s from %s: %s", kid, url, exc)
             continue
         usable[kid] = entry
