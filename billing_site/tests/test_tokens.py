@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import time
 
+import jwt
 import pytest
 from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 from rest_framework.test import APIClient
 
+from billing_site.models import IdempotencyRecord
+from billing_site.services import api_key_create
 from billing_site.tests.oidc import AUDIENCE, bearer
 
 pytestmark = pytest.mark.django_db
@@ -199,8 +204,6 @@ def test_malformed_tokens_are_401_token_malformed(oidc, credential):
 
 
 def test_token_without_kid_is_401_malformed(oidc):
-    import jwt
-
     token = jwt.encode(oidc.claims(), oidc.keys["kid-1"], algorithm="RS256")
     _refused(bearer(token).get(URL), 401, "token_malformed")
 
@@ -345,3 +348,25 @@ def test_api_keys_still_work_beside_tokens(oidc, make_client):
     response = APIClient().get(URL, HTTP_AUTHORIZATION="Bearer bk_" + "x" * 40)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_idempotency_records_belong_to_exactly_one_owner_by_constraint():
+    key, _ = api_key_create(name="k", scopes=["admin"])
+    now = timezone.now()
+    common = {"fingerprint": "f", "method": "POST", "path": "/", "locked_at": now, "created_at": now}
+    for owner in ({"api_key": key, "token_subject": "jwt_x"}, {"api_key": None, "token_subject": ""}):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            IdempotencyRecord.objects.create(key="k", **owner, **common)
+    IdempotencyRecord.objects.create(key="k", token_subject="jwt_x", **common)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        IdempotencyRecord.objects.create(key="k", token_subject="jwt_x", **common)
+    IdempotencyRecord.objects.create(key="k", token_subject="jwt_y", **common)
+    IdempotencyRecord.objects.create(key="k", api_key=key, **common)
+    assert IdempotencyRecord.objects.count() == 3
+
+
+def test_admin_lists_idempotency_records_of_tokens(oidc, admin_client):
+    oidc.client(sub="svc").post(URL, {"external_id": "t-adm"}, format="json", HTTP_IDEMPOTENCY_KEY="adm-1")
+    page = admin_client.get("/admin/billing_site/idempotencyrecord/")
+    assert page.status_code == 200
+    assert b"adm-1" in page.content and b"jwt_" in page.content
