@@ -9,7 +9,8 @@ its `iss` is JWT_ISSUER (checked before any key is fetched, so foreign tokens ca
 the issuer's JWKS has that kid for that algorithm; the signature verifies; `exp`, `nbf` and `iat` hold
 against the caller's `now` with JWT_LEEWAY_SECONDS; its `aud` (or, without `aud`, its `client_id`, which
 is where Cognito access tokens carry the client) is one of JWT_AUDIENCES. Each refusal is a 401 whose
-code names it; keys that cannot be fetched are a 503 for tokens only.
+code names it; keys that cannot be fetched are a 503 for tokens only. Keys come only from the configured
+JWKS: header parameters that point elsewhere (`jku`, `x5u`, `jwk`) are never followed.
 """
 
 from __future__ import annotations
@@ -223,6 +224,8 @@ def token_authenticate(*, raw_token: str, now: datetime, config: TokenConfig | N
                 "verify_iat": False,
                 "verify_aud": False,
                 "require": ["exp", "iss"],
+                # RSA keys under 2048 bits are refused rather than merely warned about.
+                "enforce_minimum_key_length": True,
             },
         )
     except jwt_errors.InvalidSignatureError:
@@ -241,8 +244,8 @@ def token_authenticate(*, raw_token: str, now: datetime, config: TokenConfig | N
         raise _refuse("token_claim_invalid", "The token's 'jti' claim must be a string.", claim="jti") from None
     except jwt_errors.DecodeError as exc:
         raise _refuse("token_malformed", f"The token is not a well-formed JWT: {exc}.") from None
-    except jwt_errors.InvalidKeyError:
-        raise _refuse("token_signature_invalid", "The token's signature does not verify with its key.") from None
+    except jwt_errors.InvalidKeyError as exc:
+        raise _refuse("token_signature_invalid", f"The token's key cannot verify it: {exc}.") from None
     except jwt_errors.PyJWTError as exc:
         raise _refuse("token_invalid", f"The token is not valid: {exc}.") from None
 

@@ -6,6 +6,7 @@ import time
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -370,3 +371,12 @@ def test_admin_lists_idempotency_records_of_tokens(oidc, admin_client):
     page = admin_client.get("/admin/billing_site/idempotencyrecord/")
     assert page.status_code == 200
     assert b"adm-1" in page.content and b"jwt_" in page.content
+
+
+# Signing the test token with the weak key is what warns; the service refuses it outright.
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+def test_a_weak_rsa_key_in_the_key_set_is_not_trusted(oidc):
+    oidc.keys["weak"] = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    oidc.algorithms["weak"] = "RS256"
+    oidc.published.append("weak")
+    _refused(oidc.client(kid="weak").get(URL), 401, "token_signature_invalid")
