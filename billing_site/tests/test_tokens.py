@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -380,3 +381,31 @@ def test_a_weak_rsa_key_in_the_key_set_is_not_trusted(oidc):
     oidc.algorithms["weak"] = "RS256"
     oidc.published.append("weak")
     _refused(oidc.client(kid="weak").get(URL), 401, "token_signature_invalid")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_token_requests_with_one_idempotency_key_do_the_work_once(oidc, make_client):
+    # Eight refreshed tokens of one subject race with one key: the key is the subject's, so one runs.
+    tokens = [oidc.token(sub="svc-race", iat=int(time.time()) - i) for i in range(8)]
+    results: list[int] = []
+    barrier = threading.Barrier(len(tokens))
+
+    def worker(token: str) -> None:
+        barrier.wait()
+        try:
+            response = bearer(token).post(URL, {"external_id": "t-race"}, format="json", HTTP_IDEMPOTENCY_KEY="race")
+            results.append(response.status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(token,)) for token in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results.count(201) >= 1
+    assert set(results) <= {201, 409}
+    listed = make_client("customers:read").get(URL, {"external_id": "t-race"}).json()["data"]
+    assert len(listed) == 1
+    assert IdempotencyRecord.objects.filter(key="race", api_key=None).count() == 1
