@@ -61,7 +61,7 @@ class ApiView(APIView):
     @property
     def tenant_scope(self) -> TenantScope | None:
         """The tenant the caller is bound to (None for operators), resolved once per request."""
-        if self._tenant_scope is _UNRESOLVED:
+        if getattr(self, "_tenant_scope", _UNRESOLVED) is _UNRESOLVED:
             self._tenant_scope = tenant_scope_of(self.request.auth)
         return self._tenant_scope
 
