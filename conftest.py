@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -39,3 +40,26 @@ def make_client(db: None) -> Callable[..., APIClient]:
 def api(make_client: Callable[..., APIClient]) -> APIClient:
     """A client whose key has every scope."""
     return make_client("admin")
+
+
+# --- JWT bearer tokens (issue 13) -----------------------------------------------------------------
+
+
+@pytest.fixture
+def oidc(settings: Any) -> Iterator[Any]:
+    """A local identity provider (billing_site.tests.oidc) with one RSA and one EC key, and the JWT
+    settings pointing at its JWKS. `oidc.client(scope=..., **claims)` is an APIClient with a token."""
+    from billing_site.tests.oidc import AUDIENCE, IdentityProvider
+
+    provider = IdentityProvider().start()
+    provider.add_key("rsa")
+    provider.add_key("ec")
+    settings.JWT_ISSUER = provider.issuer
+    settings.JWT_AUDIENCES = [AUDIENCE]
+    settings.JWT_JWKS_URL = provider.jwks_url
+    settings.OIDC_DISCOVERY_URL = None
+    settings.JWT_ALGORITHMS = ("RS256", "ES256")
+    settings.JWT_LEEWAY_SECONDS = 60
+    settings.JWT_TENANT_CLAIM = "custom:tenantId"
+    yield provider
+    provider.stop()

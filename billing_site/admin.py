@@ -70,9 +70,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(IdempotencyRecord)
 class IdempotencyRecordAdmin(admin.ModelAdmin):
-    list_display = ("key", "api_key", "method", "path", "status", "response_status", "created_at")
+    list_display = ("key", "api_key", "token_subject", "method", "path", "status", "response_status", "created_at")
     list_filter = ("status",)
-    search_fields = ("key", "path")
+    search_fields = ("key", "path", "token_subject")
     readonly_fields = [f.name for f in IdempotencyRecord._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -14,37 +14,74 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing_site.errors import InvalidRequest
+from billing_site.errors import InvalidRequest, PermissionDeniedError
 from billing_site.idempotency import (
     IdempotentReplay,
     idempotency_begin,
     idempotency_complete,
     idempotency_release,
 )
+from billing_site.tenancy import OPERATORS_ONLY, TENANT_SCOPED, TenantScope, tenant_scope_of
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 
 
+_UNRESOLVED = object()
+
+
 class ApiView(APIView):
-    """Subclasses set `scope_resource` (or `required_scopes`) and implement handlers that call services."""
+    """Subclasses set `scope_resource` (or `required_scopes`) and implement handlers that call services.
+
+    `tenant_access` says, per method, how a tenant-scoped principal is treated (`billing_site.tenancy`):
+    `{"GET": TENANT_SCOPED}` means the handler passes `self.tenant_scope` to its selectors; a method
+    not named refuses such principals, so a new endpoint is closed to tenants until it is scoped.
+    """
 
     scope_resource: str | None = None
     required_scopes: dict[str, str] | None = None
+    tenant_access: dict[str, str] = {}
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication and scope checks come first
+        self._tenant_scope: Any = _UNRESOLVED
         self._idempotency_record = None
+        self._tenant_access_check(request)
         key = request.headers.get("Idempotency-Key")
         if request.method == "POST" and key is not None:
             self._idempotency_record = idempotency_begin(
-                api_key=request.auth,
+                principal=request.auth,
                 key=key,
                 method=request.method,
                 path=request.get_full_path(),
                 body=request._request.body,  # read here; DRF then parses from the cached copy
                 now=timezone.now(),
             )
+
+    @property
+    def tenant_scope(self) -> TenantScope | None:
+        """The tenant the caller is bound to (None for operators), resolved once per request."""
+        if getattr(self, "_tenant_scope", _UNRESOLVED) is _UNRESOLVED:
+            self._tenant_scope = tenant_scope_of(self.request.auth)
+        return self._tenant_scope
+
+    def _tenant_access_check(self, request: Request) -> None:
+        if getattr(request.auth, "tenant_external_id", None) is None:
+            return
+        method = "GET" if request.method == "HEAD" else (request.method or "GET")
+        if method == "OPTIONS":
+            return
+        access = self.tenant_access.get(method)
+        if access == TENANT_SCOPED:
+            return
+        if access == OPERATORS_ONLY:
+            raise PermissionDeniedError(
+                "This operation is the operator's: a token bound to a tenant cannot perform it.", code="operator_only"
+            )
+        raise PermissionDeniedError(
+            "This endpoint is not yet available to tokens bound to a tenant; use an operator credential.",
+            code="tenant_scope_unsupported",
+        )
 
     def handle_exception(self, exc: Exception) -> Any:
         if isinstance(exc, IdempotentReplay):

@@ -1,4 +1,8 @@
-"""API-key authentication and scopes.
+"""API-key authentication and scopes (JWT bearer tokens are in `tokens.py`; both give a principal).
+
+A principal is an `ApiKey` or a `tokens.TokenPrincipal`; each offers `has_scope(scope)`,
+`principal_key` (names it for rate limits) and `tenant_external_id` (the tenant a token is bound to;
+None for API keys and operator tokens, see `tenancy.py`).
 
 Every API view names the scope it needs: `scope_resource = "customers"` asks `customers:read` for safe
 methods and `customers:write` for the others; `required_scopes = {"POST": "usage:write"}` overrides per
@@ -22,6 +26,7 @@ from rest_framework.request import Request
 
 from billing_site.errors import AuthenticationFailed, PermissionDeniedError
 from billing_site.models import ApiKey
+from billing_site.tokens import TokenPrincipal, looks_like_jwt
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +67,8 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise AuthenticationFailed(
                 "Use the header 'Authorization: Bearer <api key>'.", code="invalid_authorization_header"
             )
+        if looks_like_jwt(raw.strip()):
+            return None  # a JWT: JwtAuthentication's to judge
         key = api_key_authenticate(raw_key=raw.strip(), now=timezone.now())
         return None, key
 
@@ -81,15 +88,17 @@ def required_scope(view: Any, method: str) -> str | None:
 
 class HasScope(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
-        key = request.auth
-        if not isinstance(key, ApiKey):
+        principal = request.auth
+        if not isinstance(principal, (ApiKey, TokenPrincipal)):
             raise AuthenticationFailed(
-                "No API key was sent. Use the header 'Authorization: Bearer <api key>'.", code="missing_api_key"
+                "No API key was sent. Use the header 'Authorization: Bearer <api key or token>'.",
+                code="missing_api_key",
             )
         scope = required_scope(view, request.method or "GET")
         if scope is None:
             logger.error("View %s declares no scope; refusing the request", type(view).__name__)
             raise PermissionDeniedError("This endpoint is not available to API keys.", code="no_scope_declared")
-        if not key.has_scope(scope):
-            raise PermissionDeniedError(f"This API key lacks the scope '{scope}'.", extra={"scope": scope})
+        if not principal.has_scope(scope):
+            holder = "API key" if isinstance(principal, ApiKey) else "token"
+            raise PermissionDeniedError(f"This {holder} lacks the scope '{scope}'.", extra={"scope": scope})
         return True

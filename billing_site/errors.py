@@ -74,6 +74,18 @@ class PermissionDeniedError(ApiError):
     code = "missing_scope"
 
 
+class ServiceUnavailable(ApiError):
+    """A dependency we cannot do without for this request is down; the client should retry later."""
+
+    status_code = 503
+    type = "api_error"
+    code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
 class PayloadTooLarge(ApiError):
     status_code = 413
     type = "invalid_request"
@@ -192,7 +204,10 @@ _DRF_MAP: dict[type[Exception], tuple[str, str]] = {
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, ApiError):
         body = envelope(type=exc.type, code=exc.code, message=exc.message, param=exc.param, **exc.extra)
-        return Response(body, status=exc.status_code, headers=_auth_headers(exc.status_code))
+        headers = _auth_headers(exc.status_code)
+        if isinstance(exc, ServiceUnavailable) and exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
+        return Response(body, status=exc.status_code, headers=headers)
     if isinstance(exc, DjangoValidationError):
         exc = drf_exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}

@@ -1,6 +1,7 @@
 """Idempotency-Key storage: the first response to a POST is stored and replayed to its retries.
 
-The unique constraint on (api_key, key) is the guard: of two requests racing with one key, exactly one
+Keys belong to the caller: an API key, or a JWT's subject (`TokenPrincipal.token_subject`).
+The unique constraint on (owner, key) is the guard: of two requests racing with one key, exactly one
 inserts the in-progress row and does the work; the other gets 409 `idempotency_key_in_use`. The row is
 committed before the work starts (we never run inside ATOMIC_REQUESTS), so concurrent requests see it.
 """
@@ -11,6 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -58,17 +60,25 @@ def validate_key(key: str) -> str:
     return key
 
 
+def _owner(principal: Any) -> dict[str, Any]:
+    if isinstance(principal, ApiKey):
+        return {"api_key": principal}
+    return {"api_key": None, "token_subject": principal.token_subject}
+
+
 def idempotency_begin(
-    *, api_key: ApiKey, key: str, method: str, path: str, body: bytes, now: datetime
+    *, principal: Any, key: str, method: str, path: str, body: bytes, now: datetime
 ) -> IdempotencyRecord:
-    """Take the key for this request, or raise: IdempotentReplay (a stored response exists) or Conflict."""
+    """Take the key for this request, or raise: IdempotentReplay (a stored response exists) or Conflict.
+    `principal` is the caller: an ApiKey or a tokens.TokenPrincipal."""
     validate_key(key)
     fingerprint = request_fingerprint(method=method, path=path, body=body)
+    owner = _owner(principal)
     for _ in range(3):
         try:
             with transaction.atomic():
                 return IdempotencyRecord.objects.create(
-                    api_key=api_key,
+                    **owner,
                     key=key,
                     fingerprint=fingerprint,
                     method=method,
@@ -78,7 +88,7 @@ def idempotency_begin(
                 )
         except IntegrityError:
             pass
-        existing = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
+        existing = IdempotencyRecord.objects.filter(**owner, key=key).first()
         if existing is None:
             continue  # released (a 5xx) or purged between our insert and our read: try again
         if existing.created_at < now - settings.IDEMPOTENCY_KEY_TTL:

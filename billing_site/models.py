@@ -3,21 +3,9 @@ from __future__ import annotations
 from django.db import models
 
 from billing_site.ids import PublicIdField, TimestampedModel
+from billing_site.scopes import SCOPES
 
-SCOPES = (
-    "customers:read",
-    "customers:write",
-    "catalog:read",
-    "catalog:write",
-    "usage:read",
-    "usage:write",
-    "billing:read",
-    "billing:write",
-    "payments:read",
-    "payments:write",
-    "webhooks:manage",
-    "admin",
-)
+__all__ = ["SCOPES", "ApiKey", "IdempotencyRecord"]
 
 
 class ApiKey(TimestampedModel):
@@ -45,15 +33,30 @@ class ApiKey(TimestampedModel):
     def has_scope(self, scope: str) -> bool:
         return "admin" in self.scopes or scope in self.scopes
 
+    # The principal interface shared with JWT bearer tokens (billing_site.tokens.TokenPrincipal).
+    kind = "api_key"
+    # API keys are the operator's: they are never bound to one tenant.
+    tenant_external_id: str | None = None
+
+    @property
+    def principal_key(self) -> str:
+        """Names this caller in rate-limit counters and log lines."""
+        return self.pk
+
 
 class IdempotencyRecord(models.Model):
-    """The stored outcome of a POST sent with an Idempotency-Key, replayed to retries of that request."""
+    """The stored outcome of a POST sent with an Idempotency-Key, replayed to retries of that request.
+
+    It belongs to the API key that sent it, or, for a JWT bearer token, to the token's subject
+    (`token_subject`: a hash of issuer, subject and tenant), so a retry with a refreshed token replays.
+    """
 
     class Status(models.TextChoices):
         IN_PROGRESS = "in_progress"
         COMPLETED = "completed"
 
-    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+", null=True, blank=True)
+    token_subject = models.CharField(max_length=100, blank=True, default="")
     key = models.CharField(max_length=255)
     fingerprint = models.CharField(max_length=64, help_text="SHA-256 of method, path and canonical body.")
     method = models.CharField(max_length=10)
@@ -70,6 +73,16 @@ class IdempotencyRecord(models.Model):
         constraints = [
             # The guard against two requests doing the same work: the second insert fails.
             models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_key_unique_per_api_key"),
+            models.UniqueConstraint(
+                fields=["token_subject", "key"],
+                condition=models.Q(api_key__isnull=True),
+                name="idempotency_key_unique_per_token_subject",
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(api_key__isnull=False) & models.Q(token_subject=""))
+                | (models.Q(api_key__isnull=True) & ~models.Q(token_subject="")),
+                name="idempotency_record_has_one_owner",
+            ),
         ]
         indexes = [
             # purge_idempotency_keys deletes by age.

@@ -19,6 +19,7 @@ from billing_site.env import (
     env_str,
     parse_database_url,
 )
+from billing_site.jwt_settings import jwt_algorithms, jwt_scope_map, jwt_settings_check
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -183,8 +184,31 @@ else:
 # Usage events older than this are refused at ingestion (periods that old are already invoiced).
 METERING_BACKFILL_WINDOW = timedelta(days=env_int("METERING_BACKFILL_DAYS", 35, minimum=1, maximum=3650))
 
+# --- JWT bearer tokens (OIDC) ---------------------------------------------------------------------
+# Off unless JWT_ISSUER is set; API keys work either way. Every variable is described in README.md.
+JWT_ISSUER = env_str("JWT_ISSUER")
+JWT_AUDIENCES = env_list("JWT_AUDIENCES", [])
+JWT_JWKS_URL = env_str("JWT_JWKS_URL")
+OIDC_DISCOVERY_URL = env_str("OIDC_DISCOVERY_URL")
+jwt_settings_check(
+    issuer=JWT_ISSUER, audiences=JWT_AUDIENCES, jwks_url=JWT_JWKS_URL, discovery_url=OIDC_DISCOVERY_URL, debug=DEBUG
+)
+JWT_ALGORITHMS = jwt_algorithms("JWT_ALGORITHMS", env_list("JWT_ALGORITHMS", ["RS256", "ES256"]))
+JWT_LEEWAY_SECONDS = env_int("JWT_LEEWAY_SECONDS", 60, minimum=0, maximum=300)
+JWT_TENANT_CLAIM = env_str("JWT_TENANT_CLAIM", "custom:tenantId")
+JWT_SCOPE_MAP = jwt_scope_map("JWT_SCOPE_MAP")
+# Keys are kept this long, then fetched again. An unknown `kid` fetches them early, but never twice
+# within JWT_JWKS_MIN_REFRESH_SECONDS (per process), so tokens with made-up kids cannot flood the
+# identity provider; a failed fetch waits as long before it is tried again.
+JWT_JWKS_CACHE_SECONDS = env_int("JWT_JWKS_CACHE_SECONDS", 900, minimum=10, maximum=86_400)
+JWT_JWKS_MIN_REFRESH_SECONDS = env_int("JWT_JWKS_MIN_REFRESH_SECONDS", 60, minimum=1, maximum=3600)
+JWT_JWKS_TIMEOUT_SECONDS = env_int("JWT_JWKS_TIMEOUT_SECONDS", 5, minimum=1, maximum=60)
+
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["billing_site.auth.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "billing_site.auth.ApiKeyAuthentication",
+        "billing_site.tokens.JwtAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["billing_site.auth.HasScope"],
     "DEFAULT_THROTTLE_CLASSES": ["billing_site.throttling.ApiKeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["billing_site.renderers.JSONRenderer"],

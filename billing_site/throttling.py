@@ -1,4 +1,4 @@
-"""Per-API-key rate limiting: a fixed-window counter in the cache (Redis in production).
+"""Per-caller rate limiting (an API key, or a JWT's subject): a fixed-window counter in the cache (Redis in production).
 
 A fixed window is one INCR per request, where DRF's sliding-window throttle keeps and rewrites the list
 of every request's timestamp: at thousands of requests a minute that list is the cost. Bursts at a
@@ -15,8 +15,6 @@ from django.core.cache import cache
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from billing_site.models import ApiKey
-
 
 class ApiKeyRateThrottle(BaseThrottle):
     def __init__(self) -> None:
@@ -24,11 +22,12 @@ class ApiKeyRateThrottle(BaseThrottle):
 
     def allow_request(self, request: Request, view: Any) -> bool:
         limit, period = settings.API_RATE_LIMIT
-        if not limit or not isinstance(request.auth, ApiKey):
+        principal_key = getattr(request.auth, "principal_key", None)
+        if not limit or principal_key is None:
             return True
         now = time.time()
         window = int(now // period)
-        key = f"ratelimit:{request.auth.pk}:{window}"
+        key = f"ratelimit:{principal_key}:{window}"
         cache.add(key, 0, timeout=period + 1)
         try:
             count = cache.incr(key)

@@ -11,6 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
+from billing_site.errors import PermissionDeniedError
+from billing_site.tenancy import OPERATORS_ONLY, TENANT_SCOPED
 from customers import control_plane, selectors, services
 from customers.serializers import (
     ControlPlaneEventInput,
@@ -23,6 +25,10 @@ from customers.serializers import (
     UserUpdateInput,
 )
 
+# What a tenant may change on its own customer: how to reach it. Currency, tax exemption and metadata
+# are the operator's terms (a tenant must not make itself tax exempt).
+TENANT_EDITABLE_FIELDS = ("name", "email", "address")
+
 _LIST_PARAMS = [
     OpenApiParameter("limit", int, description="1-100, default 20"),
     OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
@@ -31,6 +37,9 @@ _LIST_PARAMS = [
 
 class CustomerListCreateApi(ApiView):
     scope_resource = "customers"
+    # Tenants are created by the operator (or the control plane's onboarding), never by a tenant:
+    # a tenant creating customers could also probe which external ids exist (409 customer_exists).
+    tenant_access = {"GET": TENANT_SCOPED, "POST": OPERATORS_ONLY}
 
     @extend_schema(
         operation_id="customers_list",
@@ -43,7 +52,8 @@ class CustomerListCreateApi(ApiView):
         responses=paginated_schema(CustomerOutput),
     )
     def get(self, request: Request) -> Response:
-        return paginate(request, selectors.customer_list(filters=request.query_params), CustomerOutput)
+        customers = selectors.customer_list(filters=request.query_params, tenant=self.tenant_scope)
+        return paginate(request, customers, CustomerOutput)
 
     @extend_schema(operation_id="customers_create", request=CustomerCreateInput, responses={201: CustomerOutput})
     def post(self, request: Request) -> Response:
@@ -54,47 +64,62 @@ class CustomerListCreateApi(ApiView):
 
 class CustomerDetailApi(ApiView):
     scope_resource = "customers"
+    # Deleting a tenant is offboarding: the operator's (or the control plane's) decision.
+    tenant_access = {"GET": TENANT_SCOPED, "PATCH": TENANT_SCOPED, "DELETE": OPERATORS_ONLY}
 
     @extend_schema(operation_id="customers_retrieve", responses=CustomerOutput)
     def get(self, request: Request, customer_id: str) -> Response:
-        return Response(CustomerOutput(selectors.customer_get(customer_id=customer_id)).data)
+        return Response(CustomerOutput(selectors.customer_get(customer_id=customer_id, tenant=self.tenant_scope)).data)
 
     @extend_schema(operation_id="customers_update", request=CustomerUpdateInput, responses=CustomerOutput)
     def patch(self, request: Request, customer_id: str) -> Response:
-        customer = selectors.customer_get(customer_id=customer_id)
+        customer = selectors.customer_get(customer_id=customer_id, tenant=self.tenant_scope)
         changes = validate_input(CustomerUpdateInput, request.data, partial=True)
+        if self.tenant_scope is not None:
+            for field in changes:
+                if field not in TENANT_EDITABLE_FIELDS:
+                    raise PermissionDeniedError(
+                        f"{field} is set by the operator; a token bound to a tenant may change only "
+                        f"{', '.join(TENANT_EDITABLE_FIELDS)}.",
+                        code="operator_only_field",
+                        param=field,
+                    )
         customer = services.customer_update(customer=customer, changes=changes, now=timezone.now())
         return Response(CustomerOutput(customer).data)
 
     @extend_schema(operation_id="customers_delete", responses={204: None})
     def delete(self, request: Request, customer_id: str) -> Response:
-        customer = selectors.customer_get(customer_id=customer_id)
+        customer = selectors.customer_get(customer_id=customer_id, tenant=self.tenant_scope)
         services.customer_delete(customer=customer, now=timezone.now())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class CustomerRestoreApi(ApiView):
     scope_resource = "customers"
+    tenant_access = {"POST": OPERATORS_ONLY}
 
     @extend_schema(operation_id="customers_restore", request=None, responses=CustomerOutput)
     def post(self, request: Request, customer_id: str) -> Response:
-        customer = selectors.customer_get(customer_id=customer_id, include_deleted=True)
+        customer = selectors.customer_get(customer_id=customer_id, include_deleted=True, tenant=self.tenant_scope)
         customer = services.customer_restore(customer=customer, now=timezone.now())
         return Response(CustomerOutput(customer).data)
 
 
 class CustomerPurgeApi(ApiView):
     scope_resource = "customers"
+    tenant_access = {"POST": OPERATORS_ONLY}
 
     @extend_schema(operation_id="customers_purge", request=None, responses=CustomerOutput)
     def post(self, request: Request, customer_id: str) -> Response:
-        customer = selectors.customer_get(customer_id=customer_id, include_deleted=True)
+        customer = selectors.customer_get(customer_id=customer_id, include_deleted=True, tenant=self.tenant_scope)
         customer = services.customer_purge(customer=customer, now=timezone.now())
         return Response(CustomerOutput(customer).data)
 
 
 class CustomerUserListCreateApi(ApiView):
     scope_resource = "customers"
+    # A tenant manages its own users (the auth interface's per-operation user scopes).
+    tenant_access = {"GET": TENANT_SCOPED, "POST": TENANT_SCOPED}
 
     @extend_schema(
         operation_id="customer_users_list",
@@ -102,13 +127,13 @@ class CustomerUserListCreateApi(ApiView):
         responses=paginated_schema(UserOutput),
     )
     def get(self, request: Request, customer_id: str) -> Response:
-        customer = selectors.customer_get(customer_id=customer_id)
+        customer = selectors.customer_get(customer_id=customer_id, tenant=self.tenant_scope)
         users = selectors.customer_user_list(customer=customer, filters=request.query_params)
         return paginate(request, users, UserOutput)
 
     @extend_schema(operation_id="customer_users_create", request=UserCreateInput, responses={201: UserOutput})
     def post(self, request: Request, customer_id: str) -> Response:
-        customer = selectors.customer_get(customer_id=customer_id)
+        customer = selectors.customer_get(customer_id=customer_id, tenant=self.tenant_scope)
         data = validate_input(UserCreateInput, request.data)
         user = services.customer_user_create(customer=customer, **data, now=timezone.now())
         return Response(UserOutput(user).data, status=status.HTTP_201_CREATED)
@@ -116,32 +141,34 @@ class CustomerUserListCreateApi(ApiView):
 
 class UserDetailApi(ApiView):
     scope_resource = "customers"
+    tenant_access = {"GET": TENANT_SCOPED, "PATCH": TENANT_SCOPED, "DELETE": TENANT_SCOPED}
 
     @extend_schema(operation_id="users_retrieve", responses=UserOutput)
     def get(self, request: Request, user_id: str) -> Response:
-        return Response(UserOutput(selectors.customer_user_get(user_id=user_id)).data)
+        return Response(UserOutput(selectors.customer_user_get(user_id=user_id, tenant=self.tenant_scope)).data)
 
     @extend_schema(operation_id="users_update", request=UserUpdateInput, responses=UserOutput)
     def patch(self, request: Request, user_id: str) -> Response:
-        user = selectors.customer_user_get(user_id=user_id)
+        user = selectors.customer_user_get(user_id=user_id, tenant=self.tenant_scope)
         changes = validate_input(UserUpdateInput, request.data, partial=True)
         user = services.customer_user_update(user=user, changes=changes, now=timezone.now())
         return Response(UserOutput(user).data)
 
     @extend_schema(operation_id="users_delete", responses={204: None})
     def delete(self, request: Request, user_id: str) -> Response:
-        user = selectors.customer_user_get(user_id=user_id)
+        user = selectors.customer_user_get(user_id=user_id, tenant=self.tenant_scope)
         services.customer_user_delete(user=user, now=timezone.now())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class UserEnableApi(ApiView):
     scope_resource = "customers"
+    tenant_access = {"POST": TENANT_SCOPED}
     enabled = True
 
     @extend_schema(request=None, responses=UserOutput)
     def post(self, request: Request, user_id: str) -> Response:
-        user = selectors.customer_user_get(user_id=user_id)
+        user = selectors.customer_user_get(user_id=user_id, tenant=self.tenant_scope)
         user = services.customer_user_set_enabled(user=user, enabled=self.enabled, now=timezone.now())
         return Response(UserOutput(user).data)
 
@@ -152,6 +179,8 @@ class UserDisableApi(UserEnableApi):
 
 class ControlPlaneEventApi(ApiView):
     scope_resource = "customers"
+    # The control plane speaks for every tenant; a tenant's token must not offboard its neighbours.
+    tenant_access = {"POST": OPERATORS_ONLY}
 
     @extend_schema(
         operation_id="control_plane_events_create",

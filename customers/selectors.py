@@ -7,44 +7,65 @@ from django.db.models import QuerySet
 
 from billing_site.errors import InvalidRequest, NotFound
 from billing_site.selectors import apply_filters
+from billing_site.tenancy import TenantScope
 from customers.filters import CustomerFilter, CustomerUserFilter
 from customers.models import Customer, CustomerUser
 
+# Every selector takes `tenant` (ApiView.tenant_scope): None for operators; otherwise another tenant's
+# customer and everything of it is answered exactly as if it did not exist.
 
-def customer_get(*, customer_id: str, include_deleted: bool = False) -> Customer:
+
+def customer_id_for_tenant(external_id: str) -> str | None:
+    """The tenant resolver registered with the core (billing_site.tenancy): a tenant id to its customer.
+    Deleted customers resolve too; the selectors below hide them as they do from everyone."""
+    return Customer.objects.filter(external_id=external_id).values_list("pk", flat=True).first()
+
+
+def _customers(*, include_deleted: bool, tenant: TenantScope | None) -> QuerySet[Customer]:
     queryset = Customer.objects.all() if include_deleted else Customer.objects.exclude(status=Customer.Status.DELETED)
-    customer = queryset.filter(pk=customer_id).first()
+    if tenant is not None:
+        queryset = queryset.filter(pk=tenant.customer_id) if tenant.customer_id else queryset.none()
+    return queryset
+
+
+def customer_get(*, customer_id: str, include_deleted: bool = False, tenant: TenantScope | None = None) -> Customer:
+    customer = _customers(include_deleted=include_deleted, tenant=tenant).filter(pk=customer_id).first()
     if customer is None:
         raise NotFound(f"No such customer: {customer_id}", param="id")
     return customer
 
 
-def customer_from_input(*, customer_id: str, param: str = "customer", include_deleted: bool = False) -> Customer:
-    """A customer named in a request body. An id that names nothing is the body's fault: a 400 naming
-    the field, not the 404 a URL would get."""
+def customer_from_input(
+    *, customer_id: str, param: str = "customer", include_deleted: bool = False, tenant: TenantScope | None = None
+) -> Customer:
+    """A customer named in a request body. An id that names nothing (or another tenant's customer, for a
+    tenant-scoped caller) is the body's fault: a 400 naming the field, not the 404 a URL would get."""
     try:
-        return customer_get(customer_id=customer_id, include_deleted=include_deleted)
+        return customer_get(customer_id=customer_id, include_deleted=include_deleted, tenant=tenant)
     except NotFound:
         raise InvalidRequest(f"No such customer: {customer_id}", param=param, code="resource_missing") from None
 
 
-def customer_get_by_external_id(*, external_id: str, include_deleted: bool = False) -> Customer | None:
-    queryset = Customer.objects.all() if include_deleted else Customer.objects.exclude(status=Customer.Status.DELETED)
-    return queryset.filter(external_id=external_id).first()
+def customer_get_by_external_id(
+    *, external_id: str, include_deleted: bool = False, tenant: TenantScope | None = None
+) -> Customer | None:
+    return _customers(include_deleted=include_deleted, tenant=tenant).filter(external_id=external_id).first()
 
 
-def customer_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Customer]:
-    queryset = Customer.objects.exclude(status=Customer.Status.DELETED)
+def customer_list(*, filters: Mapping[str, Any] | None = None, tenant: TenantScope | None = None) -> QuerySet[Customer]:
+    queryset = _customers(include_deleted=False, tenant=tenant)
     return apply_filters(CustomerFilter, filters or {}, queryset)
 
 
-def customer_user_get(*, user_id: str) -> CustomerUser:
-    user = (
+def customer_user_get(*, user_id: str, tenant: TenantScope | None = None) -> CustomerUser:
+    queryset = (
         CustomerUser.objects.select_related("customer")
         .filter(pk=user_id, deleted_at__isnull=True)
         .exclude(customer__status=Customer.Status.DELETED)
-        .first()
     )
+    if tenant is not None:
+        queryset = queryset.filter(customer_id=tenant.customer_id) if tenant.customer_id else queryset.none()
+    user = queryset.first()
     if user is None:
         raise NotFound(f"No such user: {user_id}", param="id")
     return user

@@ -64,7 +64,7 @@ def test_same_key_on_another_path_is_409_reused(api):
 def test_key_still_in_flight_is_409_in_use(api):
     # Make the first request look like it is still running: take the key, then send a request with it.
     idempotency_begin(
-        api_key=ApiKey.objects.get(),
+        principal=ApiKey.objects.get(),
         key="key-1",
         method="POST",
         path="/api/v1/customers",
