@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import certifi
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from webhooks.urlsafety import Target, UnsafeUrl, url_target
@@ -111,6 +112,8 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str], timeout: flo
         finally:
             # Never read the rest of a large body: the connection is closed with what is left in it.
             response.close()
+    except NewConnectionError:  # a subclass of the timeout error in urllib3, but a refusal is not a timeout
+        return SendResult(status_code=None, body="", error="connection error: refused", duration_ms=elapsed())
     except Urllib3Timeout:
         return SendResult(status_code=None, body="", error=f"timeout after {timeout:g}s", duration_ms=elapsed())
     except (Urllib3Error, OSError) as exc:
