@@ -40,7 +40,11 @@ def stripe_event_verify(*, payload: bytes, signature_header: str | None, secret:
     the timestamp is no older than the tolerance; it accepts any timestamp in the future, so a signed
     header dated far ahead would stay replayable until then. We refuse those beyond the same tolerance.
     """
-    event = stripe.Webhook.construct_event(payload, signature_header, secret, tolerance=TOLERANCE_SECONDS)
+    try:
+        event = stripe.Webhook.construct_event(payload, signature_header, secret, tolerance=TOLERANCE_SECONDS)
+    except (AttributeError, TypeError):
+        # Correctly signed JSON that is not an object (the SDK assumes one): malformed, not our error.
+        raise ValueError("The body is not a JSON object") from None
     # The SDK has parsed the header already, so its `t=` item is there and is an integer.
     items = (item.split("=", 1) for item in (signature_header or "").split(",") if "=" in item)
     timestamp = int(next(value for key, value in items if key == "t"))
