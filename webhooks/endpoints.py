@@ -13,10 +13,10 @@ from django.db import transaction
 
 from billing_site.errors import Conflict, InvalidRequest, NotFound
 from billing_site.fields import metadata_clean, metadata_merge
+from webhooks import urlsafety
 from webhooks.models import WebhookEndpoint
 from webhooks.services import event_emit
 from webhooks.signing import secret_generate
-from webhooks.urlsafety import UnsafeUrl, url_target
 
 OBJECT_TYPE = "webhook_endpoint"
 
@@ -48,8 +48,8 @@ def _emit(endpoint: WebhookEndpoint, type_: str, now: datetime, previous: dict[s
 def url_check(url: str) -> None:
     """A 400 naming `url` for anything we would refuse to send to."""
     try:
-        url_target(url)
-    except UnsafeUrl as exc:
+        urlsafety.url_check(url)
+    except urlsafety.UnsafeUrl as exc:
         raise InvalidRequest(exc.message, param="url", code=exc.code) from None
 
 

@@ -101,6 +101,14 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
     return out
 
 
+def url_check(url: str) -> None:
+    """The check made when an endpoint is saved. With private addresses allowed there is nothing to look
+    up, so no DNS query is made (the name may only resolve where the workers run)."""
+    _split(url)
+    if not settings.WEBHOOKS_ALLOW_PRIVATE_URLS:
+        url_target(url)
+
+
 def url_target(url: str) -> Target:
     """Check a URL and return where to connect. Every address the host resolves to must be allowed (an
     attacker could otherwise add one public address to a private one and win half the time)."""
