@@ -80,6 +80,21 @@ JOBS: tuple[Job, ...] = (
         description="Collect open charge_automatically invoices whose first attempt or dunning retry is due "
         "(credits, balance, then the provider); mark overdue send_invoice subscriptions past_due.",
     ),
+    # --- webhooks ---
+    Job(
+        name="deliver_webhooks",
+        function="webhooks.delivery.deliver_webhooks_job",
+        schedule=timedelta(seconds=10),
+        description="Fan out outbox events not yet turned into webhook deliveries, then queue every delivery "
+        "that is due (retries, and anything a crashed worker left behind).",
+    ),
+    Job(
+        name="process_provider_events",
+        function="webhooks.inbound.provider_events_process_job",
+        schedule=timedelta(minutes=1),
+        description="Queue received provider webhook events whose processing retry is due, or whose worker "
+        "died while processing them.",
+    ),
 )
 
 _BY_NAME = {job.name: job for job in JOBS}

@@ -256,6 +256,36 @@ PAYMENTS_PROCESSOR = env_choice("PAYMENTS_PROCESSOR", "sandbox", ("sandbox", "st
 # Required only when a customer or the setting uses stripe; handed to the SDK, never logged.
 STRIPE_API_KEY = env_str("STRIPE_API_KEY")
 
+# --- Webhooks (outbound deliveries, inbound provider events) --------------------------------------
+# Endpoint URLs that resolve to loopback, private, link-local, CGNAT or cloud-metadata addresses are
+# refused (SSRF) unless this is on; tests and local development turn it on.
+WEBHOOKS_ALLOW_PRIVATE_URLS = env_bool("WEBHOOKS_ALLOW_PRIVATE_URLS", False)
+# Plain http endpoints are refused outside DEBUG unless this is on.
+WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", False)
+WEBHOOKS_TIMEOUT_SECONDS = env_int("WEBHOOKS_TIMEOUT_SECONDS", 10, minimum=1, maximum=60)
+_units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_schedule = env_list("WEBHOOKS_RETRY_SCHEDULE", ["5s", "5m", "30m", "2h", "5h", "10h", "10h"])
+if not _schedule or not all(
+    len(step) > 1 and step[:-1].isdigit() and int(step[:-1]) > 0 and step[-1] in _units for step in _schedule
+):
+    raise EnvError("WEBHOOKS_RETRY_SCHEDULE must be delays like 5s,5m,30m,2h,5h,10h,10h (units s, m, h, d)")
+# Delay before retry n (after the n-th failed attempt in a row); after the last one a delivery has failed.
+WEBHOOKS_RETRY_SCHEDULE = [timedelta(seconds=int(step[:-1]) * _units[step[-1]]) for step in _schedule]
+# Each delay is moved by up to this percentage either way, so endpoints that fail together do not all
+# come back at the same second.
+WEBHOOKS_RETRY_JITTER_PERCENT = env_int("WEBHOOKS_RETRY_JITTER_PERCENT", 10, minimum=0, maximum=50)
+# An endpoint with no successful delivery for this long while deliveries fail is disabled.
+WEBHOOKS_DISABLE_AFTER = timedelta(days=env_int("WEBHOOKS_DISABLE_AFTER_DAYS", 5, minimum=1, maximum=365))
+# After a rotation the previous secret keeps signing beside the new one for this long.
+WEBHOOKS_SECRET_OVERLAP = timedelta(hours=24)
+# "Resend everything since T" refuses to queue more than this many events at once.
+WEBHOOKS_RESEND_MAX_EVENTS = env_int("WEBHOOKS_RESEND_MAX_EVENTS", 10_000, minimum=1)
+# Inbound: the signing secret of our Stripe webhook endpoint (whsec_...). Never logged or returned.
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
+# Where the Stripe SDK sends API calls: Stripe's own API by default, a local fake in tests, or a proxy.
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "https://api.stripe.com")
+check_url("STRIPE_API_BASE", STRIPE_API_BASE, ("https", "http"))
+
 # --- Logging --------------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,

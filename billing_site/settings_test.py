@@ -16,3 +16,6 @@ CELERY_TASK_EAGER_PROPAGATES = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
+# Deliveries in tests go to local HTTP servers on 127.0.0.1.
+WEBHOOKS_ALLOW_PRIVATE_URLS = True
+WEBHOOKS_ALLOW_HTTP = True

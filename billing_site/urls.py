@@ -11,6 +11,8 @@ api_v1 = [
     path("", include("invoicing.urls")),
     path("", include("subscriptions.urls")),
     path("", include("payments.urls")),
+    # after metering, whose events/billing-events must win over events/<id>
+    path("", include("webhooks.urls")),
 ]
 
 urlpatterns = [
@@ -20,6 +22,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/", include(api_v1)),
+    # Inbound provider webhooks (signed by the provider, no API key).
+    path("", include("webhooks.inbound_urls")),
 ]
 
 handler400 = "billing_site.errors.handler400"

@@ -10,3 +10,8 @@ class CustomersConfig(AppConfig):
 
         # The core binds tenant-scoped tokens to customers through this (it may not import us).
         tenant_resolver_register(customer_id_for_tenant)
+
+        from customers import provider_events, webhook_objects
+
+        webhook_objects.register()
+        provider_events.register()

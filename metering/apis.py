@@ -32,6 +32,7 @@ from metering.serializers import (
     UsageQueryInput,
     encode_usage_cursor,
 )
+from webhooks.apis import EventListApi
 
 # Meters are configuration that pricing depends on: reading them is usage:read, changing them catalog:write.
 _METER_SCOPES = {
@@ -142,8 +143,11 @@ def _events_from_body(request: Request, *, compat: bool) -> list[Any]:
     return events
 
 
-class EventIngestApi(ApiView):
-    required_scopes = {"POST": "usage:write"}
+class EventIngestApi(EventListApi):
+    """`POST /events` ingests usage; `GET /events` on the same path lists the billing-event outbox (the
+    webhooks app's view, inherited)."""
+
+    required_scopes = {"POST": "usage:write", **EventListApi.required_scopes}
     compat = False
 
     @extend_schema(operation_id="events_ingest", request=EventBatchInput, responses=IngestOutput)
@@ -154,6 +158,7 @@ class EventIngestApi(ApiView):
 
 
 class BillingEventIngestApi(EventIngestApi):
+    http_method_names = ["post", "options"]  # no outbox listing at events/billing-events
     compat = True
 
     @extend_schema(operation_id="billing_events_ingest", request=BillingEventInput(many=True), responses=IngestOutput)

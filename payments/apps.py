@@ -5,6 +5,9 @@ class PaymentsConfig(AppConfig):
     name = "payments"
 
     def ready(self) -> None:
+        from payments import webhook_objects
+
+        webhook_objects.register()
         # Invoicing cannot import payments (imports point down), so payments hooks into it here.
         from invoicing.hooks import hook_register, on_invoice_finalized
         from payments.services.ledger import invoices_negative_total_credit

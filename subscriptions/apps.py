@@ -3,3 +3,8 @@ from django.apps import AppConfig
 
 class SubscriptionsConfig(AppConfig):
     name = "subscriptions"
+
+    def ready(self) -> None:
+        from subscriptions import webhook_objects
+
+        webhook_objects.register()

@@ -1,17 +1,21 @@
 from __future__ import annotations
 
-from django.contrib import admin
-from django.http import HttpRequest
+from datetime import timedelta
 
-from webhooks.models import BillingEvent
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+from billing_site.errors import ApiError
+from webhooks import delivery, endpoints, inbound
+from webhooks.models import BillingEvent, ProviderEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.signing import secret_hint
 
 
-@admin.register(BillingEvent)
-class BillingEventAdmin(admin.ModelAdmin):
-    list_display = ("id", "type", "object_id", "customer_id", "created_at")
-    list_filter = ("type",)
-    search_fields = ("id", "object_id", "customer_id")
-    readonly_fields = [f.name for f in BillingEvent._meta.fields]
+class _ReadOnly(admin.ModelAdmin):
     show_full_result_count = False  # no COUNT(*) over an ever-growing table on every page
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -22,3 +26,169 @@ class BillingEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+@admin.register(BillingEvent)
+class BillingEventAdmin(_ReadOnly):
+    list_display = ("id", "type", "object_id", "customer_id", "created_at", "dispatched_at")
+    list_filter = ("type",)
+    search_fields = ("id", "object_id", "customer_id")
+    readonly_fields = [f.name for f in BillingEvent._meta.fields]
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    extra = 0
+    can_delete = False
+    ordering = ("number",)
+    fields = ("number", "started_at", "duration_ms", "status_code", "succeeded", "retryable", "error", "response_body")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+def _report(request: HttpRequest, admin_: admin.ModelAdmin, done: int, failed: list[str], what: str) -> None:
+    if done:
+        admin_.message_user(request, f"{what}: {done}.", messages.SUCCESS)
+    for message in failed:
+        admin_.message_user(request, message, messages.WARNING)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(_ReadOnly):
+    list_display = ("id", "endpoint", "event", "status", "attempt_count", "last_status_code", "next_attempt_at")
+    list_filter = ("status",)
+    search_fields = ("id", "event__id", "endpoint__id", "endpoint__url")
+    list_select_related = ("endpoint", "event")
+    readonly_fields = [f.name for f in WebhookDelivery._meta.fields if f.name != "claim_token"]
+    exclude = ("claim_token",)
+    inlines = [WebhookAttemptInline]
+    actions = ["redeliver"]
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return obj is None  # actions need the change permission on the list; rows stay read-only
+
+    @admin.action(description="Redeliver now")
+    def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        done, failed = 0, []
+        for item in queryset:
+            try:
+                delivery.delivery_redeliver(delivery=item, now=timezone.now())
+                done += 1
+            except ApiError as exc:
+                failed.append(f"{item.id}: {exc.message}")
+        _report(request, self, done, failed, "Queued again")
+
+
+class ResendForm(forms.Form):
+    since = forms.DateTimeField(help_text="UTC, e.g. 2026-01-31 00:00:00")
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = ("id", "url", "status", "failing_since", "last_success_at", "created_at")
+    list_filter = ("status",)
+    search_fields = ("id", "url", "description")
+    fields = (
+        "id",
+        "url",
+        "description",
+        "enabled_events",
+        "status",
+        "disabled_reason",
+        "metadata",
+        "secret_hint",
+        "previous_secret_expires_at",
+        "failing_since",
+        "last_success_at",
+        "deleted_at",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+    actions = ["resend_since", "send_test", "enable", "disable"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # created through the API, which shows the secret once and checks the URL
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # deleted through the API (soft delete that keeps deliveries)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookEndpoint]:
+        return super().get_queryset(request).filter(deleted_at__isnull=True)
+
+    def _set_status(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint], status: str) -> None:
+        for endpoint in queryset:
+            endpoints.endpoint_update(endpoint=endpoint, changes={"status": status}, now=timezone.now())
+        self.message_user(request, f"{queryset.count()} endpoint(s) {status}.", messages.SUCCESS)
+
+    @admin.action(description="Enable (forgets past failures)")
+    def enable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        self._set_status(request, queryset, WebhookEndpoint.Status.ENABLED)
+
+    @admin.action(description="Disable")
+    def disable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        self._set_status(request, queryset, WebhookEndpoint.Status.DISABLED)
+
+    @admin.display(description="secret")
+    def secret_hint(self, obj: WebhookEndpoint) -> str:
+        return secret_hint(obj.secret)
+
+    @admin.action(description="Resend everything since…")
+    def resend_since(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> HttpResponse | None:
+        if "apply" in request.POST:
+            form = ResendForm(request.POST)
+            if form.is_valid():
+                done, failed = 0, []
+                for endpoint in queryset:
+                    try:
+                        result = delivery.endpoint_resend(
+                            endpoint=endpoint, since=form.cleaned_data["since"], now=timezone.now()
+                        )
+                        done += result["created"] + result["requeued"]
+                    except ApiError as exc:
+                        failed.append(f"{endpoint.id}: {exc.message}")
+                _report(request, self, done, failed, "Deliveries queued")
+                return None
+        else:
+            form = ResendForm(initial={"since": timezone.now() - timedelta(days=1)})
+        return render(
+            request,
+            "admin/webhooks/resend_since.html",
+            {**self.admin_site.each_context(request), "form": form, "endpoints": queryset, "title": "Resend events"},
+        )
+
+    @admin.action(description="Send a test event")
+    def send_test(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        done, failed = 0, []
+        for endpoint in queryset:
+            try:
+                delivery.endpoint_test(endpoint=endpoint, now=timezone.now())
+                done += 1
+            except ApiError as exc:
+                failed.append(f"{endpoint.id}: {exc.message}")
+        _report(request, self, done, failed, "Test events queued")
+
+
+@admin.register(ProviderEvent)
+class ProviderEventAdmin(_ReadOnly):
+    list_display = ("provider_event_id", "provider", "type", "status", "attempts", "received_at", "processed_at")
+    list_filter = ("provider", "status", "source")
+    search_fields = ("provider_event_id", "object_id", "type")
+    readonly_fields = [f.name for f in ProviderEvent._meta.fields if f.name != "claim_token"]
+    exclude = ("claim_token",)
+    actions = ["reprocess"]
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return obj is None
+
+    @admin.action(description="Reprocess")
+    def reprocess(self, request: HttpRequest, queryset: QuerySet[ProviderEvent]) -> None:
+        done, failed = 0, []
+        for event in queryset:
+            if inbound.provider_event_reprocess(provider_event=event, now=timezone.now()):
+                done += 1
+            else:
+                failed.append(f"{event.provider_event_id} is being processed right now.")
+        _report(request, self, done, failed, "Queued for processing")

@@ -24,8 +24,12 @@ def event_emit(
 ) -> BillingEvent:
     """Record that something happened. Must run inside the caller's transaction, so the event commits
     with the change it describes or not at all."""
-    if not transaction.get_connection().in_atomic_block:
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
         raise OutboxMisuse(f"event_emit({type}) must be called inside the transaction of the change")
+    # One fan-out request per transaction, however many events it writes; a rollback drops it with them.
+    if not any(callback is _dispatch_soon for _, callback, _ in connection.run_on_commit):
+        transaction.on_commit(_dispatch_soon, robust=True)
     return BillingEvent.objects.create(
         type=type,
         object_type=object_type,
@@ -61,3 +65,11 @@ def object_event_emit(
         previous_attributes=previous,
         now=now,
     )
+
+
+def _dispatch_soon() -> None:
+    """Ask a worker to fan the just-committed events out to webhook endpoints. If the broker is down the
+    events wait in the outbox for the `deliver_webhooks` sweep: nothing is lost, only delayed."""
+    from webhooks.tasks import dispatch_events
+
+    dispatch_events.delay()
