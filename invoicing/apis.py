@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -17,7 +16,6 @@ from billing_site.errors import InvalidRequest
 from customers.selectors import customer_from_input
 from invoicing import billing, renewal, selectors, services
 from invoicing.billing import ItemSpec
-from invoicing.pdf import invoice_text_lines, render_pdf
 from invoicing.serializers import (
     CancelInput,
     ChangeInput,
@@ -252,15 +250,3 @@ class TaxRateDetailApi(ApiView):
         rate = selectors.tax_rate_get(tax_rate_id=tax_rate_id)
         changes = validate_input(TaxRateUpdateInput, request.data, partial=True)
         return Response(TaxRateOutput(services.tax_rate_update(rate=rate, changes=changes, now=timezone.now())).data)
-
-
-class InvoicePdfApi(ApiView):
-    scope_resource = "billing"
-
-    @extend_schema(operation_id="invoices_pdf", responses={(200, "application/pdf"): bytes})
-    def get(self, request: Request, invoice_id: str) -> HttpResponse:
-        invoice = selectors.invoice_get(invoice_id=invoice_id)
-        data = {**invoice_data(invoice), "customer_snapshot": invoice.customer_snapshot}
-        response = HttpResponse(render_pdf(invoice_text_lines(data)), content_type="application/pdf")
-        response["Content-Disposition"] = f'inline; filename="{invoice.number or invoice.id}.pdf"'
-        return response

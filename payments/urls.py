@@ -1,6 +1,7 @@
 from django.urls import path
 
 from payments import apis_collection as collection
+from payments import apis_documents as documents
 from payments import apis_intents as intents
 from payments import apis_ledger as ledger
 
@@ -48,4 +49,9 @@ collection_patterns = [
     path("invoices/<str:invoice_id>/pay", collection.InvoicePayApi.as_view(), name="invoice-pay"),
 ]
 
-urlpatterns = [*intent_patterns, *ledger_patterns, *collection_patterns]
+document_patterns = [
+    path("credit-notes/<str:credit_note_id>/pdf", documents.CreditNotePdfApi.as_view(), name="credit-note-pdf"),
+    path("invoices/<str:invoice_id>/receipt", documents.InvoiceReceiptApi.as_view(), name="invoice-receipt"),
+]
+
+urlpatterns = [*intent_patterns, *ledger_patterns, *collection_patterns, *document_patterns]
