@@ -138,7 +138,13 @@ def test_kwd_invoice_has_three_decimals_and_fractional_unit_prices():
         customer=customer,
         currency="kwd",
         lines=[
-            {"description": "Storage", "kind": "usage", "amount": 1500, "quantity": 3000, "unit_amount": Decimal("0.5")},
+            {
+                "description": "Storage",
+                "kind": "usage",
+                "amount": 1500,
+                "quantity": 3000,
+                "unit_amount": Decimal("0.5"),
+            },
         ],
     )
     text = pdf_text(invoice_pdf(invoice=invoice, now=DOC_T0).content)
@@ -153,9 +159,24 @@ def test_inclusive_tax_is_shown_as_included_per_rate():
     invoice = invoice_with_lines(
         currency="eur",
         lines=[
-            {"description": "Software", "amount": 11900, "taxes": [{"tax_rate": vat.id, "amount": 1900}], "inclusive_tax": True},
-            {"description": "Books", "amount": 1070, "taxes": [{"tax_rate": reduced.id, "amount": 70}], "inclusive_tax": True},
-            {"description": "More software", "amount": 2380, "taxes": [{"tax_rate": vat.id, "amount": 380}], "inclusive_tax": True},
+            {
+                "description": "Software",
+                "amount": 11900,
+                "taxes": [{"tax_rate": vat.id, "amount": 1900}],
+                "inclusive_tax": True,
+            },
+            {
+                "description": "Books",
+                "amount": 1070,
+                "taxes": [{"tax_rate": reduced.id, "amount": 70}],
+                "inclusive_tax": True,
+            },
+            {
+                "description": "More software",
+                "amount": 2380,
+                "taxes": [{"tax_rate": vat.id, "amount": 380}],
+                "inclusive_tax": True,
+            },
         ],
     )
     text = pdf_text(invoice_pdf(invoice=invoice, now=DOC_T0).content)
