@@ -25,13 +25,20 @@ Kind = InvoiceLine.Kind
 TEMPLATE = "documents/invoice.html"
 
 _STAMPS = {Invoice.Status.DRAFT: "Draft", Invoice.Status.VOID: "Void"}
+# Countries that write "Springfield, IL 62701"; elsewhere the postal code comes first ("90-001 Łódź"),
+# with the state or region on a line of its own.
+_CITY_STATE_POSTAL = frozenset({"US", "CA", "AU"})
 
 
 def party_context(snapshot: dict[str, Any], fmt: Formatter) -> dict[str, Any]:
     """The billed customer, as the invoice recorded it at finalization (`customer_snapshot`)."""
     address = snapshot.get("address") or {}
-    city = " ".join(part for part in (address.get("postal_code"), address.get("city")) if part)
-    lines = [address.get("line1"), address.get("line2"), city, address.get("state")]
+    postal, city, state = address.get("postal_code"), address.get("city"), address.get("state")
+    if (address.get("country") or "").upper() in _CITY_STATE_POSTAL:
+        city_and_state = ", ".join(part for part in (city, state) if part)
+        lines = [address.get("line1"), address.get("line2"), f"{city_and_state} {postal or ''}".strip()]
+    else:
+        lines = [address.get("line1"), address.get("line2"), f"{postal or ''} {city or ''}".strip(), state]
     if address.get("country"):
         lines.append(fmt.country(address["country"]))
     return {

@@ -234,3 +234,25 @@ def test_text_a_customer_typed_is_escaped_and_fetches_nothing():
     text = pdf_text(invoice_pdf(invoice=invoice, now=DOC_T0).content)
     assert '<img src="file:///etc/passwd"> & <b>Co</b>' in text
     assert "<script>x</script>" in text
+
+
+def test_addresses_follow_the_country_and_name_it_in_the_documents_language(settings):
+    from invoicing.documents.formatting import Formatter
+    from invoicing.documents.invoice import party_context
+
+    us = {"line1": "1 Main St", "city": "Springfield", "state": "IL", "postal_code": "62701", "country": "US"}
+    pl = {"line1": "ul. Piotrkowska 1", "city": "Łódź", "state": "łódzkie", "postal_code": "90-001", "country": "PL"}
+    en, de = Formatter(locale="en", currency="usd"), Formatter(locale="de", currency="eur")
+    assert party_context({"name": "Acme", "address": us}, en)["address"] == [
+        "1 Main St",
+        "Springfield, IL 62701",
+        "United States",
+    ]
+    assert party_context({"name": "Łukasz", "address": pl}, de)["address"] == [
+        "ul. Piotrkowska 1",
+        "90-001 Łódź",
+        "łódzkie",
+        "Polen",
+    ]
+    # A customer without a name is named by its tenant id, never left blank.
+    assert party_context({"name": "", "external_id": "tenant-9", "address": {}}, en)["name"] == "tenant-9"
