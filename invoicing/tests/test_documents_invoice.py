@@ -256,3 +256,17 @@ def test_addresses_follow_the_country_and_name_it_in_the_documents_language(sett
     ]
     # A customer without a name is named by its tenant id, never left blank.
     assert party_context({"name": "", "external_id": "tenant-9", "address": {}}, en)["name"] == "tenant-9"
+
+
+def test_without_a_settlement_provider_what_was_paid_shows_as_one_figure(monkeypatch):
+    """Invoicing alone (no payments app to list payments): the invoice's own amounts still add up."""
+    from invoicing.models import Invoice
+
+    monkeypatch.setattr("invoicing.documents.hooks.invoice_settlement_providers", [])
+    invoice = invoice_with_lines(lines=[{"description": "Seat", "amount": 1000}])
+    Invoice.objects.filter(pk=invoice.pk).update(
+        status="paid", amount_paid=1000, amount_remaining=0, balance_applied=250, paid_at=DOC_T0
+    )
+    invoice.refresh_from_db()
+    text = pdf_text(invoice_pdf(invoice=invoice, now=DOC_T0).content)
+    assert "Paid from the account balance $2.50 Paid $7.50 Amount paid $10.00 Amount remaining $0.00" in text
