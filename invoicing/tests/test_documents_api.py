@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 import importlib.abc
 import sys
+import threading
 
 import pytest
 from django.db import connection
 
 from customers.tests.factories import CustomerFactory
 from invoicing.documents import engine
-from invoicing.documents.invoice import invoice_document_html
+from invoicing.documents.invoice import invoice_document_html, invoice_pdf
 from invoicing.documents.store import stored_pdf_get_or_render
 from invoicing.models import StoredDocument
 from invoicing.tests.documents_support import DOC_T0, invoice_with_lines, pdf_text
@@ -116,6 +117,38 @@ def test_when_two_renderings_race_both_readers_get_the_winners_bytes():
     )
     assert (pdf.content, pdf.filename, pdf.stored) == (b"%PDF-winner", "winner.pdf", True)
     assert StoredDocument.objects.count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_downloads_store_one_document_and_serve_it_to_both():
+    invoice = simple_invoice()
+    barrier = threading.Barrier(4)
+    results: list = []
+
+    def download() -> None:
+        try:
+            results.append(invoice_pdf(invoice=invoice, now=DOC_T0))
+        finally:
+            connection.close()
+
+    real = engine.html_to_pdf
+
+    def render_after_everyone_looked(html: str) -> bytes:
+        barrier.wait(timeout=30)  # all four found nothing stored before any of them inserts
+        return real(html)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("invoicing.documents.invoice.html_to_pdf", render_after_everyone_looked)
+        threads = [threading.Thread(target=download) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(results) == 4
+    assert StoredDocument.objects.filter(object_id=invoice.id).count() == 1
+    stored = bytes(StoredDocument.objects.get(object_id=invoice.id).content)
+    assert all(pdf.content == stored and pdf.stored for pdf in results)
 
 
 def test_the_database_refuses_a_second_document_for_one_object():
