@@ -95,9 +95,7 @@ def invoice_settlement_read(invoice: Invoice) -> InvoiceSettlement:
 # --- Credit notes ---------------------------------------------------------------------------------
 
 
-def credit_note_document_context(
-    *, credit_note: CreditNote, now: datetime, locale: str | None = None
-) -> dict[str, Any]:
+def credit_note_document_context(*, credit_note: CreditNote, locale: str | None = None) -> dict[str, Any]:
     locale = locale or settings.DOCUMENT_LOCALE
     invoice = credit_note.invoice
     fmt = Formatter(locale=locale, currency=credit_note.currency)
@@ -156,7 +154,7 @@ def credit_note_pdf(*, credit_note: CreditNote, now: datetime) -> Pdf:
     locale = settings.DOCUMENT_LOCALE
 
     def render() -> bytes:
-        context = credit_note_document_context(credit_note=credit_note, now=now, locale=locale)
+        context = credit_note_document_context(credit_note=credit_note, locale=locale)
         return html_to_pdf(document_html(CREDIT_NOTE_TEMPLATE, context))
 
     return stored_pdf_get_or_render(

@@ -82,7 +82,3 @@ def html_to_pdf(html: str) -> bytes:
     weasyprint = _weasyprint()
     fetcher = weasyprint.URLFetcher(allowed_protocols=["data"], timeout=1)
     return weasyprint.HTML(string=html, url_fetcher=fetcher).write_pdf()
-
-
-def document_pdf(template: str, context: dict[str, Any]) -> bytes:
-    return html_to_pdf(document_html(template, context))

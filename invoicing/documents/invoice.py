@@ -16,7 +16,7 @@ from django.conf import settings
 
 from invoicing.documents.engine import document_html, html_to_pdf
 from invoicing.documents.formatting import Formatter
-from invoicing.documents.hooks import InvoiceSettlement, invoice_settlement
+from invoicing.documents.hooks import CreditNoteEntry, InvoiceSettlement, invoice_settlement
 from invoicing.documents.store import Pdf, pdf_unstored, stored_pdf_get_or_render
 from invoicing.models import Invoice, InvoiceLine, StoredDocument, TaxRate
 from subscriptions.pricing import TieredAmount, quote
@@ -140,7 +140,7 @@ def _tax_by_rate(lines: list[InvoiceLine], rates: dict[str, TaxRate], fmt: Forma
     return exclusive, inclusive
 
 
-def credit_note_applied(note: Any, fmt: Formatter) -> str:
+def credit_note_applied(note: CreditNoteEntry, fmt: Formatter) -> str:
     """Where a credit note's money went, in words: "$5.00 off the amount due, $5.00 refunded"."""
     parts = [
         (note.invoice_amount, "off the amount due"),
