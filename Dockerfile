@@ -1,6 +1,12 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
+# PDF documents: WeasyPrint lays text out with Pango; DejaVu and Noto CJK cover Latin, Cyrillic, Greek and
+# Chinese/Japanese/Korean names.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core fonts-noto-cjk \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml constraints.txt README.md ./
 COPY billing_site billing_site
 COPY customers customers

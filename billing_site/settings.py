@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import babel as _babel
+
 from billing_site.env import (
     EnvError,
     check_url,
@@ -286,6 +288,33 @@ STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", "https://api.stripe.com")
 check_url("STRIPE_API_BASE", STRIPE_API_BASE, ("https", "http"))
 
+# --- Documents (invoice, credit note and receipt PDFs) ---------------------------------------------
+# Who issues the documents. A finalized document is rendered once and stored, so a change here shows on
+# documents rendered from then on, never on one a customer already received.
+SELLER_NAME = env_str("SELLER_NAME", "") or ""
+# Address lines, separated by newlines or by a literal "\n" (an env file cannot hold a newline).
+SELLER_ADDRESS = [
+    line.strip() for line in (env_str("SELLER_ADDRESS", "") or "").replace("\\n", "\n").splitlines() if line.strip()
+]
+SELLER_TAX_ID = env_str("SELLER_TAX_ID", "") or ""
+SELLER_LOGO_PATH = env_str("SELLER_LOGO_PATH", "") or ""
+_LOGO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
+if SELLER_LOGO_PATH:
+    if Path(SELLER_LOGO_PATH).suffix.lower() not in _LOGO_TYPES:
+        raise EnvError(f"SELLER_LOGO_PATH must be a .png, .jpg or .svg file, got {SELLER_LOGO_PATH!r}")
+    if not Path(SELLER_LOGO_PATH).is_file():
+        raise EnvError(f"SELLER_LOGO_PATH names no readable file: {SELLER_LOGO_PATH!r}")
+# Printed at the bottom of every page (bank details, registered office, terms).
+DOCUMENT_FOOTER = env_str("DOCUMENT_FOOTER", "") or ""
+# The CLDR locale amounts, numbers and dates are written in: en, de, fr_CA, ja, ...
+DOCUMENT_LOCALE = env_str("DOCUMENT_LOCALE", "en") or "en"
+try:
+    _babel.Locale.parse(DOCUMENT_LOCALE.replace("-", "_"))
+except (_babel.UnknownLocaleError, ValueError):
+    raise EnvError(
+        f"DOCUMENT_LOCALE must be a CLDR locale such as en, de, fr_CA or ja, got {DOCUMENT_LOCALE!r}"
+    ) from None
+
 # --- Logging --------------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,
@@ -307,6 +336,8 @@ LOGGING = {
         # Our handler logs uncaught API errors with their request id; Django's own copy would be a duplicate.
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         "django.db.backends": {"level": "INFO"},
+        # WeasyPrint logs every rendering step at INFO; its warnings (a font or image it could not use) stay.
+        "weasyprint": {"level": "WARNING"},
     },
 }
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -14,7 +13,6 @@ from rest_framework.response import Response
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
 from customers.selectors import customer_from_input
 from invoicing import selectors, services
-from invoicing.pdf import invoice_text_lines, render_pdf
 from invoicing.serializers import (
     InvoiceCreateInput,
     InvoiceItemCreateInput,
@@ -176,15 +174,3 @@ class TaxRateDetailApi(ApiView):
         rate = selectors.tax_rate_get(tax_rate_id=tax_rate_id)
         changes = validate_input(TaxRateUpdateInput, request.data, partial=True)
         return Response(TaxRateOutput(services.tax_rate_update(rate=rate, changes=changes, now=timezone.now())).data)
-
-
-class InvoicePdfApi(ApiView):
-    scope_resource = "billing"
-
-    @extend_schema(operation_id="invoices_pdf", responses={(200, "application/pdf"): bytes})
-    def get(self, request: Request, invoice_id: str) -> HttpResponse:
-        invoice = selectors.invoice_get(invoice_id=invoice_id)
-        data = {**invoice_data(invoice), "customer_snapshot": invoice.customer_snapshot}
-        response = HttpResponse(render_pdf(invoice_text_lines(data)), content_type="application/pdf")
-        response["Content-Disposition"] = f'inline; filename="{invoice.number or invoice.id}.pdf"'
-        return response

@@ -47,6 +47,40 @@ class NumberSequence(models.Model):
         return f"{self.name}: next {self.next_value}"
 
 
+class StoredDocument(models.Model):
+    """The PDF of a finalized document (invoice, credit note, receipt) exactly as it was first rendered.
+
+    What a customer received must never change, so the bytes are kept rather than re-rendered: a later
+    change of the customer's name, the seller's settings or a template shows on new documents only. One
+    per (kind, object) by constraint: two requests rendering the same document at once both try to insert,
+    and the loser serves the winner's bytes. `object_id` is a plain column because credit notes and
+    receipts belong to apps above this one."""
+
+    class Kind(models.TextChoices):
+        INVOICE = "invoice"
+        CREDIT_NOTE = "credit_note"
+        RECEIPT = "receipt"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    object_id = models.CharField(max_length=40, help_text="The public id of the invoice or credit note.")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="+")
+    filename = models.CharField(max_length=100)
+    content = models.BinaryField()
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveIntegerField()
+    locale = models.CharField(max_length=20)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "object_id"], name="stored_document_one_per_object"),
+            models.CheckConstraint(condition=Q(size__gt=0), name="stored_document_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.object_id} ({self.filename})"
+
+
 class Invoice(TimestampedModel):
     class Status(models.TextChoices):
         DRAFT = "draft"

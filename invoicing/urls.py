@@ -1,12 +1,13 @@
 from django.urls import path
 
 from invoicing import apis
+from invoicing.documents import apis as document_apis
 
 urlpatterns = [
     path("invoices", apis.InvoiceListApi.as_view(), name="invoice-list"),
     path("invoices/<str:invoice_id>", apis.InvoiceDetailApi.as_view(), name="invoice-detail"),
     path("invoices/<str:invoice_id>/finalize", apis.InvoiceFinalizeApi.as_view()),
-    path("invoices/<str:invoice_id>/pdf", apis.InvoicePdfApi.as_view(), name="invoice-pdf"),
+    path("invoices/<str:invoice_id>/pdf", document_apis.InvoicePdfApi.as_view(), name="invoice-pdf"),
     path("invoices/<str:invoice_id>/void", apis.InvoiceVoidApi.as_view()),
     path("invoices/<str:invoice_id>/mark-uncollectible", apis.InvoiceMarkUncollectibleApi.as_view()),
     path("invoice-items", apis.InvoiceItemListCreateApi.as_view(), name="invoice-item-list"),

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.http import HttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,10 +17,12 @@ from billing_site.api import ApiView, paginate, paginated_schema, validate_input
 from billing_site.errors import InvalidRequest
 from customers.models import Customer
 from customers.selectors import customer_from_input, customer_get
+from invoicing.documents.apis import PDF_RESPONSES, pdf_response
 from invoicing.models import Invoice
 from invoicing.selectors import invoice_get
 from invoicing.serializers import InvoiceOutput, invoice_data
 from payments import selectors
+from payments.documents import credit_note_pdf, invoice_receipt_pdf
 from payments.models import BalanceTransaction, CollectionAttempt, CreditGrant, PaymentIntent, PaymentMethod
 from payments.serializers import (
     BalanceTransactionCreateInput,
@@ -527,3 +530,38 @@ class InvoicePayApi(ApiView):
         result = collection.invoice_collect(invoice=invoice, trigger=CollectionAttempt.Trigger.API, now=timezone.now())
         fresh = invoice_get(invoice_id=invoice_id)
         return Response({"invoice": InvoiceOutput(invoice_data(fresh)).data, "attempt": attempt_data(result.attempt)})
+
+
+# --- Documents ------------------------------------------------------------------------------------
+
+
+class CreditNotePdfApi(ApiView):
+    # Credit notes are invoice documents: the billing scope, like the invoice PDF.
+    scope_resource = "billing"
+
+    @extend_schema(
+        operation_id="credit_notes_pdf",
+        summary="Download a credit note as PDF",
+        description="Rendered on its first download and stored: every later download returns the same bytes.",
+        responses=PDF_RESPONSES,
+    )
+    def get(self, request: Request, credit_note_id: str) -> HttpResponse:
+        note = selectors.credit_note_get(credit_note_id=credit_note_id)
+        return pdf_response(credit_note_pdf(credit_note=note, now=timezone.now()))
+
+
+class InvoiceReceiptApi(ApiView):
+    scope_resource = "billing"
+
+    @extend_schema(
+        operation_id="invoices_receipt",
+        summary="Download the receipt of a paid invoice as PDF",
+        description=(
+            "How the invoice was paid (credit grants, balance, payments) with its refunds and credit notes. "
+            "Rendered on its first download and stored. 409 `invoice_not_paid` until the invoice is paid."
+        ),
+        responses={**PDF_RESPONSES, 409: OpenApiResponse(description="The invoice is not paid (`invoice_not_paid`).")},
+    )
+    def get(self, request: Request, invoice_id: str) -> HttpResponse:
+        invoice = invoice_get(invoice_id=invoice_id)
+        return pdf_response(invoice_receipt_pdf(invoice=invoice, now=timezone.now()))

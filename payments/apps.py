@@ -16,3 +16,9 @@ class PaymentsConfig(AppConfig):
         hook_register(on_invoice_finalized, invoices_negative_total_credit)
         # A new invoice with something due is collected by the next run of the collection job.
         hook_register(on_invoice_finalized, schedule_first_attempt)
+
+        # The invoice document lists the payments, refunds and credit notes of its invoice.
+        from invoicing.documents.hooks import invoice_settlement_providers
+        from payments.documents import invoice_settlement_read
+
+        hook_register(invoice_settlement_providers, invoice_settlement_read)

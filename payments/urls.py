@@ -38,4 +38,6 @@ urlpatterns = [
     path("credit-notes/<str:credit_note_id>", apis.CreditNoteDetailApi.as_view(), name="credit-note-detail"),
     path("credit-notes/<str:credit_note_id>/void", apis.CreditNoteVoidApi.as_view()),
     path("invoices/<str:invoice_id>/pay", apis.InvoicePayApi.as_view(), name="invoice-pay"),
+    path("credit-notes/<str:credit_note_id>/pdf", apis.CreditNotePdfApi.as_view(), name="credit-note-pdf"),
+    path("invoices/<str:invoice_id>/receipt", apis.InvoiceReceiptApi.as_view(), name="invoice-receipt"),
 ]

@@ -83,6 +83,8 @@ NOT_YET_SCOPED = frozenset(
         "GET /api/v1/invoice-items/{invoice_item_id}",
         "DELETE /api/v1/invoice-items/{invoice_item_id}",
         "GET /api/v1/invoices/{invoice_id}",
+        "GET /api/v1/invoices/{invoice_id}/receipt",
+        "GET /api/v1/credit-notes/{credit_note_id}/pdf",
         "POST /api/v1/invoices/{invoice_id}/finalize",
         "POST /api/v1/invoices/{invoice_id}/mark-uncollectible",
         "POST /api/v1/invoices/{invoice_id}/pay",

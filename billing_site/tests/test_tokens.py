@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import jwt
 import pytest
@@ -129,8 +130,15 @@ def test_token_signed_by_a_key_that_is_not_the_kids_is_401_signature_invalid(oid
     _refused(bearer(token).get(URL), 401, "token_signature_invalid")
 
 
-def test_unknown_kid_is_401_then_accepted_after_the_rotation_is_published(oidc, settings):
+def test_unknown_kid_is_401_then_accepted_after_the_rotation_is_published(oidc, settings, monkeypatch):
     settings.JWT_JWKS_MIN_REFRESH_SECONDS = 1
+    # The refresh bound runs on the request's clock: hold it still, then move it past the bound, so a slow
+    # machine cannot let a second go by between two requests.
+    from django.utils import timezone
+
+    start = timezone.now()
+    clock = {"now": start}
+    monkeypatch.setattr(timezone, "now", lambda: clock["now"])
     assert oidc.client().get(URL).status_code == 200  # keys fetched once
     new_kid = oidc.add_key("rsa", kid="rotated", publish=False)
     # Signed with a key the provider has not published yet.
@@ -139,7 +147,7 @@ def test_unknown_kid_is_401_then_accepted_after_the_rotation_is_published(oidc, 
     # Right after a fetch the unknown kid does not fetch again (the refresh bound).
     _refused(oidc.client(kid=new_kid).get(URL), 401, "token_key_unknown")
     assert oidc.jwks_fetches() == 1
-    time.sleep(1.05)
+    clock["now"] = start + timedelta(seconds=1.5)
     assert oidc.client(kid=new_kid).get(URL).status_code == 200
     assert oidc.jwks_fetches() == 2
     # The withdrawn key is gone with the refresh.
