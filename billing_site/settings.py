@@ -148,6 +148,21 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Queues by the work they do, so heavy or slow work gets workers of its own (docker-compose.yml runs one
+# worker per group). `default`: sweeps and cheap tasks; `billing`: renewal batches; `collection`: provider
+# calls (charges, refunds, resolving lost answers); `webhooks`: outbound deliveries and inbound events;
+# `metering`: usage side jobs (roll-ups, usage push); `documents`: PDF rendering. A worker that should do
+# everything consumes all of CELERY_QUEUES (as `make run`'s does).
+CELERY_QUEUES = ("default", "billing", "collection", "webhooks", "metering", "documents")
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "billing.run_job": {"queue": "default"},
+    "subscriptions.*": {"queue": "billing"},
+    "payments.*": {"queue": "collection"},
+    "webhooks.*": {"queue": "webhooks"},
+    "metering.*": {"queue": "metering"},
+    "documents.*": {"queue": "documents"},
+}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 

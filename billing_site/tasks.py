@@ -11,6 +11,9 @@ are declared with `billing_task`, which gives each one the same guarantees:
 - a hard time limit (and a soft one a little earlier), so a hung provider call cannot hold a worker;
 - automatic retries with exponential backoff and jitter for transient errors (a dropped database
   connection, a deadlock victim, a provider timeout), never for bugs or bad input.
+
+Which worker runs a task is routing, not code: `CELERY_TASK_ROUTES` (settings) sends each app's tasks to
+its queue, so the slow ones (provider calls, webhook deliveries, PDFs) can get workers of their own.
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ def billing_task(
     time_limit: int = 300,
     max_retries: int = 5,
     retry_for: tuple[type[BaseException], ...] = (),
-    queue: str | None = None,
 ) -> Callable[[Callable[..., Any]], Any]:
     options: dict[str, Any] = {
         "name": name,
@@ -51,8 +53,6 @@ def billing_task(
         "retry_jitter": True,
         "max_retries": max_retries,
     }
-    if queue is not None:
-        options["queue"] = queue
     return shared_task(**options)
 
 

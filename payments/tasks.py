@@ -9,7 +9,7 @@ from payments.processors import ProcessorTimeout
 from payments.services import collection, intents, refunds
 
 
-@billing_task("payments.invoice_collect", time_limit=120, queue="collection")
+@billing_task("payments.invoice_collect", time_limit=120)
 def invoice_collect_task(invoice_id: str, now: str | None = None) -> dict[str, int]:
     """Run the collection waterfall on one invoice whose attempt is due."""
     result = collection.invoice_collect_due(invoice_id=invoice_id, now=parse_now(now))
@@ -18,14 +18,14 @@ def invoice_collect_task(invoice_id: str, now: str | None = None) -> dict[str, i
     return {"collected": 1} if result.attempt.success else {"failed": 1}
 
 
-@billing_task("payments.payment_intent_resolve", time_limit=120, retry_for=(ProcessorTimeout,), queue="collection")
+@billing_task("payments.payment_intent_resolve", time_limit=120, retry_for=(ProcessorTimeout,))
 def payment_intent_resolve_task(payment_intent_id: str, now: str | None = None) -> dict[str, int]:
     """Settle an unknown payment from the provider's records (reads only; never charges)."""
     status = intents.payment_intent_resolve_due(payment_intent_id=payment_intent_id, now=parse_now(now))
     return {status or "skipped": 1}
 
 
-@billing_task("payments.refund_resend", time_limit=120, queue="collection")
+@billing_task("payments.refund_resend", time_limit=120)
 def refund_resend_task(refund_id: str, now: str | None = None) -> dict[str, int]:
     """Ask the provider again for a refund whose answer was lost, with the refund's own key."""
     status = refunds.refund_resend_due(refund_id=refund_id, now=parse_now(now))

@@ -76,3 +76,20 @@ def test_schedule_is_synced_into_admin_rows():
     PeriodicTask.objects.create(name="retired_job", task="billing.run_job", crontab=rows[0].crontab)
     call_command("sync_periodic_tasks", stdout=out)
     assert PeriodicTask.objects.get(name="retired_job").enabled is False
+
+
+def test_every_queue_a_task_is_routed_to_has_a_worker(settings):
+    """A task routed to a queue no worker consumes would wait forever: `make run`'s worker and the compose
+    workers together consume every queue of CELERY_TASK_ROUTES."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()} | {settings.CELERY_TASK_DEFAULT_QUEUE}
+    assert routed <= set(settings.CELERY_QUEUES)
+    dev_run = set(re.search(r"-Q (\S+)", (root / "bin" / "dev-run").read_text()).group(1).split(","))
+    assert dev_run == set(settings.CELERY_QUEUES)
+    compose = set()
+    for queues in re.findall(r'"-Q", "([^"]+)"', (root / "docker-compose.yml").read_text()):
+        compose |= set(queues.split(","))
+    assert compose == set(settings.CELERY_QUEUES)
