@@ -1,4 +1,4 @@
-"""Renewal throughput: the beat job renewing 10,000 due subscriptions with 2 worker processes.
+"""Renewal throughput: 10,000 due subscriptions renewed by the renewal tasks on 2 worker processes.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/billing_bench_renewal .venv/bin/python bench/renewal.py
 
@@ -151,16 +151,22 @@ def setup(n: int, events_per_sub: int) -> tuple[list[str], list[str]]:
     return cohorts[0], cohorts[1]
 
 
-def _real_worker(start_at: float) -> tuple[float, float, dict]:
+def _real_worker(job: tuple[float, list[list[str]]]) -> tuple[float, float, dict]:
+    """One Celery worker: it runs the renewal tasks the sweep sent it (`subscriptions.renew_batch`, whose body
+    is `subscriptions_renew(ids=batch)`), one after another."""
+    start_at, batches = job
     import django
 
     django.setup()
-    from subscriptions.services.renewal import renew_subscriptions_job
+    from subscriptions.services.renewal import subscriptions_renew
 
     _wait_until(start_at)
     started = time.time()
-    result = renew_subscriptions_job(now=NOW)
-    return started, time.time(), result
+    totals = {"renewed": 0, "invoices": 0, "failed": 0}
+    for batch in batches:
+        for key, value in subscriptions_renew(now=NOW, ids=batch).items():
+            totals[key] += value
+    return started, time.time(), totals
 
 
 def _wait_until(start_at: float) -> None:
@@ -253,8 +259,22 @@ def main() -> None:
     floor_rate = sum(floor_done) / floor_time
     print(f"baseline (bookkeeping floor): {sum(floor_done):,} in {floor_time:.1f}s = {floor_rate:,.0f}/s")
 
+    # The sweep (beat's `renew_subscriptions` job) finds the due subscriptions and cuts them into task-sized
+    # batches; the workers share the tasks as Celery would hand them out.
+    from django.conf import settings
+
+    from subscriptions.services.renewal import _due
+
+    swept = time.perf_counter()
+    ids = list(_due(NOW).order_by("current_period_end", "id").values_list("id", flat=True))
+    size = settings.RENEWAL_BATCH_SIZE
+    batches = [ids[i : i + size] for i in range(0, len(ids), size)]
+    print(f"sweep: {len(ids):,} due in {len(batches)} tasks, found in {(time.perf_counter() - swept) * 1000:.0f} ms")
+    connection.close()
     start_at = time.time() + 8
-    real_time, results = run(args.workers, _real_worker, [start_at] * args.workers)
+    real_time, results = run(
+        args.workers, _real_worker, [(start_at, batches[i :: args.workers]) for i in range(args.workers)]
+    )
     invoices = sum(r["invoices"] for r in results)
     failed = sum(r["failed"] for r in results)
     rate = invoices / real_time

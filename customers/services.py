@@ -12,7 +12,7 @@ from billing_site.errors import Conflict, NotFound
 from billing_site.fields import metadata_clean, metadata_merge
 from billing_site.locks import LockRank, lock_first
 from customers.models import Customer, CustomerUser
-from webhooks.services import event_emit
+from webhooks.services import event_emit, object_event_emit
 
 ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
 _UPDATABLE = ("name", "email", "currency", "tax_exempt", "provider", "provider_customer_id")
@@ -42,30 +42,6 @@ def user_snapshot(user: CustomerUser) -> dict[str, Any]:
         "name": user.name,
         "status": user.status,
     }
-
-
-def _emit_customer(customer: Customer, type_: str, now: datetime, previous: dict[str, Any] | None = None) -> None:
-    event_emit(
-        type=type_,
-        object_type="customer",
-        object_id=customer.id,
-        customer_id=customer.id,
-        data=customer_snapshot(customer),
-        previous_attributes=previous,
-        now=now,
-    )
-
-
-def _emit_user(user: CustomerUser, type_: str, now: datetime, previous: dict[str, Any] | None = None) -> None:
-    event_emit(
-        type=type_,
-        object_type="customer_user",
-        object_id=user.id,
-        customer_id=user.customer_id,
-        data=user_snapshot(user),
-        previous_attributes=previous,
-        now=now,
-    )
 
 
 def _exists_conflict(existing: Customer) -> Conflict:
@@ -118,7 +94,7 @@ def customer_create(
     try:
         with transaction.atomic():
             customer.save(force_insert=True)
-            _emit_customer(customer, "customer.created", now)
+            object_event_emit(type="customer.created", obj=customer, data=customer_snapshot(customer), now=now)
     except IntegrityError:
         # Lost a race with a concurrent create of the same external_id: the constraint decided.
         existing = Customer.objects.filter(external_id=external_id).first()
@@ -165,7 +141,9 @@ def customer_update(*, customer: Customer, changes: dict[str, Any], now: datetim
                     code="provider_customer_exists",
                     param="provider_customer_id",
                 ) from None
-            _emit_customer(locked, "customer.updated", now, previous)
+            object_event_emit(
+                type="customer.updated", obj=locked, data=customer_snapshot(locked), now=now, previous=previous
+            )
     return locked
 
 
@@ -175,7 +153,7 @@ def customer_delete(*, customer: Customer, now: datetime) -> Customer:
         locked = _live(_lock_customer(customer.id))
         Customer.objects.filter(pk=locked.pk).update(status=Customer.Status.DELETED, deleted_at=now, updated_at=now)
         locked.refresh_from_db()
-        _emit_customer(locked, "customer.deleted", now)
+        object_event_emit(type="customer.deleted", obj=locked, data=customer_snapshot(locked), now=now)
     return locked
 
 
@@ -188,7 +166,7 @@ def customer_restore(*, customer: Customer, now: datetime) -> Customer:
             raise Conflict(f"Customer {locked.id} was purged and cannot be restored.", code="customer_purged")
         Customer.objects.filter(pk=locked.pk).update(status=Customer.Status.ACTIVE, deleted_at=None, updated_at=now)
         locked.refresh_from_db()
-        _emit_customer(locked, "customer.restored", now)
+        object_event_emit(type="customer.restored", obj=locked, data=customer_snapshot(locked), now=now)
     return locked
 
 
@@ -233,7 +211,13 @@ def customer_set_status(*, customer: Customer, active: bool, now: datetime) -> t
         changed = Customer.objects.filter(pk=locked.pk, status=old).update(status=new, updated_at=now) == 1
         if changed:
             locked.refresh_from_db()
-            _emit_customer(locked, "customer.activated" if active else "customer.deactivated", now, {"status": old})
+            object_event_emit(
+                type="customer.activated" if active else "customer.deactivated",
+                obj=locked,
+                data=customer_snapshot(locked),
+                now=now,
+                previous={"status": old},
+            )
     return locked, changed
 
 
@@ -263,7 +247,7 @@ def customer_user_create(
                 user.save(force_insert=True)
         except IntegrityError:
             raise _user_conflict(locked, external_id, email) from None
-        _emit_user(user, "customer_user.created", now)
+        object_event_emit(type="customer_user.created", obj=user, data=user_snapshot(user), now=now)
     return user
 
 
@@ -291,7 +275,9 @@ def customer_user_update(*, user: CustomerUser, changes: dict[str, Any], now: da
                     locked.save()
             except IntegrityError:
                 raise _user_conflict(locked.customer, locked.external_id, locked.email) from None
-            _emit_user(locked, "customer_user.updated", now, previous)
+            object_event_emit(
+                type="customer_user.updated", obj=locked, data=user_snapshot(locked), now=now, previous=previous
+            )
     return locked
 
 
@@ -306,7 +292,13 @@ def customer_user_set_enabled(*, user: CustomerUser, enabled: bool, now: datetim
         locked = _lock_user(user)
         if CustomerUser.objects.filter(pk=locked.pk, status=old).update(status=new, updated_at=now):
             locked.refresh_from_db()
-            _emit_user(locked, "customer_user.enabled" if enabled else "customer_user.disabled", now, {"status": old})
+            object_event_emit(
+                type="customer_user.enabled" if enabled else "customer_user.disabled",
+                obj=locked,
+                data=user_snapshot(locked),
+                now=now,
+                previous={"status": old},
+            )
     return locked
 
 
@@ -317,5 +309,5 @@ def customer_user_delete(*, user: CustomerUser, now: datetime) -> CustomerUser:
             deleted_at=now, status=CustomerUser.Status.DISABLED, updated_at=now
         )
         locked.refresh_from_db()
-        _emit_user(locked, "customer_user.deleted", now)
+        object_event_emit(type="customer_user.deleted", obj=locked, data=user_snapshot(locked), now=now)
     return locked

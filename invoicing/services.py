@@ -34,10 +34,6 @@ from webhooks.services import event_emit, object_event_emit
 Status = Invoice.Status
 
 
-def _emit(invoice: Invoice, type_: str, now: datetime, previous: dict[str, Any] | None = None) -> None:
-    object_event_emit(type=type_, obj=invoice, data=invoice_snapshot(invoice), now=now, previous=previous)
-
-
 def _illegal(invoice: Invoice, action: str) -> Conflict:
     return Conflict(f"Invoice {invoice.id} is {invoice.status}; it cannot be {action}.", code="invoice_status_conflict")
 
@@ -52,9 +48,21 @@ def invoice_finalize(*, invoice: Invoice, now: datetime) -> Invoice:
         # The number last: the sequence row stays locked only until this transaction commits.
         locked.number = allocate_numbers("invoice", settings.INVOICE_NUMBER_PREFIX, 1)[0]
         locked.save()
-        _emit(locked, "invoice.finalized", now, {"status": Status.DRAFT})
+        object_event_emit(
+            type="invoice.finalized",
+            obj=locked,
+            data=invoice_snapshot(locked),
+            now=now,
+            previous={"status": Status.DRAFT},
+        )
         if nothing_due:
-            _emit(locked, "invoice.paid", now, {"status": Status.OPEN})
+            object_event_emit(
+                type="invoice.paid",
+                obj=locked,
+                data=invoice_snapshot(locked),
+                now=now,
+                previous={"status": Status.OPEN},
+            )
         invoice_finalized_hooks_run([locked], now)
     return locked
 
@@ -71,7 +79,7 @@ def _transition(
             raise _illegal(current, action)
         previous = {"status": current.status}
         current.refresh_from_db()
-        _emit(current, event, now, previous)
+        object_event_emit(type=event, obj=current, data=invoice_snapshot(current), now=now, previous=previous)
     return current
 
 
@@ -128,7 +136,9 @@ def invoice_settle(invoice: Invoice, *, amount: int, field: str | None, now: dat
         raise Conflict(f"Invoice {invoice.id} changed concurrently; retry.", code="invoice_status_conflict")
     invoice.refresh_from_db()
     if remaining == 0:
-        _emit(invoice, "invoice.paid", now, {"status": Status.OPEN})
+        object_event_emit(
+            type="invoice.paid", obj=invoice, data=invoice_snapshot(invoice), now=now, previous={"status": Status.OPEN}
+        )
     return invoice
 
 
