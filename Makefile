@@ -1,5 +1,6 @@
 # The two commands: `make run` (set up and start everything, no external service) and `make test`.
 PYTHON ?= python3
+PORT   ?= 8000
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
@@ -14,9 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## Start web (127.0.0.1:8000) + Celery worker with embedded beat on SQLite and a filesystem broker.
+## Start web (127.0.0.1:$(PORT), default 8000) + Celery worker with embedded beat on SQLite and a filesystem broker.
 run: install
-	@bash bin/dev-run
+	@PORT=$(PORT) bash bin/dev-run
 
 ## The whole suite. SQLite by default; set DATABASE_URL/REDIS_URL to run it on Postgres and Redis.
 test: install

@@ -271,3 +271,23 @@ def test_transfer_lookup_key_moves_it_in_one_step(api):
     assert [row["id"] for row in api.get("/api/v1/prices", {"lookup_key": "pro"}).json()["data"]] == [
         response.json()["id"]
     ]
+
+
+def test_volume_is_accepted_as_the_common_name_of_total_tiers(api):
+    body = {
+        "type": "standalone",
+        "duration": {"amount": 1, "unit": "month"},
+        "amount": {
+            "model": "tiered",
+            "currency": "usd",
+            "mode": "volume",
+            "tiers": [{"up_to": "100", "unit": "2", "flat": 0}, {"up_to": None, "unit": "1", "flat": 0}],
+        },
+    }
+    created = api.post("/api/v1/prices", body, format="json")
+    assert created.status_code == 201, created.json()
+    amount = created.json()["amount"]
+    assert amount["mode"] == "total"
+    assert amount["tiers"][0]["up_to"] == "100"  # a decimal string, as documented
+    quote = api.post(f"/api/v1/prices/{created.json()['id']}/quote", {"quantity": "150"}, format="json").json()
+    assert quote["amount"] == 150  # 150 units, all at the price of the tier 150 falls in (1 minor unit each)

@@ -180,3 +180,9 @@ def test_purge_erases_personal_data_and_frees_the_external_id(api):
     response = api.post("/api/v1/customers", {"external_id": "tenant-p"}, format="json")
     assert response.status_code == 201
     assert response.json()["id"] != customer.id
+
+
+def test_a_customer_created_without_a_name_reads_null_not_empty(api):
+    body = api.post("/api/v1/customers", {"external_id": "tenant-nameless"}, format="json").json()
+    assert body["name"] is None
+    assert api.get(f"/api/v1/customers/{body['id']}").json()["name"] is None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from django.conf import settings
@@ -33,10 +34,11 @@ class Command(BaseCommand):
             key_file.parent.mkdir(parents=True, exist_ok=True)
             key_file.write_text(raw + "\n")
             key_file.chmod(0o600)
+        port = os.environ.get("PORT", "8000")  # what `make run PORT=...` serves on
         self.stdout.write(
             "\n"
-            f"  Admin:    http://127.0.0.1:8000/admin/   user '{DEMO_USER}', password '{DEMO_PASSWORD}'\n"
+            f"  Admin:    http://127.0.0.1:{port}/admin/   user '{DEMO_USER}', password '{DEMO_PASSWORD}'\n"
             f"  API key:  {raw}   (scope: admin)\n"
-            f"  API docs: http://127.0.0.1:8000/api/docs/\n"
-            f"  Try:      curl -H 'Authorization: Bearer {raw}' http://127.0.0.1:8000/api/v1/customers\n"
+            f"  API docs: http://127.0.0.1:{port}/api/docs/\n"
+            f"  Try:      curl -H 'Authorization: Bearer {raw}' http://127.0.0.1:{port}/api/v1/customers\n"
         )
