@@ -154,8 +154,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # worker per group). `default`: sweeps and cheap tasks; `billing`: renewal batches; `collection`: provider
 # calls (charges, refunds, resolving lost answers); `webhooks`: outbound deliveries and inbound events;
 # `metering`: usage side jobs (roll-ups, usage push); `documents`: PDF rendering. A worker that should do
-# everything consumes all of CELERY_QUEUES (as `make run`'s does).
-CELERY_QUEUES = ("default", "billing", "collection", "webhooks", "metering", "documents")
+# everything consumes all of BILLING_QUEUES (as `make run`'s does).
+BILLING_QUEUES = ("default", "billing", "collection", "webhooks", "metering", "documents")
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "billing.run_job": {"queue": "default"},

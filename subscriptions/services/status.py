@@ -16,7 +16,7 @@ from typing import Any
 
 from billing_site.errors import Conflict
 from subscriptions.models import Subscription, SubscriptionItem
-from subscriptions.serializers import SubscriptionOutput
+from subscriptions.serializers import subscription_data
 from subscriptions.services.builder import SubscriptionInvoiceWriter
 from webhooks.services import object_event_emit
 
@@ -34,15 +34,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 def subscription_snapshot(sub: Subscription, items: list[SubscriptionItem] | None = None) -> dict[str, Any]:
-    """The subscription as the API shows it. `items` (all of them, removed ones included) saves the query
-    when the caller has them already (renewal reads a whole batch's items at once)."""
-    if items is not None:
-        sub._prefetched_objects_cache = {"items": items}  # what prefetch_related("items") would set
-    try:
-        return dict(SubscriptionOutput(sub).data)
-    finally:
-        if items is not None:
-            del sub._prefetched_objects_cache
+    """The subscription as the API shows it (`GET /subscriptions/{id}`). `items` (all of them, removed ones
+    included) saves the query when the caller has them already (renewal reads a batch's items at once)."""
+    return subscription_data(sub, items)
 
 
 def subscription_event_emit(

@@ -4,6 +4,7 @@ bad input (400 naming the field, nothing written), scopes and the outbox."""
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.utils import timezone
@@ -210,3 +211,24 @@ def test_idempotency_key_replays_a_create(api, catalog):
     two = api.post(URL, payload, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
     assert one.status_code == two.status_code == 201
     assert one.json() == two.json() and Subscription.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_fast_rendering_is_what_the_declared_fields_render():
+    """`SubscriptionOutput` renders through `subscription_data` (fast, shared with events); the declared
+    fields are the schema. Both must say the same, in every state a subscription can be in."""
+    from rest_framework import serializers as drf
+
+    from subscriptions.serializers import SubscriptionOutput, subscription_data
+    from subscriptions.services.lifecycle import subscription_cancel
+    from subscriptions.tests.support import T0, fixed_price, metered_price, subscribe
+
+    trialing, _ = subscribe(None, fixed_price("1000"), quantity=Decimal("2.5"), trial_end=T0 + timedelta(days=3))
+    active, _ = subscribe(None, fixed_price("1000"), metered_price(), metadata={"plan": "pro"})
+    ended, _ = subscribe(None, fixed_price("1000"))
+    subscription_cancel(subscription=ended, at_period_end=False, prorate=False, now=T0 + timedelta(days=1))
+    for sub in (trialing, active, ended):
+        sub.refresh_from_db()
+        declared = drf.Serializer.to_representation(SubscriptionOutput(), sub)
+        assert subscription_data(sub) == dict(declared)
+        assert set(subscription_data(sub)) == set(SubscriptionOutput().fields)
