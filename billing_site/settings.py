@@ -286,6 +286,24 @@ STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", "https://api.stripe.com")
 check_url("STRIPE_API_BASE", STRIPE_API_BASE, ("https", "http"))
 
+# --- SaaS control plane (sbt-aws) ----------------------------------------------------------------
+# Answers to control-plane events (sbt_aws_billingSuccess / sbt_aws_billingFailure) go to this EventBridge
+# bus (a name or an ARN) through boto3's put_events; unset, no answer is sent. Credentials come from
+# boto3's usual chain (environment, instance or task role); never from here.
+SBT_EVENT_BUS_NAME = env_str("SBT_EVENT_BUS_NAME")
+# The bus's region; unset, the region of an ARN bus, else boto3's chain (AWS_REGION, AWS_DEFAULT_REGION).
+SBT_EVENT_BUS_REGION = env_str("SBT_EVENT_BUS_REGION")
+# The `source` of our answers: sbt-aws listens for billingSuccess/billingFailure from the control plane's.
+SBT_EVENT_SOURCE = env_str("SBT_EVENT_SOURCE", "sbt.control.plane")
+if SBT_EVENT_SOURCE is not None and not 1 <= len(SBT_EVENT_SOURCE) <= 256:
+    raise EnvError("SBT_EVENT_SOURCE must be 1-256 characters")
+# Offboarding ends every subscription now (final usage billed); then each open invoice of the tenant is
+# either collected at once (`collect`: credits, balance, its payment method) or left open with automatic
+# charges stopped, for the operator to settle (`leave_open`).
+CONTROL_PLANE_OFFBOARD_INVOICES = env_choice("CONTROL_PLANE_OFFBOARD_INVOICES", "collect", ("collect", "leave_open"))
+# Whether offboarding credits the unused part of periods already billed in advance (as cancel's `prorate`).
+CONTROL_PLANE_OFFBOARD_PRORATE = env_bool("CONTROL_PLANE_OFFBOARD_PRORATE", False)
+
 # --- Logging --------------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,
