@@ -16,3 +16,7 @@ class PaymentsConfig(AppConfig):
         hook_register(on_invoice_finalized, invoices_negative_total_credit)
         # A new invoice with something due is collected by the next run of the collection job.
         hook_register(on_invoice_finalized, schedule_first_attempt)
+        # Offboarding (customers receives it): the tenant's open invoices are collected or left open.
+        from payments import control_plane
+
+        control_plane.register()

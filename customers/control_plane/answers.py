@@ -70,8 +70,11 @@ def answer_queue(
         return None
     details = dict(event.details)
     usage = details.get("usage")
-    if isinstance(usage, dict) and len(usage.get("rejections", [])) > MAX_REJECTIONS_IN_ANSWER:
-        details["usage"] = {**usage, "rejections": usage["rejections"][:MAX_REJECTIONS_IN_ANSWER]}
+    if isinstance(usage, dict):  # the counts and the first rejections; the event row keeps every id
+        details["usage"] = {
+            **{key: value for key, value in usage.items() if key != "events"},
+            "rejections": usage.get("rejections", [])[:MAX_REJECTIONS_IN_ANSWER],
+        }
     answer = ControlPlaneAnswer(event=event, source=settings.SBT_EVENT_SOURCE, created_at=now, next_attempt_at=now)
     detail: dict[str, Any] = {
         "answerId": answer.id,
