@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist
 
 from billing_site.errors import InvalidRequest
 from billing_site.tasks import enqueue
@@ -41,8 +42,26 @@ def tenant_onboarded(*, request: ControlPlaneRequest, customer: Customer) -> dic
             param="detail.tier",
             code="unknown_tier",
         )
+    applied = _billing_mode_apply(customer, tier.billing_mode)
     sub, invoice = tier_subscribe(tier=tier, customer=customer, now=request.now, param="detail.tier")
-    return {"tier": tier.id, "subscription": sub.id, "invoice": invoice.id if invoice else None}
+    return {
+        "tier": tier.id,
+        "billing_mode": tier.billing_mode if applied else None,
+        "subscription": sub.id,
+        "invoice": invoice.id if invoice else None,
+    }
+
+
+def _billing_mode_apply(customer: Customer, mode: str) -> bool:
+    """`Customer.billing_mode` (native|provider) comes with issue 12 on another branch: the tier's mode is
+    set on the new customer when the field exists, and is only kept on the tier until then."""
+    try:
+        Customer._meta.get_field("billing_mode")
+    except FieldDoesNotExist:
+        return False
+    Customer.objects.filter(pk=customer.pk).update(billing_mode=mode)
+    customer.billing_mode = mode  # type: ignore[attr-defined]
+    return True
 
 
 def tenant_offboarding(*, request: ControlPlaneRequest, customer: Customer) -> dict[str, Any]:
