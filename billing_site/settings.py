@@ -233,6 +233,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
+    # Subscriptions and tiers share one collection-method enum (issue 13: tiers); named here because
+    # invoicing's field of the same name is another choice set.
+    "ENUM_NAME_OVERRIDES": {"SubscriptionCollectionMethodEnum": "subscriptions.models.Subscription.CollectionMethod"},
 }
 
 # --- Billing --------------------------------------------------------------------------------------
