@@ -11,6 +11,9 @@ from rest_framework.test import APIClient
 
 from billing_site.services import api_key_create
 
+# --- The control plane's EventBridge bus, stubbed (issue 13): the `bus` fixture --------------------
+pytest_plugins = ["customers.tests.eventbridge"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `postgres` need real row locks and concurrent connections; on SQLite they are reported

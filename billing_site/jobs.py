@@ -80,6 +80,14 @@ JOBS: tuple[Job, ...] = (
         description="Collect open charge_automatically invoices whose first attempt or dunning retry is due "
         "(credits, balance, then the provider); mark overdue send_invoice subscriptions past_due.",
     ),
+    # --- control plane (sbt-aws) ---
+    Job(
+        name="send_control_plane_answers",
+        function="customers.control_plane.answers.answers_send_job",
+        schedule=timedelta(minutes=1),
+        description="Queue every billingSuccess/billingFailure answer to the control plane's EventBridge bus "
+        "that is due: retries, and anything a crash or a broker outage left unsent.",
+    ),
     # --- webhooks ---
     Job(
         name="deliver_webhooks",

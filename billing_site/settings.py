@@ -252,6 +252,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
+    # Subscriptions and tiers share one collection-method enum (issue 13: tiers); named here because
+    # invoicing's field of the same name is another choice set.
+    "ENUM_NAME_OVERRIDES": {"SubscriptionCollectionMethodEnum": "subscriptions.models.Subscription.CollectionMethod"},
 }
 
 # --- Billing --------------------------------------------------------------------------------------
@@ -331,6 +334,24 @@ except (_babel.UnknownLocaleError, ValueError):
     raise EnvError(
         f"DOCUMENT_LOCALE must be a CLDR locale such as en, de, fr_CA or ja, got {DOCUMENT_LOCALE!r}"
     ) from None
+
+# --- SaaS control plane (sbt-aws) ----------------------------------------------------------------
+# Answers to control-plane events (sbt_aws_billingSuccess / sbt_aws_billingFailure) go to this EventBridge
+# bus (a name or an ARN) through boto3's put_events; unset, no answer is sent. Credentials come from
+# boto3's usual chain (environment, instance or task role); never from here.
+SBT_EVENT_BUS_NAME = env_str("SBT_EVENT_BUS_NAME")
+# The bus's region; unset, the region of an ARN bus, else boto3's chain (AWS_REGION, AWS_DEFAULT_REGION).
+SBT_EVENT_BUS_REGION = env_str("SBT_EVENT_BUS_REGION")
+# The `source` of our answers: sbt-aws listens for billingSuccess/billingFailure from the control plane's.
+SBT_EVENT_SOURCE = env_str("SBT_EVENT_SOURCE", "sbt.control.plane")
+if SBT_EVENT_SOURCE is not None and not 1 <= len(SBT_EVENT_SOURCE) <= 256:
+    raise EnvError("SBT_EVENT_SOURCE must be 1-256 characters")
+# Offboarding ends every subscription now (final usage billed); then each open invoice of the tenant is
+# either collected at once (`collect`: credits, balance, its payment method) or left open with automatic
+# charges stopped, for the operator to settle (`leave_open`).
+CONTROL_PLANE_OFFBOARD_INVOICES = env_choice("CONTROL_PLANE_OFFBOARD_INVOICES", "collect", ("collect", "leave_open"))
+# Whether offboarding credits the unused part of periods already billed in advance (as cancel's `prorate`).
+CONTROL_PLANE_OFFBOARD_PRORATE = env_bool("CONTROL_PLANE_OFFBOARD_PRORATE", False)
 
 # --- Logging --------------------------------------------------------------------------------------
 LOGGING = {

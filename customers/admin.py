@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import json
+
 from django.contrib import admin
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
 from billing_site.admin import admin_each
 from customers import services
-from customers.models import ControlPlaneEvent, Customer, CustomerUser
+from customers.control_plane.answers import answer_resend
+from customers.models import ControlPlaneAnswer, ControlPlaneEvent, Customer, CustomerUser
 
 
 class CustomerUserInline(admin.TabularInline):
@@ -85,15 +90,73 @@ class CustomerUserAdmin(admin.ModelAdmin):
         return False
 
 
+def _pretty(value: object) -> str:
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
 @admin.register(ControlPlaneEvent)
 class ControlPlaneEventAdmin(admin.ModelAdmin):
-    list_display = ("received_at", "detail_type", "tenant_id", "status", "result", "envelope_id")
+    list_display = ("received_at", "detail_type", "tenant_id", "status", "result", "rejected_usage", "envelope_id")
     list_filter = ("status", "detail_type")
     search_fields = ("tenant_id", "envelope_id")
-    readonly_fields = [f.name for f in ControlPlaneEvent._meta.fields]
+    readonly_fields = [
+        *(f.name for f in ControlPlaneEvent._meta.fields if f.name not in ("payload", "details")),
+        "payload_pretty",
+        "details_pretty",
+        "answer_link",
+    ]
+    exclude = ("payload", "details")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    @admin.display(description="rejected usage")
+    def rejected_usage(self, obj: ControlPlaneEvent) -> int | str:
+        usage = obj.details.get("usage") if isinstance(obj.details, dict) else None
+        return usage.get("rejected", 0) if isinstance(usage, dict) else "-"
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj: ControlPlaneEvent) -> str:
+        return _pretty(obj.payload)
+
+    @admin.display(description="details (usage rejections, subscriptions, invoices)")
+    def details_pretty(self, obj: ControlPlaneEvent) -> str:
+        return _pretty(obj.details)
+
+    @admin.display(description="answer")
+    def answer_link(self, obj: ControlPlaneEvent) -> str:
+        answer = ControlPlaneAnswer.objects.filter(event=obj).first()
+        if answer is None:
+            return "-"
+        url = reverse("admin:customers_controlplaneanswer_change", args=[answer.pk])
+        return format_html('<a href="{}">{} ({})</a>', url, answer.detail_type, answer.status)
+
+
+@admin.register(ControlPlaneAnswer)
+class ControlPlaneAnswerAdmin(admin.ModelAdmin):
+    list_display = ("id", "detail_type", "status", "attempt_count", "next_attempt_at", "last_error", "sent_at")
+    list_filter = ("status", "detail_type")
+    search_fields = ("=id", "event__tenant_id", "event__envelope_id", "bus_event_id")
+    readonly_fields = [*(f.name for f in ControlPlaneAnswer._meta.fields if f.name != "detail"), "detail_pretty"]
+    exclude = ("detail",)
+    actions = ("send_again",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.display(description="detail")
+    def detail_pretty(self, obj: ControlPlaneAnswer) -> str:
+        return _pretty(obj.detail)
+
+    @admin.action(description="Send again (restarts the retry schedule)")
+    def send_again(self, request, queryset):  # type: ignore[no-untyped-def]
+        admin_each(request, queryset, lambda a, now: answer_resend(answer=a, now=now), "Queued")

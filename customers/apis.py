@@ -188,11 +188,14 @@ class ControlPlaneEventApi(ApiView):
         responses={202: ControlPlaneEventOutput},
     )
     def post(self, request: Request) -> Response:
-        event = control_plane.control_plane_event_receive(envelope=request.data, now=timezone.now())
+        # The raw body, not request.data: the control plane's parser stores whatever arrives (see
+        # customers.control_plane.envelope), where DRF's would fail before anything is recorded.
+        event = control_plane.control_plane_event_receive(body=request.body, now=timezone.now())
         body: dict[str, Any] = {
             "status": event.status,
             "detail_type": event.detail_type,
             "customer": event.customer_id,
             "result": event.result,
+            "details": event.details,
         }
         return Response(body, status=status.HTTP_202_ACCEPTED)

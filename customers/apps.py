@@ -12,6 +12,8 @@ class CustomersConfig(AppConfig):
         tenant_resolver_register(customer_id_for_tenant)
 
         from customers import provider_events, webhook_objects
+        from customers.control_plane import handlers as control_plane_handlers
 
         webhook_objects.register()
         provider_events.register()
+        control_plane_handlers.register()

@@ -138,6 +138,9 @@ class ControlPlaneEvent(models.Model):
     payload = models.JSONField()
     status = models.CharField(max_length=20, choices=Status.choices)
     result = models.CharField(max_length=500, blank=True)
+    # What the handlers did beyond `result`: the subscription a tier created, the invoices offboarding
+    # issued, and for ingestUsage the counts and every rejected usage event with its code.
+    details = models.JSONField(default=dict, blank=True)
     customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     received_at = models.DateTimeField()
 
@@ -146,3 +149,50 @@ class ControlPlaneEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.detail_type} {self.tenant_id} ({self.status})"
+
+
+class ControlPlaneAnswer(models.Model):
+    """The answer to one control-plane event (`sbt_aws_billingSuccess` / `sbt_aws_billingFailure`), put on
+    the EventBridge bus `SBT_EVENT_BUS_NAME`.
+
+    This table is the answers' outbox: a row is written in the transaction that applies (or rejects) the
+    event, so an answer exists exactly when the event's effect committed, and at most one per event (the
+    one-to-one key). Sending happens after the commit, outside any transaction, claimed by compare-and-set
+    of `claim_token` with a lease; a failed send is retried on `RETRY_SCHEDULE`. Delivery is at least once
+    (EventBridge has no idempotency key): consumers de-duplicate on `detail.answerId`.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    id = PublicIdField("cpa")
+    event = models.OneToOneField(ControlPlaneEvent, on_delete=models.PROTECT, related_name="answer")
+    source = models.CharField(max_length=255)
+    detail_type = models.CharField(max_length=100)
+    detail = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempt_count = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=32, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    # The id EventBridge gave the entry it accepted.
+    bus_event_id = models.CharField(max_length=255, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="sent") | Q(sent_at__isnull=False), name="cp_answer_sent_has_sent_at"
+            ),
+        ]
+        indexes = [
+            # The sweep's query: pending answers whose (next) attempt is due.
+            models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="cp_answer_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.detail_type} for event {self.event_id} ({self.status})"

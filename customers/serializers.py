@@ -111,7 +111,8 @@ class ControlPlaneEventInput(serializers.Serializer):
 
 
 class ControlPlaneEventOutput(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["applied", "no_effect", "duplicate", "ignored"])
+    status = serializers.ChoiceField(choices=["applied", "no_effect", "duplicate", "ignored", "rejected"])
     detail_type = serializers.CharField()
     customer = serializers.CharField(allow_null=True)
     result = serializers.CharField()
+    details = serializers.DictField(help_text="What the event did: subscriptions, invoices, usage outcomes.")

@@ -319,6 +319,15 @@ def _resolve(parsed: list[ParsedEvent], rejected: dict[int, EventRejected]) -> l
         if found[1] == Customer.Status.DELETED:
             rejected[p.index] = EventRejected("customer_deleted", f"Customer {p.customer_ref!r} is deleted.", param)
             continue
+        if found[1] == Customer.Status.DEACTIVATED:
+            # Suspended by the control plane (deactivateRequest): usage is refused, not queued, until the
+            # tenant is activated again; what it used before the suspension is still billed.
+            rejected[p.index] = EventRejected(
+                "customer_deactivated",
+                f"Customer {p.customer_ref!r} is deactivated; usage is refused until it is activated again.",
+                param,
+            )
+            continue
         meter = meters.get(p.meter_code)
         if meter is None:
             rejected[p.index] = EventRejected("meter_not_found", f"No meter with code {p.meter_code!r}.", "meter")

@@ -22,3 +22,8 @@ class PaymentsConfig(AppConfig):
         from payments.documents import invoice_settlement_read
 
         hook_register(invoice_settlement_providers, invoice_settlement_read)
+
+        # Offboarding (customers receives it): the tenant's open invoices are collected or left open.
+        from payments import control_plane
+
+        control_plane.register()

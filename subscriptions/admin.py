@@ -6,13 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from billing_site.admin import admin_each
+from billing_site.errors import InvalidRequest
 from subscriptions.locks import lock_subscription
-from subscriptions.models import Subscription, SubscriptionItem
+from subscriptions.models import Subscription, SubscriptionItem, Tier, TierItem
 from subscriptions.services import lifecycle, renewal
+from subscriptions.services.tiers import tier_items_resolve, tier_snapshot
+from webhooks.services import object_event_emit
 
 
 class SubscriptionItemInline(admin.TabularInline):
@@ -77,3 +83,52 @@ class SubscriptionAdmin(admin.ModelAdmin):
                 messages.info(request, f"{sub.pk}: nothing due before {now:%Y-%m-%d %H:%M} UTC.")
 
         admin_each(request, queryset, bill, "Billed")
+
+
+class TierItemFormSet(BaseInlineFormSet):
+    def clean(self) -> None:
+        """The same rule as the API: every lookup key names an active price and together they make one
+        valid subscription (a tier that cannot subscribe anyone must not be saved)."""
+        super().clean()
+        items = [
+            {"lookup_key": form.cleaned_data["lookup_key"], "quantity": form.cleaned_data.get("quantity")}
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        if not items:
+            raise ValidationError("A tier needs at least one price.")
+        try:
+            tier_items_resolve(items)
+        except InvalidRequest as exc:
+            raise ValidationError(exc.message) from None
+
+
+class TierItemInline(admin.TabularInline):
+    model = TierItem
+    formset = TierItemFormSet
+    extra = 1
+    fields = ("position", "lookup_key", "quantity")
+
+
+@admin.register(Tier)
+class TierAdmin(admin.ModelAdmin):
+    list_display = ("name", "id", "trial_days", "billing_mode", "collection_method", "active", "updated_at")
+    list_filter = ("active", "billing_mode")
+    search_fields = ("name", "=id")
+    readonly_fields = ("id", "created_at", "updated_at")
+    inlines = (TierItemInline,)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # archive with "active" instead: onboarding then refuses the tier with a reason
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        tier = form.instance
+        # The admin's own transaction is still open: the event commits with the change, as from the API.
+        object_event_emit(
+            type="tier.updated" if change else "tier.created",
+            obj=tier,
+            data=tier_snapshot(tier),
+            now=timezone.now(),
+            customer_id="",
+        )

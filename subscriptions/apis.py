@@ -13,12 +13,21 @@ from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
 from billing_site.errors import InvalidRequest
+from billing_site.tenancy import OPERATORS_ONLY
 from catalog.models import Coupon, Price
 from customers.selectors import customer_from_input
 from invoicing.serializers import InvoiceOutput, draft_data
 from subscriptions import selectors
-from subscriptions.serializers import CancelInput, ChangeInput, SubscriptionCreateInput, SubscriptionOutput
-from subscriptions.services import lifecycle, preview
+from subscriptions.serializers import (
+    CancelInput,
+    ChangeInput,
+    SubscriptionCreateInput,
+    SubscriptionOutput,
+    TierCreateInput,
+    TierOutput,
+    TierUpdateInput,
+)
+from subscriptions.services import lifecycle, preview, tiers
 from subscriptions.services.lifecycle import ItemSpec
 
 _LIST = [OpenApiParameter("limit", int), OpenApiParameter("cursor", str)]
@@ -140,3 +149,43 @@ class UpcomingInvoiceApi(ApiView):
         sub = selectors.subscription_get(subscription_id=subscription_id)
         draft = preview.subscription_upcoming_invoice(subscription=sub, now=timezone.now())
         return Response(InvoiceOutput(draft_data(draft)).data)
+
+
+# --- Tiers ----------------------------------------------------------------------------------------
+
+
+class TierListCreateApi(ApiView):
+    """The control plane's tiers and the plan each subscribes a new tenant to (operator configuration)."""
+
+    scope_resource = "billing"
+    tenant_access = {"GET": OPERATORS_ONLY, "POST": OPERATORS_ONLY}
+
+    @extend_schema(
+        operation_id="tiers_list",
+        parameters=[*_LIST, OpenApiParameter("name", str), OpenApiParameter("active", bool)],
+        responses=paginated_schema(TierOutput),
+    )
+    def get(self, request: Request) -> Response:
+        return paginate(request, selectors.tier_list(filters=request.query_params), TierOutput)
+
+    @extend_schema(operation_id="tiers_create", request=TierCreateInput, responses={201: TierOutput})
+    def post(self, request: Request) -> Response:
+        data = validate_input(TierCreateInput, request.data)
+        tier = tiers.tier_create(**data, now=timezone.now())
+        return Response(TierOutput(selectors.tier_get(tier_id=tier.id)).data, status=status.HTTP_201_CREATED)
+
+
+class TierDetailApi(ApiView):
+    scope_resource = "billing"
+    tenant_access = {"GET": OPERATORS_ONLY, "PATCH": OPERATORS_ONLY}
+
+    @extend_schema(operation_id="tiers_retrieve", responses=TierOutput)
+    def get(self, request: Request, tier_id: str) -> Response:
+        return Response(TierOutput(selectors.tier_get(tier_id=tier_id)).data)
+
+    @extend_schema(operation_id="tiers_update", request=TierUpdateInput, responses=TierOutput)
+    def patch(self, request: Request, tier_id: str) -> Response:
+        tier = selectors.tier_get(tier_id=tier_id)
+        changes = validate_input(TierUpdateInput, request.data, partial=True)
+        tier = tiers.tier_update(tier=tier, changes=changes, now=timezone.now())
+        return Response(TierOutput(selectors.tier_get(tier_id=tier.id)).data)

@@ -5,6 +5,8 @@ class SubscriptionsConfig(AppConfig):
     name = "subscriptions"
 
     def ready(self) -> None:
-        from subscriptions import webhook_objects
+        from subscriptions import control_plane, webhook_objects
 
         webhook_objects.register()
+        # Onboarding with a tier, offboarding, activation: customers receives the events, we add our part.
+        control_plane.register()

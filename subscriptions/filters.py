@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import django_filters
 
-from subscriptions.models import Subscription
+from subscriptions.models import Subscription, Tier
 
 
 class SubscriptionFilter(django_filters.FilterSet):
@@ -12,3 +12,12 @@ class SubscriptionFilter(django_filters.FilterSet):
     class Meta:
         model = Subscription
         fields = ("customer", "status")
+
+
+class TierFilter(django_filters.FilterSet):
+    name = django_filters.CharFilter(field_name="name", lookup_expr="iexact")
+    active = django_filters.BooleanFilter()
+
+    class Meta:
+        model = Tier
+        fields = ("name", "active")

@@ -27,3 +27,13 @@ def claim_subscriptions(queryset: QuerySet[Subscription], *, limit: int) -> list
         limit=limit,
         order_by=("current_period_end", "id"),
     )
+
+
+def lock_customer_subscriptions(customer_id: str, *, statuses: tuple[str, ...]) -> list[Subscription]:
+    """Lock the customer, then every one of its subscriptions in `statuses` (in id order): what ends all of
+    a tenant's subscriptions at once takes them all before it writes anything else."""
+    lock_customer(customer_id)
+    return lock_rows(
+        Subscription.objects.filter(customer_id=customer_id, status__in=statuses).select_related("customer", "coupon"),
+        LockRank.SUBSCRIPTION,
+    )

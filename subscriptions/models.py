@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Lower
 
 from billing_site.ids import PublicIdField, TimestampedModel
 from catalog.models import Coupon, Price
@@ -112,3 +113,63 @@ class SubscriptionItem(TimestampedModel):
 
     def __str__(self) -> str:
         return f"{self.id} {self.price_id} x {self.quantity}"
+
+
+class Tier(TimestampedModel):
+    """A tier of the control plane (the `tier` of an onboarding event) and the plan a new tenant of that
+    tier is subscribed to: prices by lookup key, a trial, how it pays and who bills it.
+
+    Prices are named by lookup key, not id, so that replacing a price (a new price taking the key with
+    `transfer_lookup_key`) moves every future tenant of the tier onto it without editing the tier; the
+    key is resolved when a tenant is onboarded. Names are unique whatever their case: the control plane
+    says `basic` in one place and `BASIC` in another.
+    """
+
+    class BillingMode(models.TextChoices):
+        NATIVE = "native"  # we invoice and collect
+        PROVIDER = "provider"  # the payment provider bills; we meter and push usage
+
+    id = PublicIdField("tier")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    trial_days = models.PositiveSmallIntegerField(default=0)
+    billing_mode = models.CharField(max_length=10, choices=BillingMode.choices, default=BillingMode.NATIVE)
+    collection_method = models.CharField(
+        max_length=20,
+        choices=Subscription.CollectionMethod.choices,
+        default=Subscription.CollectionMethod.CHARGE_AUTOMATICALLY,
+    )
+    days_until_due = models.PositiveSmallIntegerField(null=True, blank=True)
+    active = models.BooleanField(default=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="tier_name_unique_ci"),
+            models.CheckConstraint(condition=Q(trial_days__lte=730), name="tier_trial_days_max"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+
+class TierItem(models.Model):
+    """One price of a tier's plan, by lookup key. A licensed price has a quantity (default 1); a metered
+    price has none (its quantity is the usage)."""
+
+    tier = models.ForeignKey(Tier, on_delete=models.CASCADE, related_name="items")
+    lookup_key = models.CharField(max_length=200)
+    quantity = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tier", "lookup_key"], name="tier_item_lookup_key_unique"),
+            models.CheckConstraint(
+                condition=Q(quantity__isnull=True) | Q(quantity__gte=0), name="tier_item_quantity_non_negative"
+            ),
+        ]
+        ordering = ("tier", "position")
+
+    def __str__(self) -> str:
+        return f"{self.lookup_key} x {self.quantity}"

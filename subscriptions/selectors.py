@@ -7,8 +7,8 @@ from django.db.models import QuerySet
 
 from billing_site.errors import NotFound
 from billing_site.selectors import apply_filters
-from subscriptions.filters import SubscriptionFilter
-from subscriptions.models import Subscription
+from subscriptions.filters import SubscriptionFilter, TierFilter
+from subscriptions.models import Subscription, Tier
 
 
 def subscription_get(*, subscription_id: str) -> Subscription:
@@ -20,3 +20,19 @@ def subscription_get(*, subscription_id: str) -> Subscription:
 
 def subscription_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Subscription]:
     return apply_filters(SubscriptionFilter, filters or {}, Subscription.objects.prefetch_related("items"))
+
+
+def tier_get(*, tier_id: str) -> Tier:
+    tier = Tier.objects.prefetch_related("items").filter(pk=tier_id).first()
+    if tier is None:
+        raise NotFound(f"No such tier: {tier_id}", param="id")
+    return tier
+
+
+def tier_get_by_name(*, name: str) -> Tier | None:
+    """The tier a control-plane event names, whatever the case it is written in."""
+    return Tier.objects.prefetch_related("items").filter(name__iexact=name).first()
+
+
+def tier_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Tier]:
+    return apply_filters(TierFilter, filters or {}, Tier.objects.prefetch_related("items"))

@@ -10,7 +10,7 @@ from rest_framework import serializers
 from billing_site.api import InputSerializer
 from billing_site.fields import DecimalString, MetadataField
 from billing_site.money import decimal_to_str
-from subscriptions.models import Subscription, SubscriptionItem
+from subscriptions.models import Subscription, SubscriptionItem, Tier
 
 
 class ItemInput(InputSerializer):
@@ -133,3 +133,54 @@ def subscription_data(sub: Subscription, items: list[SubscriptionItem] | None = 
         "metadata": sub.metadata,
         "created_at": _time(sub.created_at),
     }
+
+# --- Tiers (the control plane's tier -> plan table) -------------------------------------------------
+
+
+class TierItemInput(InputSerializer):
+    lookup_key = serializers.CharField(max_length=200)
+    quantity = serializers.DecimalField(max_digits=20, decimal_places=6, min_value=0, required=False, allow_null=True)
+
+
+class TierCreateInput(InputSerializer):
+    name = serializers.CharField(max_length=100)
+    items = TierItemInput(many=True, allow_empty=False)
+    trial_days = serializers.IntegerField(min_value=0, max_value=730, required=False, default=0)
+    billing_mode = serializers.ChoiceField(choices=Tier.BillingMode.choices, required=False, default="native")
+    collection_method = serializers.ChoiceField(
+        choices=Subscription.CollectionMethod.choices, required=False, default="charge_automatically"
+    )
+    days_until_due = serializers.IntegerField(min_value=0, max_value=365, required=False, allow_null=True)
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    metadata = MetadataField(required=False)
+
+
+class TierUpdateInput(TierCreateInput):
+    active = serializers.BooleanField(required=False)
+
+
+class TierItemOutput(serializers.Serializer):
+    lookup_key = serializers.CharField()
+    quantity = DecimalString()
+
+
+class TierOutput(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    items = serializers.SerializerMethodField()
+    trial_days = serializers.IntegerField()
+    billing_mode = serializers.CharField()
+    collection_method = serializers.CharField()
+    days_until_due = serializers.IntegerField(allow_null=True)
+    active = serializers.BooleanField()
+    metadata = MetadataField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def get_object(self, obj: Tier) -> str:
+        return "tier"
+
+    def get_items(self, obj: Tier) -> list[dict[str, Any]]:
+        return TierItemOutput(sorted(obj.items.all(), key=lambda i: i.position), many=True).data

@@ -6,10 +6,13 @@ from webhooks.rendering import queryset_renderer, renderer_register
 
 
 def register() -> None:
-    from subscriptions.models import Subscription
-    from subscriptions.serializers import SubscriptionOutput
+    from subscriptions.models import Subscription, Tier
+    from subscriptions.serializers import SubscriptionOutput, TierOutput
 
     renderer_register(
         "subscription",
         queryset_renderer(lambda: Subscription.objects.prefetch_related("items"), lambda s: SubscriptionOutput(s).data),
+    )
+    renderer_register(
+        "tier", queryset_renderer(lambda: Tier.objects.prefetch_related("items"), lambda t: TierOutput(t).data)
     )

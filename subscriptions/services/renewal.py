@@ -27,6 +27,7 @@ from django.db.models import QuerySet
 
 from billing_site.locks import LockRank, lock_rows
 from billing_site.tasks import enqueue_each
+from customers.models import Customer
 from invoicing.drafts import Draft
 from subscriptions.locks import claim_subscriptions
 from subscriptions.models import Subscription
@@ -153,8 +154,13 @@ def renew_batch(subs: list[Subscription], now: datetime) -> int:
     return issued
 
 
-def _due(now: datetime) -> QuerySet[Subscription]:
-    return Subscription.objects.filter(status__in=LIVE, current_period_end__lte=now)
+def subscriptions_due(now: datetime) -> QuerySet[Subscription]:
+    """Live subscriptions whose period has ended. Those of a deactivated customer (suspended by the
+    control plane) wait, except a cancellation at period end, which still takes effect at its boundary:
+    their ended periods are billed, in order, when the customer is activated again."""
+    return Subscription.objects.filter(status__in=LIVE, current_period_end__lte=now).exclude(
+        customer__status=Customer.Status.DEACTIVATED, cancel_at_period_end=False
+    )
 
 
 def subscriptions_renew(*, now: datetime, ids: list[str] | None = None, limit: int | None = None) -> dict[str, int]:
@@ -166,7 +172,7 @@ def subscriptions_renew(*, now: datetime, ids: list[str] | None = None, limit: i
     renewed = invoices = failed = 0
     failed_ids: set[str] = set()
     size = settings.RENEWAL_BATCH_SIZE
-    due = _due(now) if ids is None else _due(now).filter(pk__in=ids)
+    due = subscriptions_due(now) if ids is None else subscriptions_due(now).filter(pk__in=ids)
     while limit is None or renewed < limit:
         with transaction.atomic():
             subs = claim_subscriptions(
@@ -204,7 +210,7 @@ def renew_subscriptions_job(*, now: datetime) -> dict[str, int]:
     cancellations at period end) and enqueue one renewal task per batch of them."""
     from subscriptions.tasks import subscriptions_renew_batch
 
-    ids = list(_due(now).order_by("current_period_end", "id").values_list("id", flat=True))
+    ids = list(subscriptions_due(now).order_by("current_period_end", "id").values_list("id", flat=True))
     size = settings.RENEWAL_BATCH_SIZE
     batches = [(ids[start : start + size], now.isoformat()) for start in range(0, len(ids), size)]
     done = enqueue_each(subscriptions_renew_batch, batches)
