@@ -134,6 +134,7 @@ def subscription_data(sub: Subscription, items: list[SubscriptionItem] | None = 
         "created_at": _time(sub.created_at),
     }
 
+
 # --- Tiers (the control plane's tier -> plan table) -------------------------------------------------
 
 
