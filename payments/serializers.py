@@ -238,6 +238,8 @@ class BalanceTransactionOutput(serializers.Serializer):
     description = NullableCharField()
     invoice = serializers.CharField(source="invoice_id", allow_null=True)
     credit_note = serializers.CharField(source="credit_note_id", allow_null=True)
+    payment_intent = serializers.CharField(source="payment_intent_id", allow_null=True)
+    refund = serializers.CharField(source="refund_id", allow_null=True)
     created_at = serializers.DateTimeField()
 
     def get_object(self, obj: BalanceTransaction) -> str:
