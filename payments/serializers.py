@@ -13,6 +13,7 @@ from payments.models import (
     BalanceTransaction,
     CreditGrant,
     CreditNote,
+    Dispute,
     PaymentIntent,
     PaymentMethod,
     Refund,
@@ -196,6 +197,28 @@ class RefundOutput(serializers.Serializer):
 
     def get_object(self, obj: Refund) -> str:
         return "refund"
+
+
+class DisputeOutput(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    customer = serializers.CharField(source="customer_id")
+    payment_intent = serializers.CharField(source="payment_intent_id")
+    invoice = serializers.CharField(source="invoice_id", allow_null=True)
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    reason = NullableCharField()
+    status = serializers.ChoiceField(choices=Dispute.Status.choices)
+    amount_lost = serializers.IntegerField(help_text="Returned to the cardholder: the amount of a lost dispute.")
+    evidence_due_by = serializers.DateTimeField(allow_null=True)
+    provider = serializers.CharField()
+    provider_ref = serializers.CharField()
+    closed_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def get_object(self, obj: Dispute) -> str:
+        return "dispute"
 
 
 # --- Balances -------------------------------------------------------------------------------------
