@@ -20,10 +20,14 @@ from django.test import Client
 from django.utils import timezone
 
 from customers.tests.factories import CustomerFactory
+from invoicing.models import Invoice
 from payments.models import PaymentIntent, PaymentMethod, Refund
+from payments.processors import stripe as stripe_processor
+from payments.services.intents import payment_intent_charge_off_session
+from payments.tests.factories import PAY_T0
 from webhooks import inbound
 from webhooks.models import ProviderEvent
-from webhooks.tests.helpers import stripe_event, stripe_fixture, stripe_signature
+from webhooks.tests.helpers import STRIPE_SECRET, stripe_event, stripe_fixture, stripe_signature
 
 API_KEY = "sk_test_51HandlersOnly0123456789abcdefXYZ"
 STRIPE_CUSTOMER = "cus_QXg1o8vcGmoR32"
@@ -240,3 +244,29 @@ class RoutedStripeHttp(stripe.HTTPClient):
 
     def close(self) -> None:
         pass
+
+
+def stripe_http(settings: Any, monkeypatch: Any) -> RoutedStripeHttp:
+    """Stripe for the processor (our test key, the SDK's HTTP layer answering by route) and for inbound
+    webhooks (the test signing secret). Each test module turns it into its `http` fixture."""
+    settings.STRIPE_API_KEY = API_KEY
+    settings.STRIPE_WEBHOOK_SECRET = STRIPE_SECRET
+    fake = RoutedStripeHttp()
+    monkeypatch.setattr(stripe_processor, "HTTP_CLIENT", fake)
+    return fake
+
+
+def charge(invoice: Invoice, http: RoutedStripeHttp, stripe_status: str | None) -> PaymentIntent:
+    """An off-session charge of the invoice through the Stripe processor. `None`: the answer is lost (our
+    intent is `unknown`, Stripe has only our idempotency key); otherwise Stripe answers with that status."""
+    if stripe_status is None:
+        http.route("POST", "/v1/payment_intents", stripe.APIConnectionError("Read timed out", should_retry=False))
+    else:
+
+        def answer(sent: Sent) -> tuple[int, dict]:
+            # Stripe's PaymentIntent for our create call, carrying the key we sent in its metadata.
+            ours = PaymentIntent.objects.get(idempotency_key=sent.params["metadata[idempotency_key]"])
+            return 200, pi_object(ours, stripe_status)
+
+        http.route("POST", "/v1/payment_intents", answer)
+    return payment_intent_charge_off_session(invoice=invoice, amount=invoice.amount_remaining, now=PAY_T0)

@@ -9,32 +9,29 @@ import threading
 from datetime import timedelta
 
 import pytest
-import stripe
 from django.db import connection
 
 from customers.tests.factories import CustomerFactory
 from invoicing.models import Invoice
 from payments.audit import audit_all
 from payments.models import BalanceTransaction, PaymentIntent
-from payments.processors import stripe as stripe_processor
 from payments.selectors import balance_get
-from payments.services.intents import payment_intent_charge_off_session, payment_intent_resolve_unknown_job
+from payments.services.intents import payment_intent_resolve_unknown_job
 from payments.services.ledger import balance_adjust, balance_apply_to_invoice
 from payments.tests.factories import PAY_T0, open_invoice
 from payments.tests.stripe_events import (
-    API_KEY,
-    RoutedStripeHttp,
     T,
+    charge,
     deliver,
     pi_object,
     post,
     process_again,
     stripe_customer,
+    stripe_http,
     stripe_method,
 )
 from webhooks import inbound
 from webhooks.models import BillingEvent, ProviderEvent
-from webhooks.tests.helpers import STRIPE_SECRET
 
 pytestmark = pytest.mark.django_db
 
@@ -44,12 +41,7 @@ S = PaymentIntent.Status
 
 @pytest.fixture
 def http(settings, monkeypatch):
-    """Stripe for the processor: our key, and the SDK's HTTP layer answering by route."""
-    settings.STRIPE_API_KEY = API_KEY
-    settings.STRIPE_WEBHOOK_SECRET = STRIPE_SECRET
-    fake = RoutedStripeHttp()
-    monkeypatch.setattr(stripe_processor, "HTTP_CLIENT", fake)
-    return fake
+    return stripe_http(settings, monkeypatch)
 
 
 @pytest.fixture
@@ -57,24 +49,6 @@ def invoice(http):
     customer = stripe_customer()
     stripe_method(customer)
     return open_invoice(customer, amount=2000)
-
-
-def charge(invoice, http, stripe_status: str | None) -> PaymentIntent:
-    """An off-session charge of the invoice through the Stripe processor. `None`: the answer is lost (our
-    intent is `unknown`, Stripe has only our idempotency key); otherwise Stripe answers with that status."""
-    if stripe_status is None:
-        http.route("POST", "/v1/payment_intents", stripe.APIConnectionError("Read timed out", should_retry=False))
-    else:
-        http.route("POST", "/v1/payment_intents", lambda sent: (200, stripe_answer(sent, stripe_status)))
-    intent = payment_intent_charge_off_session(invoice=invoice, amount=invoice.amount_remaining, now=NOW)
-    assert http.sent[-1].path == "/v1/payment_intents"
-    return intent
-
-
-def stripe_answer(sent, status):
-    """What Stripe answers to our create call: its PaymentIntent, carrying the key we sent in metadata."""
-    intent = PaymentIntent.objects.get(idempotency_key=sent.params["metadata[idempotency_key]"])
-    return pi_object(intent, status)
 
 
 def types(intent_or_invoice) -> list[str]:
@@ -281,10 +255,7 @@ def test_the_audit_reports_provider_money_applied_nowhere(invoice, http):
 def test_a_webhook_success_racing_the_resolver_applies_the_payment_once(settings, monkeypatch):
     """Our intent is unknown; Stripe's webhook (processed on commit, as in production) and the resolver
     (which reads the same success from Stripe by our key) settle it at the same moment, five times over."""
-    settings.STRIPE_API_KEY = API_KEY
-    settings.STRIPE_WEBHOOK_SECRET = STRIPE_SECRET
-    http = RoutedStripeHttp()
-    monkeypatch.setattr(stripe_processor, "HTTP_CLIENT", http)
+    http = stripe_http(settings, monkeypatch)
     for round_ in range(5):
         customer = stripe_customer(provider_customer_id=f"cus_race{round_}")
         stripe_method(customer)
