@@ -139,7 +139,8 @@ def refund_create(
         # Money a lost dispute returned cannot be refunded again.
         left = intent.amount_received - intent.amount_refunded - sum(lost for _, lost in disputes)
         if left <= 0:
-            raise Conflict(f"PaymentIntent {intent.id} is refunded in full.", code="charge_already_refunded")
+            why = "refunded in full" if not any(lost for _, lost in disputes) else "refunded or lost in a dispute"
+            raise Conflict(f"PaymentIntent {intent.id} is {why}.", code="charge_already_refunded")
         value = left if amount is None else amount
         if value > left:
             raise InvalidRequest(

@@ -109,8 +109,12 @@ def test_a_dispute_opens_blocks_refunds_and_when_lost_is_money_returned(paid, ht
     assert closed_event.previous_attributes["status"] == "under_review"
     assert (closed_event.data["amount_lost"], closed_event.customer_id) == (2000, invoice.customer_id)
     # The money went back with the dispute: nothing is left to refund.
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict) as error:
         refund_create(payment_intent=intent, amount=1, now=NOW)
+    assert (error.value.code, error.value.message) == (
+        "charge_already_refunded",
+        f"PaymentIntent {intent.id} is refunded or lost in a dispute.",
+    )
     invoice.refresh_from_db()
     assert invoice.status == "paid"  # the invoice stands; billing the customer again is the operator's call
     process_again(closed)
