@@ -25,7 +25,8 @@ locks and by unique constraints on what is created, so a redelivery, a resync, a
 resolver settling the same payment at the same moment changes nothing the second time. A report that is
 not final is dropped when a later event about the same object was processed already
 (`provider_event_superseded`). Handlers read only the signed event (no provider call), except to find the
-payment of a charge that an event names without its payment intent.
+payment of a charge that an event names without its payment intent, and to list a charge's refunds when
+`charge.refunded` does not embed them (API versions since 2022-11-15).
 """
 
 from __future__ import annotations
