@@ -47,6 +47,8 @@ class LockRank(IntEnum):
     PAYMENT_INTENT = 60
     REFUND = 70
     CREDIT_NOTE = 70
+    # A payment's dispute (payments.Dispute): locked after its payment intent, like a refund.
+    DISPUTE = 70
     # Rows no other lock is ever taken after (an endpoint, a usage push slot, a sequence-like row).
     LEAF = 100
 

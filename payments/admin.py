@@ -16,6 +16,7 @@ from payments.models import (
     CreditNote,
     CreditNoteLine,
     CustomerBalance,
+    Dispute,
     PaymentIntent,
     PaymentMethod,
     Refund,
@@ -69,6 +70,18 @@ class RefundInline(admin.TabularInline):
         return False
 
 
+class DisputeInline(admin.TabularInline):
+    model = Dispute
+    extra = 0
+    fields = ("id", "amount", "status", "reason", "amount_lost", "evidence_due_by", "provider_ref")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(PaymentIntent)
 class PaymentIntentAdmin(_ReadOnly):
     list_display = (
@@ -86,7 +99,7 @@ class PaymentIntentAdmin(_ReadOnly):
     list_filter = ("status", "provider", "capture_method", "currency")
     search_fields = ("=id", "=customer__id", "customer__external_id", "=invoice__id", "=provider_ref")
     list_select_related = ("customer",)
-    inlines = (RefundInline,)
+    inlines = (RefundInline, DisputeInline)
     actions = ("cancel", "resolve_now")
 
     @admin.action(description="Cancel (releases an authorization)")
@@ -113,6 +126,31 @@ class RefundAdmin(_ReadOnly):
     list_display = ("id", "payment_intent", "invoice", "amount", "currency", "status", "reason", "created_at")
     list_filter = ("status", "reason", "currency")
     search_fields = ("=id", "=payment_intent__id", "=invoice__id", "=provider_ref")
+
+
+@admin.register(Dispute)
+class DisputeAdmin(_ReadOnly):
+    """Read-only: disputes come from the provider's webhooks (answer them with evidence at the provider)."""
+
+    list_display = (
+        "id",
+        "customer",
+        "payment_intent",
+        "amount",
+        "currency",
+        "status",
+        "reason",
+        "amount_lost",
+        "evidence_due_by",
+        "created_at",
+    )
+    list_filter = ("status", "reason", "currency", "provider")
+    search_fields = ("=id", "=customer__id", "customer__external_id", "=payment_intent__id", "=provider_ref")
+    list_select_related = ("customer",)
+    date_hierarchy = "created_at"
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 # --- Balances, credit grants, credit notes (payments/ledger.py, grants.py, credit_notes.py) ---------

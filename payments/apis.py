@@ -32,6 +32,7 @@ from payments.serializers import (
     CreditNoteCreateInput,
     CreditNoteOutput,
     CustomerBalanceOutput,
+    DisputeOutput,
     IntentCancelInput,
     PaymentIntentCaptureInput,
     PaymentIntentConfirmInput,
@@ -302,6 +303,35 @@ class RefundDetailApi(ApiView):
     @extend_schema(operation_id="refunds_retrieve", responses=RefundOutput)
     def get(self, request: Request, refund_id: str) -> Response:
         return Response(RefundOutput(selectors.refund_get(refund_id=refund_id)).data)
+
+
+# --- disputes (read-only: they come from the provider's webhooks) ---------------------------------
+
+
+class DisputeListApi(ApiView):
+    scope_resource = "payments"
+
+    @extend_schema(
+        operation_id="disputes_list",
+        parameters=[
+            *_LIST,
+            OpenApiParameter("customer", str),
+            OpenApiParameter("payment_intent", str),
+            OpenApiParameter("invoice", str),
+            OpenApiParameter("status", str),
+        ],
+        responses=paginated_schema(DisputeOutput),
+    )
+    def get(self, request: Request) -> Response:
+        return paginate(request, selectors.dispute_list(filters=request.query_params), DisputeOutput)
+
+
+class DisputeDetailApi(ApiView):
+    scope_resource = "payments"
+
+    @extend_schema(operation_id="disputes_retrieve", responses=DisputeOutput)
+    def get(self, request: Request, dispute_id: str) -> Response:
+        return Response(DisputeOutput(selectors.dispute_get(dispute_id=dispute_id)).data)
 
 
 def _currency_or_customers(data: Mapping[str, Any], customer: Customer) -> str:

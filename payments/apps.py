@@ -8,6 +8,11 @@ class PaymentsConfig(AppConfig):
         from payments import webhook_objects
 
         webhook_objects.register()
+        # The provider's webhooks that settle payments, refunds, disputes, setups and methods
+        # (webhooks.inbound stores and dispatches them; it may not import us).
+        from payments.services import provider_events
+
+        provider_events.register()
         # Invoicing cannot import payments (imports point down), so payments hooks into it here.
         from invoicing.hooks import hook_register, on_invoice_finalized
         from payments.services.ledger import invoices_negative_total_credit

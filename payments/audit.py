@@ -19,6 +19,7 @@ from payments.models import (
     CreditNote,
     CreditNoteLine,
     CustomerBalance,
+    Dispute,
     PaymentIntent,
     Refund,
 )
@@ -145,19 +146,150 @@ def audit_credit_notes() -> list[str]:
     return problems
 
 
-def audit_refunds() -> list[str]:
-    """Refunds (pending or succeeded) of a payment never exceed what it received."""
-    problems = []
-    refunded = dict(
+def _live_refunds() -> dict[str, int]:
+    return dict(
         Refund.objects.exclude(status=Refund.Status.FAILED)
         .values("payment_intent_id")
         .annotate(total=Sum("amount"))
         .values_list("payment_intent_id", "total")
     )
-    received = dict(PaymentIntent.objects.filter(pk__in=list(refunded)).values_list("id", "amount_received"))
-    for pi_id, total in refunded.items():
-        if total > received.get(pi_id, 0):
+
+
+def audit_refunds() -> list[str]:
+    """Refunds (pending or succeeded) of a payment, with the money its lost disputes returned, never
+    exceed what it received."""
+    problems = []
+    refunded = _live_refunds()
+    lost = dict(
+        Dispute.objects.filter(status=Dispute.Status.LOST)
+        .values("payment_intent_id")
+        .annotate(total=Sum("amount_lost"))
+        .values_list("payment_intent_id", "total")
+    )
+    received = dict(
+        PaymentIntent.objects.filter(pk__in=list(refunded) + list(lost)).values_list("id", "amount_received")
+    )
+    for pi_id in sorted(set(refunded) | set(lost)):
+        total, returned = refunded.get(pi_id) or 0, lost.get(pi_id) or 0
+        if total + returned <= received.get(pi_id, 0):
+            continue
+        if returned:
+            problems.append(
+                f"payment intent {pi_id}: refunds {total} + lost disputes {returned} are more than received "
+                f"{received.get(pi_id)}"
+            )
+        else:
             problems.append(f"payment intent {pi_id}: refunds total {total}, more than received {received.get(pi_id)}")
+    return problems
+
+
+def audit_refund_reservations() -> list[str]:
+    """A payment's `amount_refunded` (what is reserved so nothing is refunded twice) is the sum of its
+    refunds that did not fail: a failed refund gave its amount back to what can be refunded."""
+    refunded = _live_refunds()
+    intents = PaymentIntent.objects.filter(Q(pk__in=list(refunded)) | ~Q(amount_refunded=0))
+    return [
+        f"payment intent {pi_id}: amount_refunded {reserved}, but its live refunds sum to {refunded.get(pi_id) or 0}"
+        for pi_id, reserved in intents.values_list("id", "amount_refunded")
+        if reserved != (refunded.get(pi_id) or 0)
+    ]
+
+
+def audit_payments() -> list[str]:
+    """Provider money received for an invoice is never lost: what its succeeded payments received, less
+    what was credited to the balance as unapplied (`overpayment`), is at most what the invoice records as
+    paid by the provider (amount_paid less credits and balance applied). Each overpayment credit names a
+    succeeded payment of the same customer and currency, and is at most what that payment received."""
+    problems = []
+    credited = {
+        pi_id: (amount, customer_id, currency)
+        for pi_id, amount, customer_id, currency in BalanceTransaction.objects.filter(
+            type=BalanceTransaction.Type.OVERPAYMENT
+        ).values_list("payment_intent_id", "amount", "customer_id", "currency")
+    }
+    intents = {
+        row[0]: row[1:]
+        for row in PaymentIntent.objects.filter(Q(pk__in=list(credited)) | Q(status=PaymentIntent.Status.SUCCEEDED))
+        .filter(invoice__isnull=False)
+        .values_list("id", "status", "invoice_id", "amount_received", "customer_id", "currency")
+    }
+    for pi_id, (amount, customer_id, currency) in credited.items():
+        intent = intents.get(pi_id)
+        if intent is None or intent[0] != PaymentIntent.Status.SUCCEEDED:
+            problems.append(f"overpayment credit of {pi_id}: the payment did not succeed")
+        elif (customer_id, currency) != (intent[3], intent[4]) or amount > intent[2]:
+            problems.append(f"overpayment credit of {pi_id}: {amount} {currency} does not fit the payment")
+    applied: dict[str, int] = defaultdict(int)
+    for pi_id, (status, invoice_id, received, _, _) in intents.items():
+        if status == PaymentIntent.Status.SUCCEEDED:
+            applied[invoice_id] += received - (credited[pi_id][0] if pi_id in credited else 0)
+    rows = Invoice.objects.filter(pk__in=list(applied)).values_list(
+        "id", "amount_paid", "credits_applied", "balance_applied"
+    )
+    for inv_id, paid, credits, balance in rows:
+        if applied[inv_id] > paid - credits - balance:
+            problems.append(
+                f"invoice {inv_id}: its payments brought {applied[inv_id]} that was not credited elsewhere, but it "
+                f"records {paid - credits - balance} paid by the provider"
+            )
+    return problems
+
+
+def audit_credit_note_refunds() -> list[str]:
+    """An issued credit note's refund part is accounted for: its refunds that did not fail, plus the
+    balance credits of those that did (`refund_failed`), add up to its refund_amount. Each such credit
+    names a failed refund of that note, for its amount."""
+    problems = []
+    live = dict(
+        Refund.objects.filter(credit_note__isnull=False)
+        .exclude(status=Refund.Status.FAILED)
+        .values("credit_note_id")
+        .annotate(total=Sum("amount"))
+        .values_list("credit_note_id", "total")
+    )
+    failed_credits = list(
+        BalanceTransaction.objects.filter(type=BalanceTransaction.Type.REFUND_FAILED).values_list(
+            "id", "credit_note_id", "refund_id", "amount"
+        )
+    )
+    refunds = {
+        row[0]: row[1:]
+        for row in Refund.objects.filter(pk__in=[r for _, _, r, _ in failed_credits]).values_list(
+            "id", "status", "credit_note_id", "amount"
+        )
+    }
+    credited: dict[str, int] = defaultdict(int)
+    for txn_id, note_id, refund_id, amount in failed_credits:
+        refund = refunds.get(refund_id)
+        if refund is None or refund != (Refund.Status.FAILED, note_id, amount):
+            problems.append(f"balance transaction {txn_id}: a refund_failed credit that does not match its refund")
+        credited[note_id] += amount
+    notes = CreditNote.objects.filter(status=CreditNote.Status.ISSUED).filter(
+        Q(refund_amount__gt=0) | Q(pk__in=list(live)) | Q(pk__in=list(credited))
+    )
+    for note_id, refund_amount in notes.values_list("id", "refund_amount"):
+        accounted = (live.get(note_id) or 0) + credited.get(note_id, 0)
+        if accounted != refund_amount:
+            problems.append(
+                f"credit note {note_id}: refund_amount {refund_amount}, but its live refunds and failed-refund "
+                f"credits sum to {accounted}"
+            )
+    return problems
+
+
+def audit_disputes() -> list[str]:
+    """A dispute is of a succeeded payment in the payment's currency; a lost one returned its amount."""
+    problems = []
+    rows = Dispute.objects.values_list(
+        "id", "status", "amount", "amount_lost", "currency", "payment_intent__status", "payment_intent__currency"
+    )
+    for dp_id, status, amount, amount_lost, currency, intent_status, intent_currency in rows:
+        if intent_status != PaymentIntent.Status.SUCCEEDED:
+            problems.append(f"dispute {dp_id}: its payment is {intent_status}, not succeeded")
+        if currency != intent_currency:
+            problems.append(f"dispute {dp_id}: in {currency}, its payment in {intent_currency}")
+        if amount_lost != (amount if status == Dispute.Status.LOST else 0):
+            problems.append(f"dispute {dp_id}: {status} with amount_lost {amount_lost} of {amount}")
     return problems
 
 
@@ -167,6 +299,10 @@ CHECKS: dict[str, Callable[[], list[str]]] = {
     "invoices": audit_invoices,
     "credit notes": audit_credit_notes,
     "refunds": audit_refunds,
+    "refund reservations": audit_refund_reservations,
+    "payments": audit_payments,
+    "credit note refunds": audit_credit_note_refunds,
+    "disputes": audit_disputes,
 }
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import django_filters
 from django.db.models import QuerySet
 
-from payments.models import BalanceTransaction, CreditGrant, CreditNote, PaymentIntent, PaymentMethod, Refund
+from payments.models import (
+    BalanceTransaction,
+    CreditGrant,
+    CreditNote,
+    Dispute,
+    PaymentIntent,
+    PaymentMethod,
+    Refund,
+)
 
 
 class PaymentMethodFilter(django_filters.FilterSet):
@@ -68,3 +76,14 @@ class CreditNoteFilter(django_filters.FilterSet):
     class Meta:
         model = CreditNote
         fields = ("invoice", "customer", "status")
+
+
+class DisputeFilter(django_filters.FilterSet):
+    customer = django_filters.CharFilter(field_name="customer_id")
+    payment_intent = django_filters.CharFilter(field_name="payment_intent_id")
+    invoice = django_filters.CharFilter(field_name="invoice_id")
+    status = django_filters.ChoiceFilter(choices=Dispute.Status.choices)
+
+    class Meta:
+        model = Dispute
+        fields = ("customer", "payment_intent", "invoice", "status")

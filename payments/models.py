@@ -41,6 +41,12 @@ class BalanceTransaction(models.Model):
         INVOICE_CREDIT = "invoice_credit"  # an invoice whose total was negative (positive)
         REFUND = "refund"
         REVERSAL = "reversal"
+        # A provider payment that succeeded after its invoice was settled another way (or voided): what the
+        # invoice could not take is owed to the customer (positive, once per payment intent).
+        OVERPAYMENT = "overpayment"
+        # A credit note's refund that the provider failed: the money came back to us and is still owed to
+        # the customer (positive, once per refund).
+        REFUND_FAILED = "refund_failed"
 
     id = PublicIdField("cbt")
     balance = models.ForeignKey(CustomerBalance, on_delete=models.PROTECT, related_name="transactions")
@@ -54,6 +60,10 @@ class BalanceTransaction(models.Model):
     credit_note = models.ForeignKey(
         "payments.CreditNote", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    payment_intent = models.ForeignKey(
+        "payments.PaymentIntent", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    refund = models.ForeignKey("payments.Refund", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField()
 
     class Meta:
@@ -62,6 +72,22 @@ class BalanceTransaction(models.Model):
             # An invoice's negative total is credited once, whatever retries happen.
             models.UniqueConstraint(
                 fields=["invoice"], condition=Q(type="invoice_credit"), name="balance_invoice_credit_once"
+            ),
+            # A payment's unapplied money and a failed refund are credited once, however often the provider's
+            # events about them arrive (webhook redeliveries, resync, the resolver racing a webhook).
+            models.UniqueConstraint(
+                fields=["payment_intent"], condition=Q(type="overpayment"), name="balance_overpayment_once"
+            ),
+            models.UniqueConstraint(
+                fields=["refund"], condition=Q(type="refund_failed"), name="balance_refund_failed_once"
+            ),
+            models.CheckConstraint(
+                condition=~Q(type="overpayment") | Q(payment_intent__isnull=False, amount__gt=0),
+                name="balance_overpayment_names_its_payment",
+            ),
+            models.CheckConstraint(
+                condition=~Q(type="refund_failed") | Q(refund__isnull=False, amount__gt=0),
+                name="balance_refund_failed_names_its_refund",
             ),
         ]
         indexes = [models.Index(fields=["customer", "-id"], name="balance_txn_customer_idx")]
@@ -149,6 +175,13 @@ class PaymentMethod(TimestampedModel):
                 fields=["customer"],
                 condition=Q(is_default=True, detached_at__isnull=True),
                 name="payment_method_one_default",
+            ),
+            # A Stripe payment method is recorded once, whether our attach or its webhook comes first (the
+            # sandbox reuses one ref per test card, so it is not covered).
+            models.UniqueConstraint(
+                fields=["customer", "provider_ref"],
+                condition=Q(provider="stripe", detached_at__isnull=True),
+                name="payment_method_stripe_ref_once",
             ),
         ]
 
@@ -268,10 +301,75 @@ class Refund(TimestampedModel):
     last_error = models.JSONField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+            # One row per provider refund: a refund made at the provider (its dashboard) is recorded once,
+            # whichever of its events (charge.refunded, refund.created, refund.updated) comes first.
+            models.UniqueConstraint(
+                fields=["payment_intent", "provider_ref"],
+                condition=~Q(provider_ref=""),
+                name="refund_provider_ref_once",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} {self.amount} ({self.status})"
+
+
+class Dispute(TimestampedModel):
+    """A cardholder's dispute (chargeback or inquiry) of a payment, as the provider reports it through its
+    webhooks. A lost dispute is money returned to the cardholder: `amount_lost` (the disputed amount) is
+    set when it closes lost, and counts with the payment's refunds against what it received
+    (`billing_audit`). The invoice the payment paid stays paid: whether to bill the customer again is
+    the operator's call."""
+
+    class Status(models.TextChoices):
+        WARNING_NEEDS_RESPONSE = "warning_needs_response"
+        WARNING_UNDER_REVIEW = "warning_under_review"
+        WARNING_CLOSED = "warning_closed"
+        NEEDS_RESPONSE = "needs_response"
+        UNDER_REVIEW = "under_review"
+        WON = "won"
+        LOST = "lost"
+        PREVENTED = "prevented"
+
+    # Final at the provider: nothing reported afterwards changes them.
+    CLOSED = ("warning_closed", "won", "lost", "prevented")
+
+    id = PublicIdField("dp")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="+")
+    payment_intent = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="disputes")
+    invoice = models.ForeignKey("invoicing.Invoice", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    provider = models.CharField(max_length=20)
+    provider_ref = models.CharField(max_length=255)
+    provider_charge_ref = models.CharField(max_length=255, blank=True)
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=50, blank=True)
+    status = models.CharField(max_length=30, choices=Status.choices)
+    evidence_due_by = models.DateTimeField(null=True, blank=True)
+    provider_created_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    amount_lost = models.BigIntegerField(default=0, help_text="Returned to the cardholder (a lost dispute).")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="dispute_amount_positive"),
+            models.UniqueConstraint(fields=["provider", "provider_ref"], name="dispute_provider_ref_once"),
+            # A lost dispute returned exactly its amount; any other returned nothing.
+            models.CheckConstraint(
+                condition=Q(status="lost", amount_lost=F("amount")) | (~Q(status="lost") & Q(amount_lost=0)),
+                name="dispute_lost_amount",
+            ),
+            models.CheckConstraint(
+                condition=Q(closed_at__isnull=True) | Q(status__in=["warning_closed", "won", "lost", "prevented"]),
+                name="dispute_closed_only_when_final",
+            ),
+        ]
+        indexes = [models.Index(fields=["customer", "-id"], name="dispute_customer_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency} ({self.status})"
 
 
 class CollectionAttempt(models.Model):

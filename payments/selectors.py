@@ -15,6 +15,7 @@ from payments.filters import (
     BalanceTransactionFilter,
     CreditGrantFilter,
     CreditNoteFilter,
+    DisputeFilter,
     PaymentIntentFilter,
     PaymentMethodFilter,
     RefundFilter,
@@ -24,6 +25,7 @@ from payments.models import (
     CreditGrant,
     CreditNote,
     CustomerBalance,
+    Dispute,
     PaymentIntent,
     PaymentMethod,
     Refund,
@@ -141,3 +143,14 @@ def credit_grant_list(*, filters: Mapping[str, Any]) -> QuerySet[CreditGrant]:
 
 def balance_transaction_list(*, customer: Customer, filters: Mapping[str, Any]) -> QuerySet[BalanceTransaction]:
     return apply_filters(BalanceTransactionFilter, filters, BalanceTransaction.objects.filter(customer=customer))
+
+
+def dispute_get(*, dispute_id: str) -> Dispute:
+    dispute = Dispute.objects.filter(pk=dispute_id).first()
+    if dispute is None:
+        raise NotFound(f"No such dispute: {dispute_id}", param="id")
+    return dispute
+
+
+def dispute_list(*, filters: Mapping[str, Any]) -> QuerySet[Dispute]:
+    return apply_filters(DisputeFilter, filters, Dispute.objects.all())

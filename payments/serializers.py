@@ -13,6 +13,7 @@ from payments.models import (
     BalanceTransaction,
     CreditGrant,
     CreditNote,
+    Dispute,
     PaymentIntent,
     PaymentMethod,
     Refund,
@@ -198,6 +199,28 @@ class RefundOutput(serializers.Serializer):
         return "refund"
 
 
+class DisputeOutput(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    customer = serializers.CharField(source="customer_id")
+    payment_intent = serializers.CharField(source="payment_intent_id")
+    invoice = serializers.CharField(source="invoice_id", allow_null=True)
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    reason = NullableCharField()
+    status = serializers.ChoiceField(choices=Dispute.Status.choices)
+    amount_lost = serializers.IntegerField(help_text="Returned to the cardholder: the amount of a lost dispute.")
+    evidence_due_by = serializers.DateTimeField(allow_null=True)
+    provider = serializers.CharField()
+    provider_ref = serializers.CharField()
+    closed_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def get_object(self, obj: Dispute) -> str:
+        return "dispute"
+
+
 # --- Balances -------------------------------------------------------------------------------------
 
 
@@ -238,6 +261,8 @@ class BalanceTransactionOutput(serializers.Serializer):
     description = NullableCharField()
     invoice = serializers.CharField(source="invoice_id", allow_null=True)
     credit_note = serializers.CharField(source="credit_note_id", allow_null=True)
+    payment_intent = serializers.CharField(source="payment_intent_id", allow_null=True)
+    refund = serializers.CharField(source="refund_id", allow_null=True)
     created_at = serializers.DateTimeField()
 
     def get_object(self, obj: BalanceTransaction) -> str:

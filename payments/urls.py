@@ -25,6 +25,8 @@ urlpatterns = [
     path("payment-intents/<str:payment_intent_id>/cancel", apis.PaymentIntentCancelApi.as_view()),
     path("refunds", apis.RefundListCreateApi.as_view(), name="refund-list"),
     path("refunds/<str:refund_id>", apis.RefundDetailApi.as_view(), name="refund-detail"),
+    path("disputes", apis.DisputeListApi.as_view(), name="dispute-list"),
+    path("disputes/<str:dispute_id>", apis.DisputeDetailApi.as_view(), name="dispute-detail"),
     path("customers/<str:customer_id>/balance", apis.CustomerBalanceApi.as_view(), name="customer-balance"),
     path(
         "customers/<str:customer_id>/balance-transactions",

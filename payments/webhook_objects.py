@@ -10,6 +10,7 @@ def register() -> None:
         BalanceTransaction,
         CreditGrant,
         CreditNote,
+        Dispute,
         PaymentIntent,
         PaymentMethod,
         Refund,
@@ -20,6 +21,7 @@ def register() -> None:
         BalanceTransactionOutput,
         CreditGrantOutput,
         CreditNoteOutput,
+        DisputeOutput,
         PaymentIntentOutput,
         PaymentMethodOutput,
         RefundOutput,
@@ -46,3 +48,4 @@ def register() -> None:
         "customer_balance_transaction",
         queryset_renderer(BalanceTransaction.objects.all, lambda t: BalanceTransactionOutput(t).data),
     )
+    renderer_register("dispute", queryset_renderer(Dispute.objects.all, lambda d: DisputeOutput(d).data))

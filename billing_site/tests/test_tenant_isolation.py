@@ -106,6 +106,8 @@ NOT_YET_SCOPED = frozenset(
         "POST /api/v1/credit-notes",
         "GET /api/v1/credit-notes/{credit_note_id}",
         "POST /api/v1/credit-notes/{credit_note_id}/void",
+        "GET /api/v1/disputes",
+        "GET /api/v1/disputes/{dispute_id}",
         "GET /api/v1/payment-intents",
         "POST /api/v1/payment-intents",
         "GET /api/v1/payment-intents/{payment_intent_id}",

@@ -44,7 +44,7 @@ class UnknownProcessor(ValueError):
     pass
 
 
-_stripe_clients: dict[tuple[str, int], PaymentProcessor] = {}
+_stripe_clients: dict[tuple[str, str, int], PaymentProcessor] = {}
 
 
 def processor_name_for(customer: Customer) -> str:
@@ -67,11 +67,13 @@ def get_processor(name: str | None = None) -> PaymentProcessor:
         api_key = getattr(settings, "STRIPE_API_KEY", None)
         if not api_key:
             raise ImproperlyConfigured("STRIPE_API_KEY must be set to use the stripe payment processor")
-        # One client per key (and HTTP client, which tests replace): its connections are reused.
-        cache_key = (api_key, id(stripe.HTTP_CLIENT))
+        # One client per key, API base and HTTP client (tests replace the last two): its connections are
+        # reused.
+        api_base = settings.STRIPE_API_BASE
+        cache_key = (api_key, api_base, id(stripe.HTTP_CLIENT))
         if cache_key not in _stripe_clients:
             _stripe_clients.clear()
-            _stripe_clients[cache_key] = stripe.StripeProcessor(api_key=api_key)
+            _stripe_clients[cache_key] = stripe.StripeProcessor(api_key=api_key, api_base=api_base)
         return _stripe_clients[cache_key]
     raise UnknownProcessor(f"Unknown payment processor {name!r}; known: {', '.join(PROCESSORS)}.")
 

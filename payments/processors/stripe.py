@@ -138,14 +138,49 @@ def _setup(si: Any) -> ProviderSetup:
     return ProviderSetup(ref=si.id, status="requires_action")
 
 
+# --- Objects Stripe sends us (inbound webhooks: `event.data.object`, a plain dict) ------------------
+
+
+def _wrap(obj: dict[str, Any]) -> Any:
+    return stripe.StripeObject.construct_from(obj, None)
+
+
+def payment_from_object(obj: dict[str, Any]) -> ProviderPayment:
+    """A PaymentIntent as a webhook carries it, read the way our own calls' answers are."""
+    return _payment(_wrap(obj))
+
+
+def setup_from_object(obj: dict[str, Any]) -> ProviderSetup:
+    return _setup(_wrap(obj))
+
+
+def method_from_object(obj: dict[str, Any]) -> ProviderMethod:
+    return _method(_wrap(obj))
+
+
+def refund_from_object(obj: dict[str, Any]) -> ProviderRefund:
+    """Stripe's refund statuses: pending, requires_action (both still on their way), succeeded, failed and
+    canceled (the money did not go back: failed for us)."""
+    return ProviderRefund(ref=obj["id"], status=_REFUND_STATUS.get(obj.get("status"), "failed"), amount=obj["amount"])
+
+
 class StripeProcessor:
     name = "stripe"
 
     def __init__(
-        self, *, api_key: str, http_client: stripe.HTTPClient | None = None, max_network_retries: int = 2
+        self,
+        *,
+        api_key: str,
+        http_client: stripe.HTTPClient | None = None,
+        max_network_retries: int = 2,
+        api_base: str | None = None,
     ) -> None:
+        # `api_base` (the STRIPE_API_BASE setting): Stripe itself by default, a local fake in tests, a proxy.
         self._client = stripe.StripeClient(
-            api_key, http_client=http_client or HTTP_CLIENT, max_network_retries=max_network_retries
+            api_key,
+            http_client=http_client or HTTP_CLIENT,
+            max_network_retries=max_network_retries,
+            base_addresses={"api": api_base or stripe.DEFAULT_API_BASE},
         )
 
     def __repr__(self) -> str:
@@ -279,3 +314,19 @@ class StripeProcessor:
             quoted = idempotency_key.replace("\\", "\\\\").replace("'", "\\'")
             found = self._v1.payment_intents.search({"query": f"metadata['idempotency_key']:'{quoted}'", "limit": 1})
         return _payment(found.data[0]) if found.data else None
+
+    # --- reads for inbound webhooks (never move money) ------------------------------------------------
+
+    def charge_payment_ref(self, *, charge_ref: str) -> str | None:
+        """The PaymentIntent a charge belongs to (a dispute of an older API version names only the charge)."""
+        with _mapped_errors():
+            charge = self._v1.charges.retrieve(charge_ref)
+        intent = _get(charge, "payment_intent")
+        return intent if isinstance(intent, str) else _get(intent, "id")
+
+    def charge_refunds(self, *, charge_ref: str) -> list[dict[str, Any]]:
+        """Every refund of a charge, as plain dicts (`charge.refunded` events of recent API versions no
+        longer embed them)."""
+        with _mapped_errors():
+            listed = self._v1.refunds.list({"charge": charge_ref, "limit": 100})
+            return [refund.to_dict() for refund in listed.auto_paging_iter()]

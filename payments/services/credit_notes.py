@@ -37,7 +37,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from billing_site.errors import Conflict, InvalidRequest
@@ -324,7 +324,9 @@ def credit_note_void(*, credit_note: CreditNote, now: datetime) -> CreditNote:
     """issued -> void, giving back everything the note did (module docstring). 409 when it cannot."""
     with transaction.atomic():
         row = None
-        if credit_note.credit_amount:
+        # A refund of the note that failed was credited to the balance (`refund_failed`): voiding takes it
+        # back with the note's own balance credit.
+        if credit_note.credit_amount or credit_note.refund_amount:
             row = balance_row_lock(customer_id=credit_note.customer_id, currency=credit_note.currency, now=now)
         invoice = Invoice.objects.select_for_update().get(pk=credit_note.invoice_id)
         note = CreditNote.objects.select_for_update().get(pk=credit_note.pk)
@@ -341,17 +343,23 @@ def credit_note_void(*, credit_note: CreditNote, now: datetime) -> CreditNote:
                 "be voided.",
                 code="invoice_status_conflict",
             )
-        if note.credit_amount:
+        credited = note.credit_amount + (
+            BalanceTransaction.objects.filter(credit_note=note, type=BalanceTransaction.Type.REFUND_FAILED).aggregate(
+                total=Sum("amount")
+            )["total"]
+            or 0
+        )
+        if credited:
             assert row is not None
-            if row.balance < note.credit_amount:
+            if row.balance < credited:
                 raise Conflict(
-                    f"The customer's balance ({row.balance}) no longer holds the {note.credit_amount} this credit "
+                    f"The customer's balance ({row.balance}) no longer holds the {credited} this credit "
                     "note credited; it was spent.",
                     code="credit_note_credit_spent",
                 )
             balance_adjust(
                 customer=invoice.customer,
-                amount=-note.credit_amount,
+                amount=-credited,
                 currency=note.currency,
                 type=BalanceTransaction.Type.REVERSAL,
                 description=f"Void of credit note {note.number}",

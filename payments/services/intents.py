@@ -29,6 +29,7 @@ from customers.models import Customer
 from invoicing.models import Invoice
 from payments.models import PaymentIntent, PaymentMethod
 from payments.processors import ProcessorError, ProcessorTimeout, ProviderPayment
+from payments.services.ledger import balance_row_lock
 from payments.services.methods import (
     TIMEOUT_ERROR,
     customer_processor,
@@ -38,7 +39,7 @@ from payments.services.methods import (
     provider_customer_ensure,
 )
 from payments.services.refunds import refunds_lost
-from payments.services.settlement import invoice_apply_payment
+from payments.services.settlement import payment_apply
 from webhooks.services import event_emit
 
 logger = logging.getLogger(__name__)
@@ -306,8 +307,12 @@ def _settle(
     intent: PaymentIntent, result: ProviderPayment, *, expected: str, now: datetime, **extra: Any
 ) -> PaymentIntent:
     """Record a provider answer: compare-and-set from `expected`; if someone else already moved the
-    intent, theirs stands. A success pays the invoice in the same transaction."""
+    intent, theirs stands. A success pays the invoice in the same transaction, and what the invoice can no
+    longer take (paid another way meanwhile) goes to the customer's balance."""
     with transaction.atomic(durable=True):
+        if intent.invoice_id and result.status == "succeeded":
+            # Lock order: the balance (a success may credit it), then the invoice, then its payment.
+            balance_row_lock(customer_id=intent.customer_id, currency=intent.currency, now=now)
         if intent.invoice_id:  # lock order: the invoice before its payment
             Invoice.objects.select_for_update().filter(pk=intent.invoice_id).first()
         current = _lock(intent.pk)
@@ -320,7 +325,7 @@ def _settle(
         PaymentIntent.objects.filter(pk=current.pk, status=expected).update(**fields)
         current.refresh_from_db()
         if current.status == Status.SUCCEEDED and current.invoice_id:
-            invoice_apply_payment(invoice_id=current.invoice_id, amount=current.amount_received, now=now)
+            payment_apply(intent=current, now=now)
         if current.status != expected and current.status in _EVENTS:
             _emit(current, _EVENTS[current.status], now, previous=expected)
     return current
@@ -372,6 +377,43 @@ def payment_intent_resolve_due(*, payment_intent_id: str, now: datetime) -> str 
     if intent is None:
         return None
     return _refresh(intent, now=now).status
+
+
+# Which of our states a provider's report about a payment may move it out of. Webhooks come late, twice
+# and out of order, so a report never moves an intent backwards (a `processing` that arrives after the
+# success changes nothing) and money received is always recorded, whatever state we had it in.
+_RECONCILE_FROM: dict[str, tuple[str, ...]] = {
+    "succeeded": tuple(s for s in Status.values if s != Status.SUCCEEDED),
+    "requires_capture": (Status.UNKNOWN, Status.PROCESSING, Status.REQUIRES_ACTION),
+    "processing": (Status.UNKNOWN, Status.REQUIRES_ACTION),
+    "requires_action": (Status.UNKNOWN, Status.PROCESSING),
+    "failed": (Status.UNKNOWN, Status.PROCESSING, Status.REQUIRES_ACTION),
+    "canceled": (
+        Status.UNKNOWN,
+        Status.PROCESSING,
+        Status.REQUIRES_ACTION,
+        Status.REQUIRES_CAPTURE,
+        Status.REQUIRES_PAYMENT_METHOD,
+    ),
+}
+
+
+def payment_intent_reconcile(*, payment_intent: PaymentIntent, result: ProviderPayment, now: datetime) -> PaymentIntent:
+    """Settle an intent to what the provider reports about its current attempt (an inbound webhook), through
+    the step a confirmation's answer and the resolver take: compare-and-set under the invoice's and the
+    intent's locks, a success paying the invoice (or, paid meanwhile, crediting the balance) in the same
+    transaction. Whoever settles first (this, the resolver, the confirming request) wins; the others
+    change nothing, so money is applied once. Never calls the provider."""
+    allowed = _RECONCILE_FROM.get(result.status, ())
+    current = PaymentIntent.objects.get(pk=payment_intent.pk)
+    for _ in range(3):  # moved meanwhile from one allowed state to another: settle from the new one
+        if current.status not in allowed:
+            return current
+        settled = _settle(current, result, expected=current.status, now=now)
+        if settled.status != current.status or settled.status not in allowed:
+            return settled
+        current = PaymentIntent.objects.get(pk=payment_intent.pk)
+    return current
 
 
 def payment_intent_resolve_unknown_job(*, now: datetime, limit: int = 500) -> dict[str, int]:

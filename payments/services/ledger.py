@@ -81,6 +81,8 @@ def _append(
     now: datetime,
     invoice: Invoice | None = None,
     credit_note: CreditNote | None = None,
+    payment_intent_id: str | None = None,
+    refund_id: str | None = None,
 ) -> BalanceTransaction:
     """Append one entry to a locked balance row and update its cached sum."""
     last_id = (
@@ -102,6 +104,8 @@ def _append(
         description=description[:500],
         invoice=invoice,
         credit_note=credit_note,
+        payment_intent_id=payment_intent_id,
+        refund_id=refund_id,
         created_at=now,
     )
     CustomerBalance.objects.filter(pk=row.pk).update(balance=row.balance, updated_at=now)
@@ -127,6 +131,8 @@ def balance_adjust(
     now: datetime,
     invoice: Invoice | None = None,
     credit_note: CreditNote | None = None,
+    payment_intent_id: str | None = None,
+    refund_id: str | None = None,
 ) -> BalanceTransaction:
     """Add `amount` (> 0 credits the customer, < 0 debits) to the customer's balance in `currency`.
 
@@ -140,7 +146,15 @@ def balance_adjust(
     with transaction.atomic():
         row = balance_row_lock(customer_id=customer.pk, currency=currency, now=now)
         return _append(
-            row, amount=amount, type=type, description=description, now=now, invoice=invoice, credit_note=credit_note
+            row,
+            amount=amount,
+            type=type,
+            description=description,
+            now=now,
+            invoice=invoice,
+            credit_note=credit_note,
+            payment_intent_id=payment_intent_id,
+            refund_id=refund_id,
         )
 
 
@@ -275,4 +289,6 @@ def balance_transaction_snapshot(txn: BalanceTransaction) -> dict[str, Any]:
         "ending_balance": txn.ending_balance,
         "invoice": txn.invoice_id,
         "credit_note": txn.credit_note_id,
+        "payment_intent": txn.payment_intent_id,
+        "refund": txn.refund_id,
     }

@@ -39,6 +39,10 @@ from webhooks.services import event_emit
 logger = logging.getLogger(__name__)
 
 SetupStatus = SetupIntent.Status
+# Providers whose payment method ids name one attachment (Stripe's `pm_...`): a method recorded twice (our
+# attach call and the provider's `payment_method.attached` webhook) is one method. The sandbox reuses one
+# ref per test card, so attaching the same card twice there makes two methods.
+UNIQUE_METHOD_REFS = frozenset({"stripe"})
 
 
 class ProcessorUnavailable(ApiError):
@@ -154,6 +158,17 @@ def method_save(
     customer's waiting invoice retries forward."""
     Customer.objects.select_for_update().filter(pk=customer.pk).first()  # lock order: the customer first
     live = PaymentMethod.objects.filter(customer_id=customer.pk, detached_at__isnull=True)
+    if provider in UNIQUE_METHOD_REFS:
+        # Under the customer's lock, so our own attach and the provider's webhook about it record it once.
+        existing = live.filter(provider=provider, provider_ref=method.ref).first()
+        if existing is not None:
+            if default and not existing.is_default:
+                live.filter(is_default=True).update(is_default=False, updated_at=now)
+                PaymentMethod.objects.filter(pk=existing.pk).update(is_default=True, updated_at=now)
+                existing.refresh_from_db()
+                _emit_method(existing, "payment_method.updated", now)
+                retry_after_new_payment_method(customer=customer, now=now)
+            return existing
     make_default = default or not live.filter(is_default=True).exists()
     if make_default:
         live.filter(is_default=True).update(is_default=False, updated_at=now)
@@ -375,6 +390,34 @@ def _setup_settle(
         current.refresh_from_db()
         if event:
             _emit_setup(current, event, now, previous=expected)
+    return current
+
+
+# Which of our states a provider's report about a setup may move it out of. Webhooks come late, twice and
+# out of order: a report never moves a setup backwards, and a success it reports is never dropped.
+_SETUP_RECONCILE_FROM = {
+    "succeeded": (SetupStatus.PROCESSING, SetupStatus.REQUIRES_CONFIRMATION, SetupStatus.REQUIRES_ACTION),
+    "failed": (SetupStatus.PROCESSING, SetupStatus.REQUIRES_CONFIRMATION, SetupStatus.REQUIRES_ACTION),
+}
+
+
+def setup_intent_reconcile(*, setup_intent: SetupIntent, result: ProviderSetup, now: datetime) -> SetupIntent:
+    """Settle a setup to what the provider reports about it (an inbound webhook), through the same step
+    as a confirmation's answer: compare-and-set, a success records its payment method (once). A setup
+    that ended here already (succeeded, canceled, failed) is left as it is. Never calls the provider."""
+    allowed = _SETUP_RECONCILE_FROM.get(result.status, ())
+    current = SetupIntent.objects.get(pk=setup_intent.pk)
+    for _ in range(3):  # moved meanwhile from one allowed state to another: settle from the new one
+        if current.status not in allowed:
+            return current
+        if result.status == "failed":
+            error = {"code": result.error_code or "setup_failed", "message": result.error_message or ""}
+            settled = _setup_settle(current, error=error, expected=current.status, now=now)
+        else:
+            settled = _setup_settle(current, result=result, expected=current.status, now=now)
+        if settled.status != current.status or settled.status not in allowed:
+            return settled
+        current = SetupIntent.objects.get(pk=setup_intent.pk)
     return current
 
 

@@ -21,9 +21,11 @@ from django.db import transaction
 from django.db.models import F
 
 from billing_site.errors import Conflict, InvalidRequest
+from billing_site.locks import LockRank, lock_one
 from invoicing.models import Invoice
-from payments.models import PaymentIntent, Refund
+from payments.models import BalanceTransaction, Dispute, PaymentIntent, Refund
 from payments.processors import ProcessorError, ProcessorTimeout, ProviderRefund
+from payments.services.ledger import balance_adjust, balance_row_lock
 from payments.services.methods import TIMEOUT_ERROR, error_data, in_callers_transaction, processor_named
 from webhooks.services import event_emit
 
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RefundStatus = Refund.Status
+# A chargeback still open (an inquiry, `warning_*`, does not block: refunding answers it).
+DISPUTE_BLOCKS_REFUNDS = (Dispute.Status.NEEDS_RESPONSE, Dispute.Status.UNDER_REVIEW)
 
 
 def refund_snapshot(refund: Refund) -> dict[str, Any]:
@@ -128,9 +132,15 @@ def refund_create(
                 f"PaymentIntent {intent.id} is {intent.status}; only succeeded payments are refunded.",
                 code="payment_intent_unexpected_state",
             )
-        left = intent.amount_received - intent.amount_refunded
+        disputes = list(Dispute.objects.filter(payment_intent=intent).values_list("status", "amount_lost"))
+        if any(status in DISPUTE_BLOCKS_REFUNDS for status, _ in disputes):
+            # As at the provider: a payment under a chargeback is not refunded (the dispute decides).
+            raise Conflict(f"PaymentIntent {intent.id} is disputed; it cannot be refunded.", code="charge_disputed")
+        # Money a lost dispute returned cannot be refunded again.
+        left = intent.amount_received - intent.amount_refunded - sum(lost for _, lost in disputes)
         if left <= 0:
-            raise Conflict(f"PaymentIntent {intent.id} is refunded in full.", code="charge_already_refunded")
+            why = "refunded in full" if not any(lost for _, lost in disputes) else "refunded or lost in a dispute"
+            raise Conflict(f"PaymentIntent {intent.id} is {why}.", code="charge_already_refunded")
         value = left if amount is None else amount
         if value > left:
             raise InvalidRequest(
@@ -211,6 +221,11 @@ def _settle(
     error: dict[str, Any] | None = None,
     timeout: bool = False,
 ) -> Refund:
+    if error is not None or (result is not None and result.status == "failed"):
+        error = error or {"code": "refund_failed", "message": "The payment processor refused the refund."}
+        return refund_fail(
+            refund_id=refund.pk, error=error, provider_ref=result.ref if result else "", now=now, only_pending=True
+        )
     with transaction.atomic(durable=True):
         current = Refund.objects.select_for_update().select_related("payment_intent").get(pk=refund.pk)
         if current.status != RefundStatus.PENDING:
@@ -221,16 +236,6 @@ def _settle(
             # refunded twice; the stored key replays this refund if it is retried.
             Refund.objects.filter(pk=current.pk).update(last_error=TIMEOUT_ERROR, updated_at=now)
             logger.warning("refund %s: the provider's answer was lost; it stays pending", current.id)
-        elif error is not None or (result is not None and result.status == "failed"):
-            error = error or {"code": "refund_failed", "message": "The payment processor refused the refund."}
-            Refund.objects.filter(pk=current.pk, status=RefundStatus.PENDING).update(
-                status=RefundStatus.FAILED, last_error=error, provider_ref=result.ref if result else "", updated_at=now
-            )
-            PaymentIntent.objects.filter(pk=current.payment_intent_id).update(
-                amount_refunded=F("amount_refunded") - current.amount, updated_at=now
-            )
-            current.refresh_from_db()
-            _emit(current, "refund.failed", now, customer_id)
         elif result is not None:
             status = RefundStatus.SUCCEEDED if result.status == "succeeded" else RefundStatus.PENDING
             Refund.objects.filter(pk=current.pk, status=RefundStatus.PENDING).update(
@@ -241,3 +246,71 @@ def _settle(
                 _emit(current, "refund.succeeded", now, customer_id)
         current.refresh_from_db()
     return current
+
+
+def refund_fail(
+    *, refund_id: str, error: dict[str, Any], now: datetime, provider_ref: str = "", only_pending: bool = False
+) -> Refund:
+    """A refund failed: the provider refused it, or reported later that it failed (a closed or lost card;
+    Stripe's `refund.failed`). Reverse it in our books, once: the amount goes back to what the payment can
+    still refund, and a credit note's refund, which the customer is still owed, is credited to their
+    balance (a `refund_failed` entry naming the refund and the note, once per refund by constraint), so
+    the credit note's refund part stays accounted for. `only_pending`: a pending refund only (the answer
+    to our own call). Locks the balance, then the payment intent, then the refund (the one order)."""
+    peek = Refund.objects.select_related("payment_intent").get(pk=refund_id)
+    if peek.status == RefundStatus.FAILED or (only_pending and peek.status != RefundStatus.PENDING):
+        return peek
+    with transaction.atomic(durable=True):
+        if peek.credit_note_id:
+            balance_row_lock(customer_id=peek.payment_intent.customer_id, currency=peek.currency, now=now)
+        lock_one(PaymentIntent.objects.filter(pk=peek.payment_intent_id), LockRank.PAYMENT_INTENT)
+        current = lock_one(
+            Refund.objects.filter(pk=refund_id).select_related("payment_intent__customer", "credit_note", "invoice"),
+            LockRank.REFUND,
+        )
+        if current.status == RefundStatus.FAILED or (only_pending and current.status != RefundStatus.PENDING):
+            return current
+        Refund.objects.filter(pk=current.pk, status=current.status).update(
+            status=RefundStatus.FAILED,
+            last_error=error,
+            provider_ref=provider_ref or current.provider_ref,
+            updated_at=now,
+        )
+        PaymentIntent.objects.filter(pk=current.payment_intent_id).update(
+            amount_refunded=F("amount_refunded") - current.amount, updated_at=now
+        )
+        note = current.credit_note
+        if note is not None:
+            balance_adjust(
+                customer=current.payment_intent.customer,
+                amount=current.amount,
+                currency=current.currency,
+                type=BalanceTransaction.Type.REFUND_FAILED,
+                description=f"Refund {current.id} of credit note {note.number} failed",
+                invoice=current.invoice,
+                credit_note=note,
+                refund_id=current.pk,
+                now=now,
+            )
+        current.refresh_from_db()
+        _emit(current, "refund.failed", now, current.payment_intent.customer_id)
+    if note is not None:
+        logger.warning("refund %s failed; its %s went to the customer's balance", current.id, current.amount)
+    return current
+
+
+def refund_reconcile(
+    *, refund: Refund, result: ProviderRefund, now: datetime, error: dict[str, Any] | None = None
+) -> Refund:
+    """Settle one of our refunds to what the provider reports about it (inbound webhooks: late, repeated,
+    in any order). Pending becomes succeeded (or learns its provider id); pending or succeeded becomes
+    failed through `refund_fail`; failed is final (a reversed refund is never applied again)."""
+    if result.status == "failed":
+        error = error or {"code": "refund_failed", "message": "The payment processor reports the refund failed."}
+        return refund_fail(refund_id=refund.pk, error=error, provider_ref=result.ref, now=now)
+    current = Refund.objects.get(pk=refund.pk)
+    if current.status != RefundStatus.PENDING:
+        return current
+    if result.status == "pending" and current.provider_ref == result.ref:
+        return current
+    return _settle(current, now=now, result=result)

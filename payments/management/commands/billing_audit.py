@@ -9,7 +9,9 @@ class Command(BaseCommand):
     help = (
         "Check the money ledgers: balances equal the sum of their transactions and their ending balances "
         "chain, no credit grant burned beyond its amount, open and paid invoices add up, credit notes never "
-        "exceed invoice totals, refunds never exceed what was received. Prints every problem; exits 1 if any."
+        "exceed invoice totals, refunds and lost disputes never exceed what was received, provider money for an "
+        "invoice is applied or credited, a credit note's refund part is accounted for, disputes fit their "
+        "payments. Prints every problem; exits 1 if any."
     )
 
     def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
