@@ -14,6 +14,7 @@ from billing_site.env import (
     check_url,
     env_bool,
     env_choice,
+    env_float,
     env_int,
     env_list,
     env_str,
@@ -228,6 +229,19 @@ RENEWAL_BATCH_SIZE = env_int("RENEWAL_BATCH_SIZE", 500, minimum=1, maximum=100_0
 PAYMENTS_PROCESSOR = env_choice("PAYMENTS_PROCESSOR", "sandbox", ("sandbox", "stripe"))
 # Required only when a customer or the setting uses stripe; handed to the SDK, never logged.
 STRIPE_API_KEY = env_str("STRIPE_API_KEY")
+
+# --- Stripe SDK and usage push (issue 12) ---------------------------------------------------------
+# Another base URL for the Stripe SDK (a local fake in tests, or an egress proxy); unset is Stripe's own.
+STRIPE_API_BASE = env_str("STRIPE_API_BASE")
+if STRIPE_API_BASE:
+    check_url("STRIPE_API_BASE", STRIPE_API_BASE, ("http", "https"))
+# Seconds to wait for Stripe to connect and for each answer (the SDK's own default is 80).
+STRIPE_TIMEOUT_SECONDS = env_float("STRIPE_TIMEOUT_SECONDS", 30.0, minimum=0.05, maximum=300)
+# The mode of customers created without one: native (we invoice and collect) or provider (we meter and
+# push usage to Stripe Billing, which invoices).
+BILLING_MODE_DEFAULT = env_choice("BILLING_MODE_DEFAULT", "native", ("native", "provider"))
+# The slices usage is pushed in: hour (the reference pipeline) or day (putUsage).
+USAGE_PUSH_SLICE = env_choice("USAGE_PUSH_SLICE", "hour", ("hour", "day"))
 
 # --- Logging --------------------------------------------------------------------------------------
 LOGGING = {

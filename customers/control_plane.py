@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from rest_framework import serializers
 
 from billing_site.errors import ApiError, Conflict, InvalidRequest, NotFound
-from customers.models import ControlPlaneEvent, Customer, CustomerUser
+from customers.models import BillingModeChange, ControlPlaneEvent, Customer, CustomerUser
 from customers.selectors import customer_get_by_external_id
 from customers.services import (
     customer_create,
@@ -47,6 +47,7 @@ class _DetailSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=255, required=False, allow_blank=True)
     email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
     userId = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    billingMode = serializers.ChoiceField(choices=Customer.BillingMode.choices, required=False)
 
 
 def _first(detail: dict[str, Any], *names: str) -> Any:
@@ -64,6 +65,7 @@ def _clean_detail(detail: dict[str, Any], *, need_user: bool = False) -> dict[st
         "name": _first(detail, "tenantName", "name", "userName"),
         "email": _first(detail, "email", "tenantEmail"),
         "userId": _first(detail, "userId", "userName", "username", "user_id"),
+        "billingMode": _first(detail, "billingMode", "billing_mode"),
     }
     candidate = {key: value for key, value in candidate.items() if value is not None}
     serializer = _DetailSerializer(data=candidate)
@@ -88,7 +90,12 @@ def _onboard(detail: dict[str, Any], now: datetime) -> Outcome:
     cleaned = _clean_detail(detail)
     try:
         customer = customer_create(
-            external_id=cleaned["tenantId"], name=cleaned.get("name", ""), email=cleaned.get("email", ""), now=now
+            external_id=cleaned["tenantId"],
+            name=cleaned.get("name", ""),
+            email=cleaned.get("email", ""),
+            billing_mode=cleaned.get("billingMode"),
+            source=BillingModeChange.Source.CONTROL_PLANE,
+            now=now,
         )
     except Conflict as exc:
         if exc.code == "customer_exists":
