@@ -7,6 +7,7 @@ from billing_site import health
 api_v1 = [
     path("", include("customers.urls")),
     path("", include("metering.urls")),
+    path("", include("metering.push.urls")),
     path("", include("subscriptions.urls")),
     path("", include("invoicing.urls")),
     path("", include("payments.urls")),

@@ -60,7 +60,7 @@ class CustomerAdminForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if self.instance.pk and "billing_mode" in self.changed_data:
+        if "billing_mode" in self.changed_data and cleaned.get("billing_mode"):
             try:
                 services.customer_billing_mode_check(customer=self.instance, mode=cleaned["billing_mode"])
             except ApiError as exc:
@@ -106,12 +106,15 @@ class CustomerAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Customer, form: Any, change: bool) -> None:
         billing = {name: form.cleaned_data[name] for name in _BILLING_FIELDS if name in form.changed_data}
-        if not change or not billing:
+        if not billing:
             super().save_model(request, obj, form, change)
             return
-        current = Customer.objects.get(pk=obj.pk)
-        for name in _BILLING_FIELDS:
-            setattr(obj, name, getattr(current, name))
+        if change:
+            current = Customer.objects.get(pk=obj.pk)
+            for name in _BILLING_FIELDS:
+                setattr(obj, name, getattr(current, name))
+        else:
+            obj.billing_mode, obj.provider_customer_id = Customer.BillingMode.NATIVE, ""
         super().save_model(request, obj, form, change)
         try:
             services.customer_update(

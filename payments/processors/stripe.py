@@ -20,6 +20,7 @@ from typing import Any
 
 import stripe
 
+from billing_site.stripe_sdk import client_build
 from payments.processors.base import (
     ProcessorError,
     ProcessorTimeout,
@@ -144,8 +145,8 @@ class StripeProcessor:
     def __init__(
         self, *, api_key: str, http_client: stripe.HTTPClient | None = None, max_network_retries: int = 2
     ) -> None:
-        self._client = stripe.StripeClient(
-            api_key, http_client=http_client or HTTP_CLIENT, max_network_retries=max_network_retries
+        self._client = client_build(
+            api_key=api_key, http_client=http_client or HTTP_CLIENT, max_network_retries=max_network_retries
         )
 
     def __repr__(self) -> str:
