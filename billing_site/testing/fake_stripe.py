@@ -134,6 +134,7 @@ class FakeStripe:
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
         self._faults: list[tuple[str, str]] = []
+        self._first_seen: dict[str, datetime] = {}  # meter event identifier -> when it was first counted
         self._idempotency: dict[str, _Stored] = {}
         self._in_flight: set[str] = set()
         self._stopping = threading.Event()
@@ -152,6 +153,8 @@ class FakeStripe:
         self.route("GET", r"/v1/billing/meters/(?P<id>[^/]+)/event_summaries", MeterListEventSummariesParams)(
             self._meter_event_summaries
         )
+        # Not Stripe's: what the fake holds, for a benchmark or a test running the fake in another process.
+        self.route("GET", r"/_fake/stats", None)(self._stats)
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -448,9 +451,10 @@ class FakeStripe:
             )
         identifier = params.get("identifier") or f"fake-{secrets.token_hex(8)}"
         with self._lock:
-            repeat = any(
-                e.identifier == identifier and now - e.received_at < IDENTIFIER_WINDOW for e in self.meter_events
-            )
+            first = self._first_seen.get(identifier)
+            repeat = first is not None and now - first < IDENTIFIER_WINDOW
+            if not repeat:
+                self._first_seen[identifier] = now
             self.meter_events.append(
                 MeterEventRecord(params["event_name"], identifier, dict(payload), timestamp, now, counted=not repeat)
             )
@@ -515,6 +519,16 @@ class FakeStripe:
             rows.sort(key=lambda e: (e.timestamp, e.received_at))
             return Decimal(rows[-1].payload[value_key]) if rows else Decimal(0)
         return sum((Decimal(e.payload[value_key]) for e in rows), Decimal(0))
+
+    def _stats(self, match: re.Match[str], params: dict[str, Any]) -> tuple[int, Any]:
+        with self._lock:
+            return 200, {
+                "requests": len(self.requests),
+                "meter_events": len(self.meter_events),
+                "counted_meter_events": len(self.counted_events()),
+                "customers": len(self.customers),
+                "violations": list(self.violations),
+            }
 
     def _meter_event_summaries(self, match: re.Match[str], params: dict[str, Any]) -> tuple[int, Any]:
         meter = self.meters.get(match["id"])

@@ -10,6 +10,7 @@ Requests arrive form-encoded (`payload[value]=25`, `expand[0]=x`), so every leaf
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import types
@@ -68,6 +69,7 @@ def _resolve(annotation: Any, namespace: dict[str, Any]) -> Any:
         return typing.__dict__.get(origin.__name__.capitalize(), origin)[args]
 
 
+@functools.cache
 def _fields(cls: type) -> dict[str, tuple[Any, bool]]:
     """{name: (type, required)} of a TypedDict, without the SDK's request options (api_key, ...)."""
     namespace = dict(vars(sys.modules[cls.__module__]))

@@ -105,6 +105,7 @@ class _Step:
     mapping: MeterMapping | None = None
     state: str = "idle"
     retry_at: datetime | None = None
+    more: bool = True  # whether anything else may be due once this push is settled
 
 
 def _provider_call_allowed() -> bool:
@@ -251,17 +252,21 @@ def usage_push_lane_run(
         raise RuntimeError("usage_push_lane_run talks to the provider and must not run inside a transaction")
     provider = provider or usage_provider()
     result = LaneResult(lane_id)
+    run = _Run()
     for _ in range(max_steps):
-        step = _next_step(lane_id, now, result)
+        step = _next_step(lane_id, now, result, run)
         if step.kind == "send":
             assert step.push is not None
             outcome = provider.send(kind=step.push.kind, params=step.push.params, idempotency_key=step.push.identifier)
             push_record(push=step.push, outcome=outcome, now=now, result=result)
+            if outcome.sent and not step.more:
+                return result  # the plan said nothing else was due: no need to look again
         elif step.kind == "settle":
             assert step.push is not None
             _settle(step.push, provider, now, result)
         elif step.kind == "resolve_mapping":
             assert step.mapping is not None
+            run.mapping = None
             if not _resolve_mapping(step.mapping, provider, now, result):
                 return result
         elif step.kind == "ensure_customer":
@@ -275,21 +280,29 @@ def usage_push_lane_run(
     return result
 
 
-def _next_step(lane_id: int, now: datetime, result: LaneResult) -> _Step:
+@dataclass
+class _Run:
+    """What one run reads once rather than at every step (neither changes while a lane runs)."""
+
+    mapping: MeterMapping | None = None
+    intervals: list[Interval] | None = None
+
+
+def _next_step(lane_id: int, now: datetime, result: LaneResult, run: _Run) -> _Step:
     length = push_slice_length()
     with transaction.atomic():
         lane = UsagePushLane.objects.select_for_update().select_related("customer", "meter").get(pk=lane_id)
         if lane.last_run_at is not None and now < lane.last_run_at - LEASE:
             # A task that waited in the queue past a later run: that run is the lane's present.
             return _Step("done", state="stale")
-        if lane.last_run_at is None or now > lane.last_run_at:
-            UsagePushLane.objects.filter(pk=lane.pk).update(last_run_at=now)
         if lane.blocked_at is not None:
             return _Step("done", state="blocked")
         outstanding = UsagePush.objects.filter(lane=lane, status__in=UsagePush.OUTSTANDING).first()
         if outstanding is not None:
             return _outstanding_step(outstanding, now)
-        mapping = mapping_for(meter_id=lane.meter_id, customer_id=lane.customer_id)
+        if run.mapping is None:
+            run.mapping = mapping_for(meter_id=lane.meter_id, customer_id=lane.customer_id)
+        mapping = run.mapping
         if mapping is None:
             _lane_error(lane, f"Meter {lane.meter.code} has no provider mapping; its usage is not pushed.")
             return _Step("done", state="unmapped")
@@ -300,15 +313,24 @@ def _next_step(lane_id: int, now: datetime, result: LaneResult) -> _Step:
             return _Step("resolve_mapping", mapping=mapping)
         if not lane.customer.provider_customer_id:
             return _Step("ensure_customer")
-        intervals = provider_intervals(customer_ids=[lane.customer_id])[lane.customer_id]
-        push = _plan_next_slice(lane, mapping, intervals, length, now, result)
+        if run.intervals is None:
+            run.intervals = provider_intervals(customer_ids=[lane.customer_id])[lane.customer_id]
+        before = (lane.pushed_through, lane.changes_checked_at, lane.error, lane.last_run_at)
+        # Corrections of slices already pushed first (at most one scan per run: `now` does not move), then
+        # the next closed slice.
+        push = None
+        if lane.changes_checked_at < now:
+            push = _plan_correction(lane, mapping, run.intervals, length, now, result)
+        more = push is not None
         if push is None:
-            push = _plan_correction(lane, mapping, intervals, length, now, result)
-        if lane.error:
-            lane.error = ""
-        lane.save(update_fields=["pushed_through", "changes_checked_at", "error"])
+            push = _plan_next_slice(lane, mapping, run.intervals, length, now, result)
+            more = lane.pushed_through + length <= now
+        lane.error = ""
+        lane.last_run_at = max(lane.last_run_at or now, now)
+        if (lane.pushed_through, lane.changes_checked_at, lane.error, lane.last_run_at) != before:
+            lane.save(update_fields=["pushed_through", "changes_checked_at", "error", "last_run_at"])
         if push is not None:
-            return _Step("send", push=push)
+            return _Step("send", push=push, more=more)
         return _Step("done", state="idle")
 
 
@@ -592,29 +614,35 @@ def _correct_slice(
 # --- recording answers ------------------------------------------------------------------------------
 
 
-def push_record(*, push: UsagePush, outcome: Outcome, now: datetime, result: LaneResult | None = None) -> UsagePush:
-    """Record the provider's answer to `push` (compare-and-set: a later claimer's answer is not overwritten
-    by an older one, and nothing changes a push that is already settled)."""
+def push_record(*, push: UsagePush, outcome: Outcome, now: datetime, result: LaneResult | None = None) -> None:
+    """Record the provider's answer to `push`, compare-and-set: nothing changes a push that is already
+    settled, and a refusal or a lost answer does not overwrite the answer of a later claimer."""
     result = result or LaneResult(push.lane_id)
+    outstanding = UsagePush.objects.filter(pk=push.pk, status__in=UsagePush.OUTSTANDING)
+    if outcome.sent:
+        # Whoever gets it, a provider's yes is the truth about the row: one UPDATE, no lock.
+        if outstanding.update(
+            status=UsagePush.Status.SENT,
+            sent_at=now,
+            settled_by=UsagePush.SettledBy.ANSWER,
+            claimed_until=None,
+            next_attempt_at=None,
+            error_code="",
+            error_message="",
+            updated_at=now,
+        ):
+            result.sent += 1
+        return
     with transaction.atomic():
-        locked = UsagePush.objects.select_for_update().get(pk=push.pk)
-        if locked.status not in UsagePush.OUTSTANDING:
-            return locked
-        if not outcome.sent and locked.attempts != push.attempts:
-            return locked  # someone claimed it again meanwhile; their answer decides
+        locked = outstanding.filter(attempts=push.attempts).select_for_update().first()
+        if locked is None:
+            return  # settled, or claimed again meanwhile
         locked.claimed_until = None
         locked.updated_at = now
-        if outcome.sent:
-            locked.status = UsagePush.Status.SENT
-            locked.sent_at = now
-            locked.settled_by = UsagePush.SettledBy.ANSWER
-            locked.next_attempt_at = None
-            locked.error_code = locked.error_message = ""
-            result.sent += 1
-        elif outcome.kind == "refused":
+        locked.error_code, locked.error_message = outcome.code[:100], outcome.message[:500]
+        if outcome.kind == "refused":
             locked.status = UsagePush.Status.FAILED
             locked.settled_by = UsagePush.SettledBy.ANSWER
-            locked.error_code, locked.error_message = outcome.code[:100], outcome.message[:500]
             result.failed += 1
             if locked.kind != UsagePush.Kind.CANCEL:
                 # The same request would be refused again; an operator looks before anything more goes out.
@@ -636,10 +664,8 @@ def push_record(*, push: UsagePush, outcome: Outcome, now: datetime, result: Lan
             else:
                 result.rate_limited += 1
             locked.next_attempt_at = now + backoff(locked.attempts)
-            locked.error_code, locked.error_message = outcome.code[:100], outcome.message[:500]
             result.retry_at = locked.next_attempt_at
         locked.save()
-    return locked
 
 
 def _settle(push: UsagePush, provider: UsageProvider, now: datetime, result: LaneResult) -> None:

@@ -55,7 +55,10 @@ def test_provider_mode_needs_stripe_configured(api, settings):
     response = api.post("/api/v1/customers", {"external_id": "t-nokey", "billing_mode": "provider"}, format="json")
     assert response.status_code == 400
     assert response.json()["error"] | {"message": ""} == {
-        "type": "invalid_request", "code": "provider_not_configured", "param": "billing_mode", "message": "",
+        "type": "invalid_request",
+        "code": "provider_not_configured",
+        "param": "billing_mode",
+        "message": "",
     }
     assert not Customer.objects.filter(external_id="t-nokey").exists()
 
@@ -65,9 +68,10 @@ def test_a_patch_switches_mode_from_now_on_and_keeps_the_history(api, fake_strip
     response = api.patch(f"/api/v1/customers/{customer.id}", {"billing_mode": "provider"}, format="json")
     assert response.status_code == 200 and response.json()["billing_mode"] == "provider"
     api.patch(f"/api/v1/customers/{customer.id}", {"billing_mode": "native"}, format="json")
-    assert list(
-        BillingModeChange.objects.filter(customer=customer).order_by("id").values_list("mode", flat=True)
-    ) == ["provider", "native"]
+    assert list(BillingModeChange.objects.filter(customer=customer).order_by("id").values_list("mode", flat=True)) == [
+        "provider",
+        "native",
+    ]
     event = BillingEvent.objects.filter(type="customer.updated", object_id=customer.id).order_by("id").first()
     assert event.previous_attributes == {"billing_mode": "native"}
 
@@ -86,9 +90,7 @@ def test_a_customer_with_usage_on_an_unmapped_meter_cannot_switch_to_provider(ap
     customer.refresh_from_db()
     assert customer.billing_mode == "native" and not BillingModeChange.objects.filter(customer=customer).exists()
 
-    mapping = api.post(
-        "/api/v1/meter-mappings", {"meter": unmapped.id, "event_name": "gpu_seconds"}, format="json"
-    )
+    mapping = api.post("/api/v1/meter-mappings", {"meter": unmapped.id, "event_name": "gpu_seconds"}, format="json")
     assert mapping.status_code == 201, mapping.json()
     assert api.patch(f"/api/v1/customers/{customer.id}", {"billing_mode": "provider"}, format="json").status_code == 200
 

@@ -184,10 +184,11 @@ def test_a_refused_push_blocks_its_lane_until_an_operator_unblocks_it(fake_strip
     usage_push_lane_unblock(lane=lane, now=at(3, 10))
     run(fake_stripe, customer, meter, at(3, 13))
 
+    # The refused slice goes out again first (corrections come before new slices), then the next slice.
     assert [(p.kind, p.status, p.slice_start, p.value) for p in pushes(customer, meter)] == [
         ("push", "failed", at(0), Decimal(4)),
-        ("push", "sent", at(1), Decimal(1)),
         ("correction", "sent", at(0), Decimal(4)),
+        ("push", "sent", at(1), Decimal(1)),
     ]
     assert provider_total(fake_stripe, stripe_meter, customer, T0, at(2)) == 5
 

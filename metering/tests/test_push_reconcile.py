@@ -48,27 +48,57 @@ def test_reconciliation_reports_a_planted_mismatch_and_stores_it(fake_stripe, se
 
     assert code == 1 and "1 differ" in err
     lines = [line.split() for line in out.splitlines()]
-    assert lines[0] == ["customer", "external_id", "meter", "slice_start", "usage", "pushed", "provider",
-                        "difference", "status"]
-    assert [first.id, first.external_id, meter.code, "2026-03-02T11:00:00+00:00", "6", "6", "7.5", "1.5",
-            "mismatch"] in lines
-    assert [first.id, first.external_id, meter.code, "2026-03-02T10:00:00+00:00", "4", "4", "4", "0",
-            "ok"] in lines
+    assert lines[0] == [
+        "customer",
+        "external_id",
+        "meter",
+        "slice_start",
+        "usage",
+        "pushed",
+        "provider",
+        "difference",
+        "status",
+    ]
+    assert [
+        first.id,
+        first.external_id,
+        meter.code,
+        "2026-03-02T11:00:00+00:00",
+        "6",
+        "6",
+        "7.5",
+        "1.5",
+        "mismatch",
+    ] in lines
+    assert [first.id, first.external_id, meter.code, "2026-03-02T10:00:00+00:00", "4", "4", "4", "0", "ok"] in lines
     assert "lanes" in err and "100%" in err  # the progress bar
     stored = UsagePushReconciliation.objects.order_by("-id").first()
     assert stored.status == "mismatch" and stored.mismatches == 1 and stored.lanes == 2 and stored.slices == 3
     assert stored.rows == [
         {
-            "customer": first.id, "external_id": first.external_id, "meter": meter.code,
-            "slice_start": "2026-03-02T11:00:00+00:00", "slice_end": "2026-03-02T12:00:00+00:00",
-            "usage": "6", "pushed": "6", "provider": "7.5", "difference": "1.5", "status": "mismatch",
+            "customer": first.id,
+            "external_id": first.external_id,
+            "meter": meter.code,
+            "slice_start": "2026-03-02T11:00:00+00:00",
+            "slice_end": "2026-03-02T12:00:00+00:00",
+            "usage": "6",
+            "pushed": "6",
+            "provider": "7.5",
+            "difference": "1.5",
+            "status": "mismatch",
         }
     ]
 
     # One customer only, and only what differs.
     out, _, code = reconcile(
-        "--start", "2026-03-02T00:00:00Z", "--end", "2026-03-03T00:00:00Z", "--customer", second.external_id,
-        "--differing", "--no-progress",
+        "--start",
+        "2026-03-02T00:00:00Z",
+        "--end",
+        "2026-03-03T00:00:00Z",
+        "--customer",
+        second.external_id,
+        "--differing",
+        "--no-progress",
     )
     assert code == 0 and len(out.splitlines()) == 2  # the header and the summary
 
@@ -176,8 +206,10 @@ def test_admin_switches_a_customer_to_provider_mode_through_the_service(staff, f
         {
             "billing_mode": "provider",
             "metadata": "{}",
-            "users-TOTAL_FORMS": "0", "users-INITIAL_FORMS": "0",
-            "billing_mode_changes-TOTAL_FORMS": "0", "billing_mode_changes-INITIAL_FORMS": "0",
+            "users-TOTAL_FORMS": "0",
+            "users-INITIAL_FORMS": "0",
+            "billing_mode_changes-TOTAL_FORMS": "0",
+            "billing_mode_changes-INITIAL_FORMS": "0",
         }
     )
     response = staff.post(f"/admin/customers/customer/{customer.id}/change/", data)
