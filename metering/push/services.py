@@ -288,10 +288,16 @@ class _Run:
     intervals: list[Interval] | None = None
 
 
+def lane_lock(lane_id: int) -> UsagePushLane:
+    """The lane, row-locked, with its customer and meter. Only the lane's row: locking the joined customer
+    and meter as well would make every lane of a meter wait for the others."""
+    return UsagePushLane.objects.select_for_update(of=("self",)).select_related("customer", "meter").get(pk=lane_id)
+
+
 def _next_step(lane_id: int, now: datetime, result: LaneResult, run: _Run) -> _Step:
     length = push_slice_length()
     with transaction.atomic():
-        lane = UsagePushLane.objects.select_for_update().select_related("customer", "meter").get(pk=lane_id)
+        lane = lane_lock(lane_id)
         if lane.last_run_at is not None and now < lane.last_run_at - LEASE:
             # A task that waited in the queue past a later run: that run is the lane's present.
             return _Step("done", state="stale")

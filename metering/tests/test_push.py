@@ -298,3 +298,48 @@ def test_the_database_refuses_a_second_outstanding_push_and_a_second_push_of_a_s
         row(status="failed")  # a second "push" of the same slice
     with pytest.raises(IntegrityError), transaction.atomic():
         row(status="failed", kind="push", slice_start=at(1), slice_end=at(2), value=-1)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_locked_lane_does_not_hold_up_the_other_lanes_of_its_meter(fake_stripe):
+    import threading
+
+    from django.db import connection
+
+    from metering.push.services import lane_lock
+
+    meter, _ = mapped_meter(fake_stripe)
+    busy, free = provider_customer(), provider_customer()
+    events(free, meter, [(at(0, 10), 2)], now=at(0, 20))
+    busy_lane, free_lane = lane_of(busy, meter, at(1, 3)), lane_of(free, meter, at(1, 3))
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                lane_lock(busy_lane.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(5)
+        fake_stripe.now = at(1, 3)
+        results = []
+        worker = threading.Thread(
+            target=lambda: (
+                results.append(usage_push_lane_run(lane_id=free_lane.pk, now=at(1, 3), provider=provider())),
+                connection.close(),
+            )
+        )
+        worker.start()
+        worker.join(5)
+        assert not worker.is_alive(), "a lane of the same meter waited for another lane's lock"
+        assert results[0].sent == 1
+    finally:
+        release.set()
+        holder.join(10)
