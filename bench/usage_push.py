@@ -76,7 +76,7 @@ def setup(customers: int) -> list[int]:
     from customers.models import BillingModeChange, Customer
     from metering.models import Meter, MeterEvent
     from metering.push.models import MeterMapping, UsagePushLane
-    from metering.push.services import usage_push_lanes_ensure
+    from metering.push.sweep import usage_push_lanes_ensure
     from metering.rollups import usage_rollup_job
 
     call_command("migrate", verbosity=0)

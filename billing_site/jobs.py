@@ -71,7 +71,7 @@ JOBS: tuple[Job, ...] = (
     ),
     Job(
         name="push_usage",
-        function="metering.push.services.usage_push_job",
+        function="metering.push.sweep.usage_push_job",
         schedule=crontab(minute="3"),
         description="Billing mode provider: push each closed slice (USAGE_PUSH_SLICE) of usage, and corrections "
         "for late or canceled usage, to Stripe Billing exactly once; one task per (customer, meter).",

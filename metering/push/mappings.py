@@ -140,6 +140,13 @@ def meter_mapping_delete(*, mapping: MeterMapping, now: datetime) -> None:
                 "same provider meter.",
                 code="mapping_in_use",
             )
+        if _provider_usage_covered(locked):
+            raise Conflict(
+                "Customers in provider mode have usage on this meter that only this mapping sends to the provider; "
+                "without it their usage would never be billed. Switch them to native mode or map the meter "
+                "otherwise first.",
+                code="mapping_in_use",
+            )
         snapshot = mapping_snapshot(locked)
         locked.delete()
         event_emit(
@@ -150,6 +157,15 @@ def meter_mapping_delete(*, mapping: MeterMapping, now: datetime) -> None:
             data=snapshot,
             now=now,
         )
+
+
+def _provider_usage_covered(mapping: MeterMapping) -> bool:
+    """Whether a provider-mode customer this mapping covers has usage on its meter."""
+    events = MeterEvent.objects.filter(meter_id=mapping.meter_id, customer__billing_mode=Customer.BillingMode.PROVIDER)
+    if mapping.customer_id is not None:
+        return events.filter(customer_id=mapping.customer_id).exists()
+    overridden = MeterMapping.objects.filter(meter_id=mapping.meter_id, customer__isnull=False).values("customer_id")
+    return events.exclude(customer_id__in=overridden).exists()
 
 
 def unmapped_meters_with_usage(*, customer: Customer) -> list[Meter]:
@@ -170,8 +186,8 @@ def check_billing_mode_change(customer: Customer, mode: str) -> None:
         codes = ", ".join(meter.code for meter in unmapped)
         raise InvalidRequest(
             f"Customer {customer.id} has usage on meters with no provider mapping: {codes}. Map each of them to a "
-            "provider meter (POST /api/v1/meter-mappings) before billing this customer through the provider, or "
-            "their usage would never be billed.",
+            "provider meter (POST /api/v1/meter-mappings; only sum and count meters can be pushed) before billing "
+            "this customer through the provider, or their usage would never be billed.",
             param="billing_mode",
             code="provider_mapping_missing",
         )

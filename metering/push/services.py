@@ -7,13 +7,13 @@ A lane is one (customer, meter) of a provider-mode customer with a mapped meter.
    - an outstanding push (pending or unknown) is sent again with the same identifier while the
      provider's 24 h uniqueness window holds (minus a margin), and settled by reading the provider's meter
      event summaries after that, never sent blindly;
-   - otherwise the next closed slice is planned: its value (the usage inside the customer's provider
-     intervals) is written as a `UsagePush` row, claimed, before any call, and the lane advances;
    - otherwise slices whose usage changed since they were pushed (late events, cancellations: read from
-     metering's roll-up bookkeeping through `usage_changed_hours`, not by rescanning history) get a
-     correction: a positive increment, or for a negative difference a cancel of pushed events still inside
-     the provider's cancel window (and a new increment for what remains), or else an `unreconcilable`
-     row with the amount and a `usage_push.unreconcilable` event.
+     metering's roll-up bookkeeping through `usage_changed_hours`, not by rescanning history; once per
+     run) get a correction: a positive increment, or for a negative difference a cancel of pushed events
+     still inside the provider's cancel window (and a new increment for what remains), or else an
+     `unreconcilable` row with the amount and a `usage_push.unreconcilable` event;
+   - otherwise the next closed slice, in order, is planned: its value (the usage inside the customer's
+     provider intervals) is written as a `UsagePush` row, claimed, before any call, and the lane advances.
 2. Outside any transaction, make the one call.
 3. In a second short transaction, record the answer (compare-and-set on the row).
 
@@ -31,17 +31,16 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q, Sum
+from django.db.models import Sum
 
 from billing_site.ids import new_id
 from billing_site.money import decimal_to_str
 from customers.models import Customer
 from customers.selectors import provider_intervals
-from metering.models import Meter, MeterEvent
 from metering.push.mappings import mapping_for
-from metering.push.models import PUSHABLE_AGGREGATIONS, MeterMapping, UsagePush, UsagePushLane
+from metering.push.models import MeterMapping, UsagePush, UsagePushLane
 from metering.push.provider import Outcome, ProviderRefused, ProviderUnavailable, UsageProvider, usage_provider
-from metering.push.slices import Interval, clip, next_provider_time, slice_ceil, slice_floor, slice_length
+from metering.push.slices import Interval, clip, next_provider_time, slice_floor, slice_length
 from metering.selectors import usage_aggregate, usage_changed_hours
 from webhooks.services import event_emit
 
@@ -115,131 +114,6 @@ def _provider_call_allowed() -> bool:
     return all(getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
 
 
-# --- lanes ----------------------------------------------------------------------------------------
-
-
-def _lane_start(intervals: list[Interval], now: datetime, length: timedelta) -> datetime | None:
-    """The slice holding the customer's first switch to provider mode that the provider can still take
-    (usage before the switch is never pushed); None when it has no provider time in that reach."""
-    earliest = slice_ceil(now - PROVIDER_MAX_AGE, length)
-    first = next_provider_time(intervals, earliest)
-    return None if first is None else max(slice_floor(first, length), earliest)
-
-
-def _push_customer_ids(now: datetime) -> list[str]:
-    """Customers in provider mode, or out of it recently enough that their provider slices still count."""
-    return list(
-        Customer.objects.filter(
-            Q(billing_mode=Customer.BillingMode.PROVIDER) | Q(billing_mode_since__gte=now - PROVIDER_MAX_AGE),
-            billing_mode_since__isnull=False,
-        )
-        # An offboarded tenant that never reached the provider has nothing to push there.
-        .exclude(status=Customer.Status.DELETED, provider_customer_id="")
-        .values_list("id", flat=True)
-    )
-
-
-def usage_push_lanes_ensure(*, now: datetime) -> int:
-    """A lane for every customer billed in provider mode (now or recently) and every meter mapped for it;
-    returns how many were added."""
-    length = push_slice_length()
-    customer_ids = _push_customer_ids(now)
-    if not customer_ids:
-        return 0
-    mappings = MeterMapping.objects.filter(meter__aggregation__in=PUSHABLE_AGGREGATIONS).values_list(
-        "meter_id", "customer_id"
-    )
-    wanted_customers = set(customer_ids)
-    defaults, overrides = set(), set()
-    for meter_id, customer_id in mappings:
-        if customer_id is None:
-            defaults.add(meter_id)
-        elif customer_id in wanted_customers:
-            overrides.add((customer_id, meter_id))
-    wanted = {(customer_id, meter_id) for customer_id in customer_ids for meter_id in defaults} | overrides
-    existing = set(UsagePushLane.objects.values_list("customer_id", "meter_id"))
-    missing = sorted(wanted - existing)
-    if not missing:
-        return 0
-    intervals = provider_intervals(customer_ids=sorted({customer_id for customer_id, _ in missing}))
-    lanes = []
-    for customer_id, meter_id in missing:
-        start = _lane_start(intervals[customer_id], now, length)
-        if start is None:
-            continue
-        lanes.append(
-            UsagePushLane(
-                customer_id=customer_id,
-                meter_id=meter_id,
-                started_at=start,
-                pushed_through=start,
-                changes_checked_at=now,
-                created_at=now,
-            )
-        )
-    UsagePushLane.objects.bulk_create(lanes, ignore_conflicts=True, batch_size=2000)
-    return len(lanes)
-
-
-def _lanes_due(now: datetime) -> list[int]:
-    """Lanes with something possibly to do: the customer is in provider mode, or left it recently enough
-    that late usage of its provider slices can still be corrected, or a push is outstanding."""
-    outstanding = UsagePush.objects.filter(lane=OuterRef("pk"), status__in=UsagePush.OUTSTANDING)
-    return list(
-        UsagePushLane.objects.filter(
-            Q(customer__billing_mode=Customer.BillingMode.PROVIDER)
-            | Q(customer__billing_mode_since__gte=now - PROVIDER_MAX_AGE)
-            | Exists(outstanding),
-            blocked_at__isnull=True,
-        )
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-
-
-def _unmapped_usage(now: datetime, length: timedelta) -> list[dict[str, Any]]:
-    """Recent usage of provider customers on meters no mapping covers for them (it is never pushed)."""
-    report = []
-    defaults = MeterMapping.objects.filter(customer__isnull=True).values("meter_id")
-    for meter in Meter.objects.exclude(pk__in=defaults).order_by("code"):
-        overridden = MeterMapping.objects.filter(meter=meter).values("customer_id")
-        customers = (
-            MeterEvent.objects.filter(
-                meter=meter,
-                timestamp__gte=now - 2 * length,
-                timestamp__lt=now,
-                customer__billing_mode=Customer.BillingMode.PROVIDER,
-            )
-            .exclude(customer_id__in=overridden)
-            .values("customer_id")
-            .distinct()
-            .count()
-        )
-        if customers:
-            report.append({"meter": meter.id, "code": meter.code, "customers": customers})
-    return report
-
-
-def usage_push_job(*, now: datetime) -> dict[str, Any]:
-    """The `push_usage` sweep: make sure every lane exists, then start one task per lane that may have
-    work, so no customer waits behind another."""
-    from metering.tasks import push_usage_lane
-
-    length = push_slice_length()
-    created = usage_push_lanes_ensure(now=now)
-    lane_ids = _lanes_due(now)
-    for lane_id in lane_ids:
-        push_usage_lane.delay(lane_id, now.isoformat())
-    unmapped = _unmapped_usage(now, length)
-    for row in unmapped:
-        logger.warning(
-            "usage of %s customer(s) in provider mode on meter %s is not pushed: the meter has no provider mapping",
-            row["customers"],
-            row["code"],
-        )
-    return {"lanes_created": created, "lanes_started": len(lane_ids), "unmapped": unmapped}
-
-
 # --- one lane ---------------------------------------------------------------------------------------
 
 
@@ -267,7 +141,7 @@ def usage_push_lane_run(
         elif step.kind == "resolve_mapping":
             assert step.mapping is not None
             run.mapping = None
-            if not _resolve_mapping(step.mapping, provider, now, result):
+            if not mapping_resolve(step.mapping, provider, now, result):
                 return result
         elif step.kind == "ensure_customer":
             if not _ensure_customer(lane_id, provider, now, result):
@@ -731,7 +605,7 @@ def _settle(push: UsagePush, provider: UsageProvider, now: datetime, result: Lan
         result.settled += 1
 
 
-def _resolve_mapping(mapping: MeterMapping, provider: UsageProvider, now: datetime, result: LaneResult) -> bool:
+def mapping_resolve(mapping: MeterMapping, provider: UsageProvider, now: datetime, result: LaneResult) -> bool:
     """Look the provider meter up by event_name and keep its id and payload keys; False when it cannot be."""
     error = ""
     try:

@@ -15,7 +15,8 @@ from metering.models import Meter
 from metering.push.mappings import meter_mapping_create
 from metering.push.models import UsagePush, UsagePushLane
 from metering.push.provider import StripeUsageProvider
-from metering.push.services import LaneResult, usage_push_lane_run, usage_push_lanes_ensure
+from metering.push.services import LaneResult, usage_push_lane_run
+from metering.push.sweep import usage_push_lanes_ensure
 from metering.services import meter_create
 from metering.tests.usage_support import ingest
 

@@ -93,6 +93,10 @@ def test_a_customer_with_usage_on_an_unmapped_meter_cannot_switch_to_provider(ap
     mapping = api.post("/api/v1/meter-mappings", {"meter": unmapped.id, "event_name": "gpu_seconds"}, format="json")
     assert mapping.status_code == 201, mapping.json()
     assert api.patch(f"/api/v1/customers/{customer.id}", {"billing_mode": "provider"}, format="json").status_code == 200
+    # Now the mapping is what sends that usage to the provider: it cannot go, even before anything was pushed.
+    kept = api.delete(f"/api/v1/meter-mappings/{mapping.json()['id']}")
+    assert kept.status_code == 409 and kept.json()["error"]["code"] == "mapping_in_use"
+    assert MeterMapping.objects.filter(meter=unmapped).exists()
 
 
 def test_the_push_job_reports_provider_usage_on_unmapped_meters(fake_stripe):

@@ -152,6 +152,8 @@ def test_the_job_pushes_every_lane_through_its_task(fake_stripe):
     result = job_run("push_usage", now=at(1, 3))
 
     assert result["lanes_created"] == 4 and result["lanes_started"] == 4
+    # The two provider meters were looked up once each, by the sweep, not by each of their lanes.
+    assert result["mappings_resolved"] == 2 and len(fake_stripe.received("GET", "/v1/billing/meters")) == 2
     assert {(p.customer_id, p.meter_id, p.value) for p in UsagePush.objects.all()} == {
         (first.id, meter_a.id, Decimal(2)),
         (second.id, meter_a.id, Decimal(3)),
