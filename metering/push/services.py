@@ -40,8 +40,8 @@ from customers.selectors import provider_intervals
 from metering.push.mappings import mapping_for
 from metering.push.models import MeterMapping, UsagePush, UsagePushLane
 from metering.push.provider import Outcome, ProviderRefused, ProviderUnavailable, UsageProvider, usage_provider
-from metering.push.slices import Interval, clip, next_provider_time, slice_floor, slice_length
-from metering.selectors import usage_aggregate, usage_changed_hours
+from metering.push.slices import Interval, clip, slice_floor, slice_length
+from metering.selectors import usage_aggregate, usage_changed_hours, usage_series
 from webhooks.services import event_emit
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ BACKOFF_MAX = timedelta(hours=1)
 # A provider meter that could not be found is looked up again after this long.
 RESOLVE_RETRY = timedelta(minutes=15)
 MAX_STEPS = 200
+# The most a lane looks ahead in one read when it catches up (the provider takes 35 days at most).
+CATCH_UP = timedelta(days=36)
 ZERO = Decimal(0)
 
 
@@ -204,7 +206,7 @@ def _next_step(lane_id: int, now: datetime, result: LaneResult, run: _Run) -> _S
         more = push is not None
         if push is None:
             push = _plan_next_slice(lane, mapping, run.intervals, length, now, result)
-            more = lane.pushed_through + length <= now
+            more = lane.pushed_through < slice_floor(now, length)
         lane.error = ""
         lane.last_run_at = max(lane.last_run_at or now, now)
         if (lane.pushed_through, lane.changes_checked_at, lane.error, lane.last_run_at) != before:
@@ -367,6 +369,21 @@ def _unreconcilable(
     return push
 
 
+def _slice_values(
+    lane: UsagePushLane, intervals: list[Interval], start: datetime, end: datetime, length: timedelta
+) -> dict[datetime, Decimal]:
+    """Per slice start, the usage of [start, end) inside the provider intervals: one read per interval
+    (roll-ups per hour or day), however many slices it spans. Slices without usage are absent."""
+    values: dict[datetime, Decimal] = {}
+    for lo, hi in clip(intervals, start, end):
+        for bucket in usage_series(
+            meter=lane.meter, customer=lane.customer, start=lo, end=hi, window=settings.USAGE_PUSH_SLICE
+        ):
+            key = slice_floor(bucket.start, length)
+            values[key] = values.get(key, ZERO) + bucket.value
+    return {key: value for key, value in values.items() if value != ZERO}
+
+
 def _plan_next_slice(
     lane: UsagePushLane,
     mapping: MeterMapping,
@@ -375,27 +392,26 @@ def _plan_next_slice(
     now: datetime,
     result: LaneResult,
 ) -> UsagePush | None:
-    """The next closed slice with usage becomes a push; empty slices and native time are stepped over."""
-    while lane.pushed_through + length <= now:
-        start = lane.pushed_through
+    """The next closed slice with usage becomes a push. Empty slices and native time are stepped over
+    with the same single read, so a lane catching up after a pause costs one read, not one per slice."""
+    closed = slice_floor(now, length)  # slices starting before this have ended
+    horizon = min(closed, lane.pushed_through + CATCH_UP)
+    if lane.pushed_through >= horizon:
+        return None
+    values = _slice_values(lane, intervals, lane.pushed_through, horizon, length)
+    for start in sorted(values):
         end = start + length
-        ahead = next_provider_time(intervals, start)
-        if ahead is None:
-            return None  # in native mode since the last slice pushed
-        if ahead >= end:
-            lane.pushed_through = max(slice_floor(ahead, length), end)
-            continue
-        value = _target(lane, intervals, start, end)
         lane.pushed_through = end
-        if value == ZERO:
-            continue
         if start < now - PROVIDER_MAX_AGE:
             result.unreconcilable += 1
             _unreconcilable(
-                lane, mapping, start, end, value, "The slice is older than the provider accepts (35 days).", now
+                lane, mapping, start, end, values[start], "The slice is older than the provider accepts (35 days).", now
             )
             continue
-        return _new_push(lane, kind=UsagePush.Kind.PUSH, start=start, end=end, value=value, now=now, mapping=mapping)
+        return _new_push(
+            lane, kind=UsagePush.Kind.PUSH, start=start, end=end, value=values[start], now=now, mapping=mapping
+        )
+    lane.pushed_through = horizon
     return None
 
 
