@@ -32,8 +32,7 @@ import json
 import re
 import secrets
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -607,16 +606,3 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._serve("DELETE")
-
-
-def events_total(events: Iterator[MeterEventRecord] | list[MeterEventRecord], value_key: str = "value") -> Decimal:
-    return sum((Decimal(e.payload[value_key]) for e in events), Decimal(0))
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
