@@ -66,3 +66,22 @@ def oidc(settings: Any) -> Iterator[Any]:
     settings.JWT_TENANT_CLAIM = "custom:tenantId"
     yield provider
     provider.stop()
+
+
+# --- Stripe (issue 12) --------------------------------------------------------------------------------
+
+FAKE_STRIPE_KEY = "sk_test_51FakeStripeKeyForTests0123456789"
+
+
+@pytest.fixture
+def fake_stripe(settings: object) -> object:
+    """A local fake Stripe API (billing_site.testing.fake_stripe) with the SDK pointed at it through the
+    settings; at the end, no request may have broken the SDK's typed parameters."""
+    from billing_site.testing.fake_stripe import FakeStripe
+
+    with FakeStripe(hang_seconds=1.0) as fake:
+        settings.STRIPE_API_KEY = FAKE_STRIPE_KEY  # type: ignore[attr-defined]
+        settings.STRIPE_API_BASE = fake.url  # type: ignore[attr-defined]
+        settings.STRIPE_TIMEOUT_SECONDS = 0.25  # type: ignore[attr-defined]
+        yield fake
+    assert fake.violations == [], fake.violations

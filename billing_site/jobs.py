@@ -74,6 +74,13 @@ JOBS: tuple[Job, ...] = (
         "caller died) by reading the provider's records; never charges again.",
     ),
     Job(
+        name="push_usage",
+        function="metering.push.sweep.usage_push_job",
+        schedule=crontab(minute="3"),
+        description="Billing mode provider: push each closed slice (USAGE_PUSH_SLICE) of usage, and corrections "
+        "for late or canceled usage, to Stripe Billing exactly once; one task per (customer, meter).",
+    ),
+    Job(
         name="collect_invoices",
         function="payments.services.collection.invoices_collect_job",
         schedule=timedelta(minutes=5),

@@ -16,6 +16,7 @@ from billing_site.env import (
     check_url,
     env_bool,
     env_choice,
+    env_float,
     env_int,
     env_list,
     env_str,
@@ -352,6 +353,16 @@ if SBT_EVENT_SOURCE is not None and not 1 <= len(SBT_EVENT_SOURCE) <= 256:
 CONTROL_PLANE_OFFBOARD_INVOICES = env_choice("CONTROL_PLANE_OFFBOARD_INVOICES", "collect", ("collect", "leave_open"))
 # Whether offboarding credits the unused part of periods already billed in advance (as cancel's `prorate`).
 CONTROL_PLANE_OFFBOARD_PRORATE = env_bool("CONTROL_PLANE_OFFBOARD_PRORATE", False)
+
+# --- Stripe SDK and usage push (issue 12) ---------------------------------------------------------
+# STRIPE_API_BASE (where the SDK sends its calls) is set with the webhooks settings above.
+# Seconds to wait for Stripe to connect and for each answer (the SDK's own default is 80).
+STRIPE_TIMEOUT_SECONDS = env_float("STRIPE_TIMEOUT_SECONDS", 30.0, minimum=0.05, maximum=300)
+# The mode of customers created without one: native (we invoice and collect) or provider (we meter and
+# push usage to Stripe Billing, which invoices).
+BILLING_MODE_DEFAULT = env_choice("BILLING_MODE_DEFAULT", "native", ("native", "provider"))
+# The slices usage is pushed in: hour (the reference pipeline) or day (putUsage).
+USAGE_PUSH_SLICE = env_choice("USAGE_PUSH_SLICE", "hour", ("hour", "day"))
 
 # --- Logging --------------------------------------------------------------------------------------
 LOGGING = {

@@ -8,6 +8,7 @@ api_v1 = [
     path("", include("customers.urls")),
     path("", include("metering.urls")),
     path("", include("catalog.urls")),
+    path("", include("metering.push.urls")),
     path("", include("invoicing.urls")),
     path("", include("subscriptions.urls")),
     path("", include("payments.urls")),

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from billing_site.admin import admin_each
+from billing_site.errors import ApiError
 from customers import services
 from customers.control_plane.answers import answer_resend
-from customers.models import ControlPlaneAnswer, ControlPlaneEvent, Customer, CustomerUser
+from customers.models import BillingModeChange, ControlPlaneAnswer, ControlPlaneEvent, Customer, CustomerUser
 
 
 class CustomerUserInline(admin.TabularInline):
@@ -21,12 +25,61 @@ class CustomerUserInline(admin.TabularInline):
     show_change_link = True
 
 
+class BillingModeChangeInline(admin.TabularInline):
+    model = BillingModeChange
+    extra = 0
+    fields = ("mode", "effective_at", "source", "created_at")
+    readonly_fields = fields
+    can_delete = False
+    ordering = ("-effective_at", "-id")
+    verbose_name_plural = "Billing mode history"
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+# Billing changes go through the service (mode history, provider checks, outbox), not a plain save.
+_BILLING_FIELDS = ("billing_mode", "provider_customer_id")
+
+
+class CustomerAdminForm(forms.ModelForm):
+    class Meta:
+        model = Customer
+        fields = (
+            "external_id",
+            "name",
+            "email",
+            "currency",
+            "tax_exempt",
+            "metadata",
+            "address_line1",
+            "address_line2",
+            "address_city",
+            "address_state",
+            "address_postal_code",
+            "address_country",
+            "provider",
+            "provider_customer_id",
+            "billing_mode",
+        )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if "billing_mode" in self.changed_data and cleaned.get("billing_mode"):
+            try:
+                services.customer_billing_mode_check(customer=self.instance, mode=cleaned["billing_mode"])
+            except ApiError as exc:
+                self.add_error("billing_mode", exc.message)
+        return cleaned
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
     list_display = ("id", "external_id", "name", "email", "currency", "status", "created_at")
     list_filter = ("status", "tax_exempt", "currency")
     search_fields = ("=id", "external_id", "email", "name")
-    readonly_fields = ("id", "status", "deleted_at", "purged_at", "created_at", "updated_at")
+    form = CustomerAdminForm
+    readonly_fields = ("id", "status", "billing_mode_since", "deleted_at", "purged_at", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("id", "external_id", "name", "email", "currency", "status", "tax_exempt", "metadata")}),
         (
@@ -43,10 +96,38 @@ class CustomerAdmin(admin.ModelAdmin):
             },
         ),
         ("Payment provider", {"fields": ("provider", "provider_customer_id")}),
+        (
+            "Billing mode",
+            {
+                "fields": ("billing_mode", "billing_mode_since"),
+                "description": "native: we invoice and collect. provider: we meter and push usage to Stripe "
+                "Billing, which invoices. A change takes effect now; usage before it is not pushed.",
+            },
+        ),
         ("History", {"fields": ("deleted_at", "purged_at", "created_at", "updated_at")}),
     )
-    inlines = (CustomerUserInline,)
+    inlines = (CustomerUserInline, BillingModeChangeInline)
     actions = ("deactivate", "activate", "soft_delete", "restore")
+
+    def save_model(self, request: HttpRequest, obj: Customer, form: Any, change: bool) -> None:
+        billing = {name: form.cleaned_data[name] for name in _BILLING_FIELDS if name in form.changed_data}
+        if not billing:
+            super().save_model(request, obj, form, change)
+            return
+        if change:
+            current = Customer.objects.get(pk=obj.pk)
+            for name in _BILLING_FIELDS:
+                setattr(obj, name, getattr(current, name))
+        else:
+            obj.billing_mode, obj.provider_customer_id = Customer.BillingMode.NATIVE, ""
+        super().save_model(request, obj, form, change)
+        try:
+            services.customer_update(
+                customer=obj, changes=billing, now=timezone.now(), source=BillingModeChange.Source.ADMIN
+            )
+        except ApiError as exc:
+            messages.error(request, f"Billing not changed: {exc.message}")
+        obj.refresh_from_db()
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False  # billing history is never lost: use the "soft delete" action

@@ -24,6 +24,10 @@ class Customer(TimestampedModel):
         EXEMPT = "exempt"
         REVERSE = "reverse"
 
+    class BillingMode(models.TextChoices):
+        NATIVE = "native"  # we invoice and collect
+        PROVIDER = "provider"  # we meter and push usage to the provider (Stripe Billing), which invoices
+
     id = PublicIdField("cus")
     external_id = models.CharField(max_length=255, unique=True, help_text="The control plane's tenant id.")
     name = models.CharField(max_length=255, blank=True)
@@ -39,6 +43,10 @@ class Customer(TimestampedModel):
     metadata = models.JSONField(default=dict, blank=True)
     provider = models.CharField(max_length=32, blank=True, help_text="Payment provider, e.g. stripe.")
     provider_customer_id = models.CharField(max_length=255, blank=True)
+    billing_mode = models.CharField(max_length=10, choices=BillingMode.choices, default=BillingMode.NATIVE)
+    billing_mode_since = models.DateTimeField(
+        null=True, blank=True, help_text="When the current billing mode took effect (null: native since creation)."
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
     deleted_at = models.DateTimeField(null=True, blank=True)
     purged_at = models.DateTimeField(null=True, blank=True)
@@ -53,6 +61,9 @@ class Customer(TimestampedModel):
             models.CheckConstraint(
                 condition=Q(purged_at__isnull=True) | Q(status="deleted"),
                 name="customer_purged_only_when_deleted",
+            ),
+            models.CheckConstraint(
+                condition=Q(billing_mode__in=["native", "provider"]), name="customer_billing_mode_valid"
             ),
             # One provider customer maps to one of ours, so provider webhooks resolve unambiguously.
             models.UniqueConstraint(
@@ -79,6 +90,35 @@ class Customer(TimestampedModel):
             "postal_code": self.address_postal_code,
             "country": self.address_country,
         }
+
+
+class BillingModeChange(models.Model):
+    """Append-only history of a customer's billing mode: from `effective_at` on, the customer is billed
+    in `mode`. Usage pushed to a provider is exactly the usage of the provider intervals this history
+    describes, so a switch in the middle of a slice pushes only the part after (or before) it."""
+
+    class Source(models.TextChoices):
+        API = "api"
+        ADMIN = "admin"
+        CONTROL_PLANE = "control_plane"
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="billing_mode_changes")
+    mode = models.CharField(max_length=10, choices=Customer.BillingMode.choices)
+    effective_at = models.DateTimeField()
+    source = models.CharField(max_length=20, choices=Source.choices)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(mode__in=["native", "provider"]), name="billing_mode_change_mode_valid"),
+        ]
+        indexes = [
+            # A customer's history in order (the usage push reads it per customer).
+            models.Index(fields=["customer", "effective_at"], name="billing_mode_change_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} -> {self.mode} at {self.effective_at:%Y-%m-%d %H:%M:%S}"
 
 
 class CustomerUser(TimestampedModel):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
@@ -9,7 +10,10 @@ from billing_site.errors import InvalidRequest, NotFound
 from billing_site.selectors import apply_filters
 from billing_site.tenancy import TenantScope
 from customers.filters import CustomerFilter, CustomerUserFilter
-from customers.models import Customer, CustomerUser
+from customers.models import BillingModeChange, Customer, CustomerUser
+
+# [start, end) of a stretch of time; end None = still going.
+Interval = tuple[datetime, datetime | None]
 
 # Every selector takes `tenant` (ApiView.tenant_scope): None for operators; otherwise another tenant's
 # customer and everything of it is answered exactly as if it did not exist.
@@ -74,3 +78,26 @@ def customer_user_get(*, user_id: str, tenant: TenantScope | None = None) -> Cus
 def customer_user_list(*, customer: Customer, filters: Mapping[str, Any] | None = None) -> QuerySet[CustomerUser]:
     queryset = CustomerUser.objects.filter(customer=customer, deleted_at__isnull=True)
     return apply_filters(CustomerUserFilter, filters or {}, queryset)
+
+
+def provider_intervals(*, customer_ids: Iterable[str]) -> dict[str, list[Interval]]:
+    """Per customer, the stretches of time it was billed in provider mode, oldest first, from its mode
+    history (one query for all). A customer never in provider mode maps to an empty list."""
+    wanted = list(customer_ids)
+    result: dict[str, list[Interval]] = {customer_id: [] for customer_id in wanted}
+    changes = (
+        BillingModeChange.objects.filter(customer_id__in=wanted)
+        .order_by("customer_id", "effective_at", "id")
+        .values_list("customer_id", "mode", "effective_at")
+    )
+    opened: dict[str, datetime] = {}
+    for customer_id, mode, effective_at in changes:
+        if mode == Customer.BillingMode.PROVIDER:
+            opened.setdefault(customer_id, effective_at)
+            continue
+        start = opened.pop(customer_id, None)
+        if start is not None and effective_at > start:
+            result[customer_id].append((start, effective_at))
+    for customer_id, start in opened.items():
+        result[customer_id].append((start, None))
+    return result

@@ -26,6 +26,8 @@ class CustomerCreateInput(InputSerializer):
     address = AddressSerializer(required=False, allow_null=True)
     tax_exempt = serializers.ChoiceField(choices=Customer.TaxExempt.choices, required=False)
     metadata = MetadataField(required=False)
+    billing_mode = serializers.ChoiceField(choices=Customer.BillingMode.choices, required=False)
+    provider_customer_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
 
 
 class CustomerUpdateInput(InputSerializer):
@@ -36,6 +38,8 @@ class CustomerUpdateInput(InputSerializer):
     address = AddressSerializer(required=False, allow_null=True)
     tax_exempt = serializers.ChoiceField(choices=Customer.TaxExempt.choices, required=False)
     metadata = MetadataField(required=False)
+    billing_mode = serializers.ChoiceField(choices=Customer.BillingMode.choices, required=False)
+    provider_customer_id = serializers.CharField(max_length=255, required=False, allow_blank=True, allow_null=True)
 
     def validate_external_id(self, value: str) -> str:
         raise serializers.ValidationError(
@@ -63,6 +67,9 @@ class CustomerOutput(serializers.Serializer):
     tax_exempt = serializers.CharField()
     metadata = MetadataField()
     status = serializers.CharField()
+    billing_mode = serializers.CharField()
+    billing_mode_since = serializers.DateTimeField(allow_null=True)
+    provider_customer_id = NullableCharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 

@@ -6,16 +6,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from billing_site.errors import Conflict, NotFound
+from billing_site.errors import Conflict, InvalidRequest, NotFound
 from billing_site.fields import metadata_clean, metadata_merge
 from billing_site.locks import LockRank, lock_first
-from customers.models import Customer, CustomerUser
+from billing_site.stripe_sdk import stripe_configured
+from customers import hooks
+from customers.models import BillingModeChange, Customer, CustomerUser
 from webhooks.services import event_emit, object_event_emit
 
 ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
-_UPDATABLE = ("name", "email", "currency", "tax_exempt", "provider", "provider_customer_id")
+_UPDATABLE = ("name", "email", "currency", "tax_exempt", "provider")
+# The one provider that provider billing mode pushes usage to.
+BILLING_PROVIDER = "stripe"
 
 
 def customer_snapshot(customer: Customer) -> dict[str, Any]:
@@ -30,6 +35,8 @@ def customer_snapshot(customer: Customer) -> dict[str, Any]:
         "tax_exempt": customer.tax_exempt,
         "metadata": customer.metadata,
         "status": customer.status,
+        "billing_mode": customer.billing_mode,
+        "provider_customer_id": customer.provider_customer_id or None,
     }
 
 
@@ -68,6 +75,47 @@ def _set_address(customer: Customer, address: dict[str, str] | None) -> None:
         setattr(customer, f"address_{field}", address.get(field) or "")
 
 
+def _provider_id_conflict() -> Conflict:
+    return Conflict(
+        "Another customer already has this provider customer id.",
+        code="provider_customer_exists",
+        param="provider_customer_id",
+    )
+
+
+def customer_billing_mode_check(*, customer: Customer, mode: str) -> None:
+    """Refuse (a 400 naming `billing_mode`) a mode the customer cannot be billed in now."""
+    if mode == Customer.BillingMode.PROVIDER:
+        if not stripe_configured():
+            raise InvalidRequest(
+                "Provider billing pushes usage to Stripe Billing, and STRIPE_API_KEY is not set.",
+                param="billing_mode",
+                code="provider_not_configured",
+            )
+        if customer.provider not in ("", BILLING_PROVIDER):
+            raise InvalidRequest(
+                f"Customer {customer.id} is pinned to the payment provider {customer.provider!r} (its payment "
+                f"methods live there); provider billing pushes usage to {BILLING_PROVIDER}.",
+                param="billing_mode",
+                code="provider_conflict",
+            )
+    hooks.checks_run(hooks.on_billing_mode_change, customer, mode)
+
+
+def _billing_mode_record(customer: Customer, mode: str, now: datetime, source: str) -> None:
+    """Take `mode` from `now` on, and keep the history that says so (the caller saves the customer)."""
+    if customer.billing_mode_since is not None and now < customer.billing_mode_since:
+        raise Conflict(
+            f"The billing mode of {customer.id} last changed at {customer.billing_mode_since.isoformat()}; a change "
+            "cannot take effect before it.",
+            code="billing_mode_backdated",
+            param="billing_mode",
+        )
+    customer.billing_mode = mode
+    customer.billing_mode_since = now
+    BillingModeChange.objects.create(customer=customer, mode=mode, effective_at=now, source=source, created_at=now)
+
+
 def customer_create(
     *,
     external_id: str,
@@ -78,7 +126,12 @@ def customer_create(
     address: dict[str, str] | None = None,
     tax_exempt: str = Customer.TaxExempt.NONE,
     metadata: dict[str, str | None] | None = None,
+    billing_mode: str | None = None,
+    provider_customer_id: str = "",
+    source: str = BillingModeChange.Source.API,
 ) -> Customer:
+    """Create a customer. `billing_mode` defaults to the BILLING_MODE_DEFAULT setting; provider mode
+    takes effect at `now`, so all of the customer's usage is pushed."""
     existing = Customer.objects.filter(external_id=external_id).first()
     if existing is not None:
         raise _exists_conflict(existing)
@@ -89,18 +142,28 @@ def customer_create(
         currency=currency,
         tax_exempt=tax_exempt,
         metadata=metadata_clean(metadata or {}),
+        provider=BILLING_PROVIDER if provider_customer_id else "",
+        provider_customer_id=provider_customer_id,
     )
     _set_address(customer, address)
+    mode = billing_mode or settings.BILLING_MODE_DEFAULT
+    if mode != Customer.BillingMode.NATIVE:
+        customer_billing_mode_check(customer=customer, mode=mode)
     try:
         with transaction.atomic():
             customer.save(force_insert=True)
+            if mode != Customer.BillingMode.NATIVE:
+                _billing_mode_record(customer, mode, now, source)
+                customer.save(update_fields=["billing_mode", "billing_mode_since"])
             object_event_emit(type="customer.created", obj=customer, data=customer_snapshot(customer), now=now)
     except IntegrityError:
-        # Lost a race with a concurrent create of the same external_id: the constraint decided.
+        # Lost a race with a concurrent create of the same external_id (or provider id): the constraint decided.
         existing = Customer.objects.filter(external_id=external_id).first()
-        if existing is None:
-            raise
-        raise _exists_conflict(existing) from None
+        if existing is not None:
+            raise _exists_conflict(existing) from None
+        if provider_customer_id and Customer.objects.filter(provider_customer_id=provider_customer_id).exists():
+            raise _provider_id_conflict() from None
+        raise
     return customer
 
 
@@ -117,8 +180,14 @@ def _live(customer: Customer) -> Customer:
     return customer
 
 
-def customer_update(*, customer: Customer, changes: dict[str, Any], now: datetime) -> Customer:
-    """Apply a PATCH. `metadata` merges (a key set to null or "" is removed); `address` replaces."""
+def customer_update(
+    *, customer: Customer, changes: dict[str, Any], now: datetime, source: str = BillingModeChange.Source.API
+) -> Customer:
+    """Apply a PATCH. `metadata` merges (a key set to null or "" is removed); `address` replaces.
+
+    A new `billing_mode` takes effect at `now` and is kept in the customer's mode history; the provider
+    customer id can change only while no usage was pushed to the old one (the checks metering registers
+    in `customers.hooks`)."""
     with transaction.atomic():
         locked = _live(_lock_customer(customer.id))
         before = customer_snapshot(locked)
@@ -129,6 +198,16 @@ def customer_update(*, customer: Customer, changes: dict[str, Any], now: datetim
             _set_address(locked, changes["address"])
         if "metadata" in changes:
             locked.metadata = metadata_merge(locked.metadata, changes["metadata"])
+        provider_id = changes.get("provider_customer_id", locked.provider_customer_id) or ""
+        if provider_id != locked.provider_customer_id:
+            hooks.checks_run(hooks.on_provider_customer_id_change, locked, provider_id)
+            locked.provider_customer_id = provider_id
+            if provider_id and not locked.provider:
+                locked.provider = BILLING_PROVIDER
+        mode = changes.get("billing_mode") or locked.billing_mode
+        if mode != locked.billing_mode:
+            customer_billing_mode_check(customer=locked, mode=mode)
+            _billing_mode_record(locked, mode, now, source)
         after = customer_snapshot(locked)
         previous = {key: value for key, value in before.items() if after[key] != value}
         if previous:
@@ -136,11 +215,7 @@ def customer_update(*, customer: Customer, changes: dict[str, Any], now: datetim
                 with transaction.atomic():
                     locked.save()
             except IntegrityError:
-                raise Conflict(
-                    "Another customer already has this provider customer id.",
-                    code="provider_customer_exists",
-                    param="provider_customer_id",
-                ) from None
+                raise _provider_id_conflict() from None
             object_event_emit(
                 type="customer.updated", obj=locked, data=customer_snapshot(locked), now=now, previous=previous
             )

@@ -191,3 +191,7 @@ class MeterEventAdmin(admin.ModelAdmin):
         if term.startswith("cus_"):
             return queryset.filter(customer_id=term), False
         return queryset.filter(customer__external_id=term), False
+
+
+# The usage push's admin lives beside its models.
+from metering.push import admin as _push_admin  # noqa: E402, F401

@@ -143,3 +143,12 @@ class UsageDirtyHour(models.Model):
 
     def __str__(self) -> str:
         return f"dirty {self.meter_id} {self.customer_id} {self.hour:%Y-%m-%d %H}:00"
+
+
+# The usage push's tables live in their own module; importing them here makes them this app's models.
+from metering.push.models import (  # noqa: E402, F401
+    MeterMapping,
+    UsagePush,
+    UsagePushLane,
+    UsagePushReconciliation,
+)

@@ -12,6 +12,7 @@ from django.db.models import ProtectedError
 from billing_site.errors import Conflict, InvalidRequest
 from billing_site.fields import metadata_clean, metadata_merge
 from metering.models import Meter, MeterEvent
+from metering.push.mappings import check_meter_aggregation
 from webhooks.services import event_emit
 
 # What an event means for billing: fixed once the meter has events.
@@ -99,6 +100,8 @@ def meter_update(*, meter: Meter, changes: dict[str, Any], now: datetime) -> Met
                 param=changing[0],
                 code="immutable",
             )
+        if "aggregation" in changing:
+            check_meter_aggregation(locked, changes["aggregation"])
         for field in (*DEFINING_FIELDS, *_MUTABLE):
             if field in changes:
                 setattr(locked, field, changes[field] if changes[field] is not None else "")

@@ -16,13 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import FieldDoesNotExist
 
 from billing_site.errors import InvalidRequest
 from billing_site.tasks import enqueue
 from customers.control_plane import ControlPlaneRequest, control_plane_step_register
 from customers.control_plane.envelope import detail_string
-from customers.models import Customer
+from customers.models import BillingModeChange, Customer
+from customers.services import customer_update
 from subscriptions.locks import lock_customer_subscriptions
 from subscriptions.models import Subscription
 from subscriptions.selectors import tier_get_by_name
@@ -42,26 +42,21 @@ def tenant_onboarded(*, request: ControlPlaneRequest, customer: Customer) -> dic
             param="detail.tier",
             code="unknown_tier",
         )
-    applied = _billing_mode_apply(customer, tier.billing_mode)
+    if tier.billing_mode != customer.billing_mode:
+        # The tier decides how the tenant is billed, through the customers service (checks and history).
+        customer = customer_update(
+            customer=customer,
+            changes={"billing_mode": tier.billing_mode},
+            now=request.now,
+            source=BillingModeChange.Source.CONTROL_PLANE,
+        )
     sub, invoice = tier_subscribe(tier=tier, customer=customer, now=request.now, param="detail.tier")
     return {
         "tier": tier.id,
-        "billing_mode": tier.billing_mode if applied else None,
+        "billing_mode": customer.billing_mode,
         "subscription": sub.id,
         "invoice": invoice.id if invoice else None,
     }
-
-
-def _billing_mode_apply(customer: Customer, mode: str) -> bool:
-    """`Customer.billing_mode` (native|provider) comes with issue 12 on another branch: the tier's mode is
-    set on the new customer when the field exists, and is only kept on the tier until then."""
-    try:
-        Customer._meta.get_field("billing_mode")
-    except FieldDoesNotExist:
-        return False
-    Customer.objects.filter(pk=customer.pk).update(billing_mode=mode)
-    customer.billing_mode = mode  # type: ignore[attr-defined]
-    return True
 
 
 def tenant_offboarding(*, request: ControlPlaneRequest, customer: Customer) -> dict[str, Any]:

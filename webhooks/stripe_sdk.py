@@ -1,8 +1,5 @@
-"""The Stripe SDK as the inbound side needs it: signature verification and an API client for resync.
-
-Kept tiny on purpose: the project-wide client (`billing_site/stripe_sdk.py`, on another branch) replaces
-`stripe_client` when the branches meet. The key is only handed to the SDK, never logged.
-"""
+"""The Stripe SDK as the inbound side needs it: signature verification, and an API client for resync
+built by the project-wide `billing_site.stripe_sdk` (the key is only handed to the SDK, never logged)."""
 
 from __future__ import annotations
 
@@ -12,25 +9,20 @@ from typing import Any
 import stripe
 from django.conf import settings
 
+from billing_site.stripe_sdk import StripeNotConfigured, client_build
+
+__all__ = ["StripeNotConfigured", "stripe_client", "stripe_event_verify"]
+
 TOLERANCE_SECONDS = 300
 
 # Tests put a fake here; None is the SDK's own HTTP client.
 HTTP_CLIENT: stripe.HTTPClient | None = None
 
 
-class StripeNotConfigured(Exception):
-    pass
-
-
 def stripe_client() -> stripe.StripeClient:
     if not settings.STRIPE_API_KEY:
         raise StripeNotConfigured("STRIPE_API_KEY is not set")
-    return stripe.StripeClient(
-        settings.STRIPE_API_KEY,
-        base_addresses={"api": settings.STRIPE_API_BASE},
-        http_client=HTTP_CLIENT,
-        max_network_retries=2,
-    )
+    return client_build(api_key=settings.STRIPE_API_KEY, http_client=HTTP_CLIENT, max_network_retries=2)
 
 
 def stripe_event_verify(*, payload: bytes, signature_header: str | None, secret: str) -> Any:

@@ -16,7 +16,7 @@ from billing_site.errors import Conflict, InvalidRequest, NotFound
 from customers.control_plane.envelope import detail_string
 from customers.control_plane.registry import ControlPlaneRequest, Outcome, control_plane_handler_register, steps_run
 from customers.locks import lock_customer
-from customers.models import ControlPlaneEvent, Customer, CustomerUser
+from customers.models import BillingModeChange, ControlPlaneEvent, Customer, CustomerUser
 from customers.selectors import customer_get_by_external_id
 from customers.services import (
     customer_create,
@@ -58,8 +58,22 @@ def onboard(request: ControlPlaneRequest) -> Outcome:
     tenant_id = _tenant_id(detail)
     name = detail_string(detail, "tenantName", "name")
     email = _email(detail)
+    mode = detail_string(detail, "billingMode", "billing_mode", param="detail.billingMode", max_length=20) or None
+    if mode is not None and mode not in Customer.BillingMode.values:
+        raise InvalidRequest(
+            f"billingMode must be one of {', '.join(Customer.BillingMode.values)}.",
+            param="detail.billingMode",
+            code="invalid_billing_mode",
+        )
     try:
-        customer = customer_create(external_id=tenant_id, name=name, email=email, now=request.now)
+        customer = customer_create(
+            external_id=tenant_id,
+            name=name,
+            email=email,
+            billing_mode=mode,
+            source=BillingModeChange.Source.CONTROL_PLANE,
+            now=request.now,
+        )
     except Conflict as exc:
         if exc.code == "customer_exists":
             existing = customer_get_by_external_id(external_id=tenant_id)

@@ -20,6 +20,7 @@ from typing import Any
 
 import stripe
 
+from billing_site.stripe_sdk import client_build
 from payments.processors.base import (
     ProcessorError,
     ProcessorTimeout,
@@ -176,11 +177,11 @@ class StripeProcessor:
         api_base: str | None = None,
     ) -> None:
         # `api_base` (the STRIPE_API_BASE setting): Stripe itself by default, a local fake in tests, a proxy.
-        self._client = stripe.StripeClient(
-            api_key,
+        self._client = client_build(
+            api_key=api_key,
             http_client=http_client or HTTP_CLIENT,
             max_network_retries=max_network_retries,
-            base_addresses={"api": api_base or stripe.DEFAULT_API_BASE},
+            base=api_base,
         )
 
     def __repr__(self) -> str:

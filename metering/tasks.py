@@ -1,0 +1,35 @@
+"""Celery tasks of the metering app: thin, each takes an id and calls a service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+from django.utils import timezone
+
+from metering.push.services import usage_push_lane_run
+
+
+@shared_task(
+    bind=True,
+    name="metering.push_usage_lane",
+    acks_late=True,
+    soft_time_limit=540,
+    time_limit=600,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_kwargs={"max_retries": 5},
+)
+def push_usage_lane(self: Any, lane_id: int, now: str | None = None) -> dict[str, Any]:
+    """Push what is due on one (customer, meter) lane, as of `now` (RFC 3339; default the current time).
+
+    Safe to run twice or concurrently: the lane's rows decide (a claimed push is left to its claimer).
+    When the lane has to wait (a rate limit, a lost answer), the task comes back at that time; run eagerly
+    (tests, `run_job`) there is no broker to hold a delayed task, and the next sweep takes the lane."""
+    when = datetime.fromisoformat(now) if now else timezone.now()
+    result = usage_push_lane_run(lane_id=lane_id, now=when)
+    if result.retry_at is not None and result.retry_at > when and not self.request.is_eager:
+        push_usage_lane.apply_async(args=[lane_id], eta=result.retry_at)
+    return result.as_dict()
