@@ -181,6 +181,10 @@ else:
     API_RATE_LIMIT = (int(_count), _periods[_unit])
 # Usage events older than this are refused at ingestion (periods that old are already invoiced).
 METERING_BACKFILL_WINDOW = timedelta(days=env_int("METERING_BACKFILL_DAYS", 35, minimum=1, maximum=3650))
+# --- Metering at scale (issue 15) ---
+# PostgreSQL: the events table's partitions span a UTC calendar month (or a day), made this many ahead.
+METERING_PARTITION_INTERVAL = env_choice("METERING_PARTITION_INTERVAL", "month", ("month", "day"))
+METERING_PARTITIONS_AHEAD = env_int("METERING_PARTITIONS_AHEAD", 2, minimum=1, maximum=60)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["billing_site.auth.ApiKeyAuthentication"],
