@@ -309,9 +309,9 @@ def _resolve(parsed: list[ParsedEvent], rejected: dict[int, EventRejected]) -> t
             by_external[ext] = (cid, status)
     meters = {
         code: (mid, active, has_events)
-        for mid, code, active, has_events in Meter.objects.filter(
-            code__in={p.meter_code for p in parsed}
-        ).values_list("id", "code", "active", "has_events")
+        for mid, code, active, has_events in Meter.objects.filter(code__in={p.meter_code for p in parsed}).values_list(
+            "id", "code", "active", "has_events"
+        )
     }
     good: list[ParsedEvent] = []
     fresh: set[str] = set()
@@ -359,7 +359,9 @@ def key_hash(customer_id: str, key: str, probe: int = 0) -> uuid.UUID:
 
 
 _STAGE = "metering_event_stage"
-_EVENT_COLUMNS = "token, customer_id, meter_id, value, timestamp, idempotency_key, dimensions, ingested_at, cancel_reason"
+_EVENT_COLUMNS = (
+    "token, customer_id, meter_id, value, timestamp, idempotency_key, dimensions, ingested_at, cancel_reason"
+)
 
 
 def _insert_postgres(rows: list[ParsedEvent], now: datetime, outermost: bool) -> dict[str, int]:
@@ -370,7 +372,7 @@ def _insert_postgres(rows: list[ParsedEvent], now: datetime, outermost: bool) ->
 
     COPY is the cheapest way into PostgreSQL (no SQL text per row, no array quoting); the staging table
     lives as long as the pooled connection and empties itself at every commit."""
-    events, keys = MeterEvent._meta.db_table, MeterEventKey._meta.db_table
+    events, keys, dirty = (model._meta.db_table for model in (MeterEvent, MeterEventKey, UsageDirtyHour))
     # wrap_database_errors: psycopg's own errors become Django's (deadlocks, a missing partition).
     with connection.cursor() as cursor, connection.wrap_database_errors:
         raw = cursor.cursor  # psycopg's own cursor: Django's wrapper has no COPY
@@ -394,6 +396,8 @@ def _insert_postgres(rows: list[ParsedEvent], now: datetime, outermost: bool) ->
                         dumps(r.dimensions).decode() if r.dimensions else "{}",
                     )
                 )
+        # The dirty-hour flags go last, in (meter, customer, hour) order like every writer's, so their hot
+        # row locks are taken in one order and held only until the commit.
         raw.execute(
             f"""
             WITH s AS MATERIALIZED (SELECT nextval('{events}_seq') AS id, * FROM {_STAGE}),
@@ -402,39 +406,73 @@ def _insert_postgres(rows: list[ParsedEvent], now: datetime, outermost: bool) ->
                 SELECT {_KEY_SQL}, s.id, s.ts FROM s WHERE s.idem IS NOT NULL ORDER BY 1
                 ON CONFLICT (key_hash) DO NOTHING
                 RETURNING event_id
+            ),
+            ins AS (
+                INSERT INTO {events} (id, {_EVENT_COLUMNS})
+                SELECT s.id, s.token, s.customer_id, s.meter_id, s.value, s.ts, s.idem, s.dims::jsonb, %(now)s, ''
+                FROM s WHERE s.idem IS NULL OR s.id IN (SELECT event_id FROM k)
+                RETURNING id, token, customer_id, meter_id, timestamp
+            ),
+            d AS (
+                INSERT INTO {dirty} (meter_id, customer_id, hour, touched_at)
+                SELECT DISTINCT meter_id, customer_id, date_trunc('hour', timestamp, 'UTC'), %(now)s::timestamptz
+                FROM ins ORDER BY 1, 2, 3
+                ON CONFLICT (meter_id, customer_id, hour) DO UPDATE SET touched_at = EXCLUDED.touched_at
             )
-            INSERT INTO {events} (id, {_EVENT_COLUMNS})
-            SELECT s.id, s.token, s.customer_id, s.meter_id, s.value, s.ts, s.idem, s.dims::jsonb, %s, ''
-            FROM s WHERE s.idem IS NULL OR s.id IN (SELECT event_id FROM k)
-            RETURNING id, token
+            SELECT id, token FROM ins
             """,  # noqa: S608 - table names are ours, values are bound
-            [now],
+            {"now": now},
         )
         created = {token: pk for pk, token in raw.fetchall()}
         if not outermost:
             # The commit that empties it is someone else's: a second batch in the same transaction must
             # not see this one's rows.
-            raw.execute(f"DELETE FROM {_STAGE}")
+            raw.execute(f"DELETE FROM {_STAGE}")  # noqa: S608
         return created
 
 
-def _occupants(hashes: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, str | None, str | None, str | None]]:
-    """For key rows under these hashes: (event id, token, customer id, idempotency key) of their event;
-    the last three are None when the event's partition was detached."""
-    pointers = dict(
-        MeterEventKey.objects.filter(key_hash__in=hashes).values_list("key_hash", "event_id").order_by()
-    )
-    stamps = dict(MeterEventKey.objects.filter(key_hash__in=hashes).values_list("event_id", "timestamp").order_by())
+def _occupants(
+    hashes: list[uuid.UUID],
+) -> dict[uuid.UUID, tuple[int, datetime, str | None, str | None, str | None]]:
+    """For key rows under these hashes: (event id, timestamp, token, customer id, idempotency key) of
+    their event; the last three are None when the event's partition was detached."""
+    pointers = {
+        h: (pk, ts)
+        for h, pk, ts in MeterEventKey.objects.filter(key_hash__in=hashes)
+        .values_list("key_hash", "event_id", "timestamp")
+        .order_by()
+    }
     if not pointers:
         return {}
     # The key rows' timestamps name the partitions: `timestamp IN (...)` prunes to them.
     found = {
         pk: (token, cid, key)
         for pk, token, cid, key in MeterEvent.objects.filter(
-            pk__in=list(pointers.values()), timestamp__in=list(set(stamps.values()))
+            pk__in=[pk for pk, _ in pointers.values()], timestamp__in={ts for _, ts in pointers.values()}
         ).values_list("id", "token", "customer_id", "idempotency_key")
     }
-    return {h: (pk, *found.get(pk, (None, None, None))) for h, pk in pointers.items()}
+    return {h: (pk, ts, *found.get(pk, (None, None, None))) for h, (pk, ts) in pointers.items()}
+
+
+def events_by_keys(customer_id: str, keys: list[str]) -> dict[str, tuple[int, datetime]]:
+    """(id, timestamp) of the customer's events stored under these idempotency keys, found through the
+    key table (walking a probe chain past other keys' hashes), so reading them prunes to their partitions."""
+    found: dict[str, tuple[int, datetime]] = {}
+    pending, probe = list(dict.fromkeys(keys)), 0
+    while pending:
+        hashes = {key: key_hash(customer_id, key, probe) for key in pending}
+        occupants = _occupants(list(hashes.values()))
+        next_round = []
+        for key, h in hashes.items():
+            occupant = occupants.get(h)
+            if occupant is None:
+                continue  # the chain ends here: never stored
+            if (occupant[3], occupant[4]) == (customer_id, key):
+                found[key] = (occupant[0], occupant[1])
+            elif occupant[2] is not None:  # another key under this hash
+                next_round.append(key)
+        pending, probe = next_round, probe + 1
+    return found
 
 
 def _insert_one(r: ParsedEvent, now: datetime, pk: int | None) -> int:
@@ -476,7 +514,7 @@ def _insert_probing(r: ParsedEvent, now: datetime, probe: int) -> tuple[int | No
         h = key_hash(r.customer_id, key, probe)
         occupant = _occupants([h]).get(h)
         if occupant is not None:
-            pk, token, cid, okey = occupant
+            pk, _, token, cid, okey = occupant
             if token is None or (cid, okey) == (r.customer_id, key):
                 return None, event_public_id(pk, token) if token else ""
             probe += 1  # a different key under the same hash
@@ -498,9 +536,7 @@ def _insert_probing(r: ParsedEvent, now: datetime, probe: int) -> tuple[int | No
         return _insert_one(r, now, row[0]), None
 
 
-def _settle_conflicts(
-    rows: list[ParsedEvent], now: datetime
-) -> tuple[dict[str, int], dict[tuple[str, str], str]]:
+def _settle_conflicts(rows: list[ParsedEvent], now: datetime) -> tuple[dict[str, int], dict[tuple[str, str], str]]:
     """Keyed rows whose probe-0 hash was taken: duplicates when the occupant has the same customer and
     key (one query for all of them), otherwise (a hash collision) walked along their probe chain."""
     hashes = {r.token: key_hash(r.customer_id, r.idempotency_key or "") for r in rows}
@@ -510,8 +546,8 @@ def _settle_conflicts(
     for r in rows:
         occupant = occupants.get(hashes[r.token])
         ident = (r.customer_id, r.idempotency_key or "")
-        if occupant is not None and (occupant[1] is None or (occupant[2], occupant[3]) == ident):
-            existing[ident] = event_public_id(occupant[0], occupant[1]) if occupant[1] else ""
+        if occupant is not None and (occupant[2] is None or (occupant[3], occupant[4]) == ident):
+            existing[ident] = event_public_id(occupant[0], occupant[2]) if occupant[2] else ""
             continue
         pk, original = _insert_probing(r, now, 1 if occupant is not None else 0)
         if pk is not None:
@@ -590,14 +626,17 @@ def _write(
                 vanished = _claim_meters(fresh)
                 live = [r for r in rows if r.meter_id not in vanished] if vanished else rows
                 if postgres:
+                    # Marks the hours of what it created dirty itself.
                     created = _insert_postgres(live, now, outermost)
                     conflicted = [r for r in live if r.token not in created]
                     extra, existing = _settle_conflicts(conflicted, now) if conflicted else ({}, {})
-                    created.update(extra)
                 else:
-                    created, existing = _insert_generic(live, now)
-                dirty = {(r.meter_id, r.customer_id, _hour(r.timestamp)) for r in live if r.token in created}
-                mark_hours_dirty(dirty, now)  # last, so the hot row lock is held only until commit
+                    extra, existing = _insert_generic(live, now)
+                    created = {}
+                if extra:
+                    created.update(extra)
+                    made = [r for r in live if r.token in extra]
+                    mark_hours_dirty({(r.meter_id, r.customer_id, _hour(r.timestamp)) for r in made}, now)
             return created, existing, vanished
         except IntegrityError as exc:
             if made_partitions or not _no_partition(exc):

@@ -166,14 +166,13 @@ def partitions_detach(*, before: datetime, now: datetime, drop: bool = False) ->
             f"of {settings.METERING_BACKFILL_WINDOW.days} days plus a day); {before:%Y-%m-%d} is later."
         )
     done = []
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK])
-            for part in partitions_list():
-                if part.end > before:
-                    continue
-                cursor.execute(f"ALTER TABLE {TABLE} DETACH PARTITION {part.name}")
-                if drop:
-                    cursor.execute(f"DROP TABLE {part.name}")
-                done.append(part.name)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK])
+        for part in partitions_list():
+            if part.end > before:
+                continue
+            cursor.execute(f"ALTER TABLE {TABLE} DETACH PARTITION {part.name}")
+            if drop:
+                cursor.execute(f"DROP TABLE {part.name}")
+            done.append(part.name)
     return done

@@ -91,10 +91,13 @@ def _recompute_postgres(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[in
         "hs": [key[1] for key in keys],
         "ts": list(keys.values()),
     }
+    hours = [key[1] for key in keys]
+    params["lo"], params["hi"] = min(hours), max(hours) + HOUR
     hour_events = f"""
         FROM {events} e
         WHERE e.customer_id = k.c AND e.meter_id = %(m)s
           AND e.timestamp >= k.h AND e.timestamp < k.h + interval '1 hour'
+          AND e.timestamp >= %(lo)s AND e.timestamp < %(hi)s  -- constant bounds: the planner prunes partitions
           AND e.canceled_at IS NULL{conditions_sql(conditions_for(meter), params)}
     """
     # Per hour: one index range scan for the totals and one backward index probe for the latest event.

@@ -27,10 +27,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Q
 
 from customers.models import Customer
-from metering.ids import event_public_id, parse_event_id
-from metering.ingest import mark_hours_dirty
+from metering.ids import event_day, event_public_id, parse_event_id
+from metering.ingest import events_by_keys, mark_hours_dirty
 from metering.models import Meter, MeterEvent, UsageDirtyHour, UsageHourly
 from webhooks.services import event_emit
 
@@ -264,6 +265,8 @@ def _read_postgres(read: UsageRead) -> dict[BucketKey, Acc]:
         "he": whole[1] if whole else None,
         "g": read.group_by,
         "uk": read.unique_key,
+        "start": read.start,
+        "end": read.end,
     }
     events, hourly, dirty = (model._meta.db_table for model in (MeterEvent, UsageHourly, UsageDirtyHour))
     where = conditions_sql(read.conditions, params)
@@ -312,6 +315,8 @@ def _read_postgres(read: UsageRead) -> dict[BucketKey, Acc]:
                        {raw_latest}, {distinct}
                 FROM {events} e
                 WHERE e.customer_id = r.c AND e.meter_id = %(m)s AND e.timestamp >= r.lo AND e.timestamp < r.hi
+                  -- Constant bounds as well, so the planner prunes to the partitions of [start, end).
+                  AND e.timestamp >= %(start)s AND e.timestamp < %(end)s
                   AND e.canceled_at IS NULL{where}
                 GROUP BY 1, 2
             ) x
@@ -383,6 +388,29 @@ def raw_events(
 # --- Cancellation ---------------------------------------------------------------------------------
 
 
+def _locked_by_ids(ids: list[tuple[int, str]], fields: tuple[str, ...]) -> dict[int, tuple]:
+    """Lock and read events by (primary key, token). The token names the event's UTC day, so each day's
+    ids are looked up in that day's range (one partition, its BRIN index on id); ids not found there
+    (tokens made before tokens carried the day) are looked up once more across every partition."""
+    by_day: dict[tuple[datetime, datetime], list[int]] = {}
+    for pk, token in ids:
+        day = event_day(token)
+        if day is not None:
+            by_day.setdefault(day, []).append(pk)
+    scope = Q()
+    for (lo, hi), pks in by_day.items():
+        scope |= Q(pk__in=pks, timestamp__gte=lo, timestamp__lt=hi)
+    rows: dict[int, tuple] = {}
+    if by_day:
+        query = MeterEvent.objects.select_for_update().filter(scope).order_by("pk").values_list(*fields)
+        rows = {row[0]: row for row in query}
+    rest = sorted({pk for pk, _ in ids} - rows.keys())
+    if rest:
+        query = MeterEvent.objects.select_for_update().filter(pk__in=rest).order_by("pk").values_list(*fields)
+        rows.update({row[0]: row for row in query})
+    return rows
+
+
 @dataclass
 class CancelResult:
     canceled: int = 0
@@ -429,9 +457,7 @@ def usage_cancel(
             label = "id"
             wanted = list(dict.fromkeys(event_ids))
             parsed = {public_id: parse_event_id(public_id) for public_id in wanted}
-            pks = {found[0] for found in parsed.values() if found is not None}
-            rows = MeterEvent.objects.select_for_update().filter(pk__in=pks).order_by("pk").values_list(*fields)
-            by_pk = {row[0]: row for row in rows}
+            by_pk = _locked_by_ids([found for found in parsed.values() if found is not None], fields)
             matched = {}
             for public_id, found in parsed.items():
                 row = by_pk.get(found[0]) if found else None
@@ -440,9 +466,15 @@ def usage_cancel(
         else:
             label = "idempotency_key"
             wanted = list(dict.fromkeys(idempotency_keys or []))
+            assert customer is not None
+            located = events_by_keys(customer.pk, wanted)
             rows = (
                 MeterEvent.objects.select_for_update()
-                .filter(customer=customer, idempotency_key__in=wanted)
+                .filter(
+                    customer=customer,
+                    pk__in=[pk for pk, _ in located.values()],
+                    timestamp__in={ts for _, ts in located.values()},
+                )
                 .order_by("pk")
                 .values_list(*fields)
             )
@@ -464,9 +496,12 @@ def usage_cancel(
                 to_cancel.append(row)
             result.results.append({label: ref, "status": status})
         if to_cancel:
-            updated = MeterEvent.objects.filter(pk__in=[row[0] for row in to_cancel], canceled_at__isnull=True).update(
-                canceled_at=now, cancel_reason=reason
-            )
+            # The timestamps name the partitions, so the update touches only theirs.
+            updated = MeterEvent.objects.filter(
+                pk__in=[row[0] for row in to_cancel],
+                timestamp__in={row[4] for row in to_cancel},
+                canceled_at__isnull=True,
+            ).update(canceled_at=now, cancel_reason=reason)
             if updated != len(to_cancel):  # the rows are locked: a mismatch is a bug, never a silent half-write
                 raise RuntimeError(f"usage_cancel updated {updated} of {len(to_cancel)} locked events")
             mark_hours_dirty({(row[3], row[2], floor_hour(utc(row[4]))) for row in to_cancel}, now)
