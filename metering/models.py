@@ -155,6 +155,50 @@ class UsageHourly(models.Model):
         return f"{self.meter_id} {self.customer_id} {self.hour:%Y-%m-%d %H}:00"
 
 
+class UsageHourlyGroup(models.Model):
+    """Roll-up of one hour of one meter for one customer, per distinct set of dimensions: exactly the
+    non-canceled, filter-matching events of that hour whose `dimensions` equal this row's, as of the last
+    roll-up. Reads with `group_by`, dimension filters or unique_count add these rows up (filtering and
+    grouping on `dimensions`, counting distinct unique-key values across them) instead of the raw events;
+    the rows per hour are the distinct dimension sets of the hour, at most its events. Kept exact by the
+    same `UsageDirtyHour` rows as `UsageHourly`, rewritten by the same job in the same transaction.
+
+    `latest_*` are filled for `latest` meters only (the others never read them).
+
+    weighted_sum (the integral of a gauge over time) fits on these rows without reading raw events: add
+    `first_timestamp` and `first_value` (the hour's earliest event) and `held_integral` (the sum of
+    value x seconds each event's value is held until the next event of the same group or the hour's end).
+    A period's integral is then, group by group and hour by hour, the value carried in from the previous
+    hour's `latest_value` times (first_timestamp - hour start) plus `held_integral`, with the raw-edge
+    hours computed the same way from events, as every other aggregation here is.
+    """
+
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="+", db_index=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    hour = models.DateTimeField()
+    # MD5 of the canonical text of `dimensions`: equal sets of dimensions, equal hash.
+    dimensions_hash = models.UUIDField()
+    dimensions = models.JSONField(default=dict)
+    event_count = models.BigIntegerField()
+    value_sum = models.DecimalField(max_digits=VALUE_DIGITS, decimal_places=VALUE_PLACES)
+    value_max = models.DecimalField(max_digits=VALUE_DIGITS, decimal_places=VALUE_PLACES)
+    latest_value = models.DecimalField(max_digits=VALUE_DIGITS, decimal_places=VALUE_PLACES, null=True)
+    latest_timestamp = models.DateTimeField(null=True)
+    latest_event_id = models.BigIntegerField(null=True)
+    rolled_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # Also the index of every read: one customer's groups of one meter over a range of hours.
+            models.UniqueConstraint(
+                fields=["customer", "meter", "hour", "dimensions_hash"], name="usage_hourly_group_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} {self.customer_id} {self.hour:%Y-%m-%d %H}:00 {self.dimensions}"
+
+
 class UsageDirtyHour(models.Model):
     """An hour whose roll-up is missing or stale: written in the same transaction as the events (or the
     cancellation) that changed it, removed by the roll-up job once it has recomputed the hour.

@@ -1,6 +1,7 @@
 """The hourly roll-up job: recompute dirty hours from raw events.
 
-`UsageHourly(meter, customer, hour)` holds exactly the aggregates of the non-canceled events of that
+`UsageHourly(meter, customer, hour)` (and `UsageHourlyGroup`, the same per distinct set of dimensions)
+holds exactly the aggregates of the non-canceled events of that
 meter and customer in [hour, hour + 1h) that match the meter's filters; an hour without such events has
 no row. Every change to an hour's events marks it dirty (`UsageDirtyHour`) in the same transaction
 (`metering.ingest.mark_hours_dirty`), and while the dirty row exists usage queries read that hour raw.
@@ -16,14 +17,17 @@ hour again and the next run picks them up.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import uuid
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
 
-from metering.models import Meter, MeterEvent, UsageDirtyHour, UsageHourly
+from metering.models import Meter, MeterEvent, UsageDirtyHour, UsageHourly, UsageHourlyGroup
 from metering.usage import HOUR, Acc, conditions_for, conditions_sql, passes, raw_events
 
 logger = logging.getLogger(__name__)
@@ -123,6 +127,7 @@ def _recompute_postgres(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[in
     with connection.cursor() as cursor:
         cursor.execute(upsert, params)
         present = set(cursor.fetchall())
+        _regroup_postgres(cursor, meter, hour_events, params)
         empty = [key for key in keys if key not in present]
         if not empty:
             return len(present), 0
@@ -136,15 +141,76 @@ def _recompute_postgres(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[in
         return len(present), cursor.rowcount
 
 
+def _regroup_postgres(cursor: Any, meter: Meter, hour_events: str, params: dict[str, Any]) -> None:
+    """Rewrite the hours' per-dimension-set rows: delete them, then one grouped scan per hour (the same
+    index range scan as the totals) inserts one row per distinct `dimensions`."""
+    groups = UsageHourlyGroup._meta.db_table
+    cursor.execute(
+        f"""
+        DELETE FROM {groups} g USING unnest(%(cs)s::text[], %(hs)s::timestamptz[]) AS k(c, h)
+        WHERE g.customer_id = k.c AND g.meter_id = %(m)s AND g.hour = k.h
+        """,  # noqa: S608
+        params,
+    )
+    if meter.aggregation == Meter.Aggregation.LATEST:
+        order = "ORDER BY e.timestamp DESC, e.id DESC"
+        latest = f"(array_agg(e.value {order}))[1], max(e.timestamp), (array_agg(e.id {order}))[1]"
+    else:
+        latest = "NULL::numeric, NULL::timestamptz, NULL::bigint"
+    cursor.execute(
+        f"""
+        WITH keys AS (
+            SELECT * FROM unnest(%(cs)s::text[], %(hs)s::timestamptz[], %(ts)s::timestamptz[]) AS k(c, h, t)
+        )
+        INSERT INTO {groups} (meter_id, customer_id, hour, dimensions_hash, dimensions, event_count, value_sum,
+                              value_max, latest_value, latest_timestamp, latest_event_id, rolled_at)
+        SELECT %(m)s, k.c, k.h, md5(x.dims::text)::uuid, x.dims, x.n, x.s, x.mx, x.lv, x.lt, x.li, k.t
+        FROM keys k CROSS JOIN LATERAL (
+            SELECT e.dimensions AS dims, count(*) AS n, sum(e.value) AS s, max(e.value) AS mx,
+                   {latest} {hour_events} GROUP BY e.dimensions
+        ) x(dims, n, s, mx, lv, lt, li)
+        """,  # noqa: S608 - table names are ours, every value is a bound parameter
+        params,
+    )
+
+
+def dimensions_hash(dimensions: dict[str, Any]) -> uuid.UUID:
+    """The group key on SQLite (PostgreSQL hashes jsonb's own canonical text instead)."""
+    text = json.dumps(dimensions, sort_keys=True, separators=(",", ":"), default=str)
+    return uuid.UUID(bytes=hashlib.md5(text.encode(), usedforsecurity=False).digest())
+
+
 def _recompute_python(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[int, int]:
     """SQLite (development): the same recomputation in Python, exact on the values SQLite returns."""
     conditions = conditions_for(meter)
     written = deleted = 0
+    latest = meter.aggregation == Meter.Aggregation.LATEST
     for (customer_id, hour), rolled_at in keys.items():
         acc = Acc()
+        groups: dict[uuid.UUID, tuple[dict[str, Any], Acc]] = {}
         for value, timestamp, pk, dimensions in raw_events(meter, customer_id, [(hour, hour + HOUR)]):
             if passes(conditions, dimensions):
                 acc.add(1, value, value, timestamp, pk, value)
+                group = groups.setdefault(dimensions_hash(dimensions), (dimensions, Acc()))[1]
+                group.add(1, value, value, timestamp, pk, value)
+        UsageHourlyGroup.objects.filter(meter=meter, customer_id=customer_id, hour=hour).delete()
+        UsageHourlyGroup.objects.bulk_create(
+            UsageHourlyGroup(
+                meter=meter,
+                customer_id=customer_id,
+                hour=hour,
+                dimensions_hash=digest,
+                dimensions=dimensions,
+                event_count=group.count,
+                value_sum=group.total,
+                value_max=group.maximum,
+                latest_value=group.latest_value if latest else None,
+                latest_timestamp=group.latest_key[0] if latest and group.latest_key else None,
+                latest_event_id=group.latest_key[1] if latest and group.latest_key else None,
+                rolled_at=rolled_at,
+            )
+            for digest, (dimensions, group) in groups.items()
+        )
         scope = UsageHourly.objects.filter(meter=meter, customer_id=customer_id, hour=hour)
         if acc.count == 0 or acc.latest_key is None:
             deleted += scope.delete()[0]

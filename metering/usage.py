@@ -10,7 +10,8 @@ hour twice (from its new roll-up and from raw events) nor drop it. On PostgreSQL
 SQL statement (a statement always sees one snapshot, whatever the caller's isolation level), run in a
 REPEATABLE READ transaction when we own the transaction; on SQLite a transaction is serializable.
 
-unique_count, `group_by` and extra `filters` are not in the roll-ups: those read raw events only.
+unique_count, `group_by` and extra `filters` read `UsageHourlyGroup` (one row per hour and distinct set
+of dimensions) for the whole clean hours instead of `UsageHourly`, with the same raw edges and dirty hours.
 
 SQLite stores decimals as REAL, so there every aggregate is computed in Python from the rows (exact to
 the 15 significant digits SQLite keeps); PostgreSQL aggregates exact NUMERIC in SQL.
@@ -32,7 +33,7 @@ from django.db.models import Q
 from customers.models import Customer
 from metering.ids import event_day, event_public_id, parse_event_id
 from metering.ingest import events_by_keys, mark_hours_dirty
-from metering.models import Meter, MeterEvent, UsageDirtyHour, UsageHourly
+from metering.models import Meter, MeterEvent, UsageDirtyHour, UsageHourly, UsageHourlyGroup
 from webhooks.services import event_emit
 
 ZERO = Decimal(0)
@@ -172,6 +173,9 @@ class UsageRead:
     group_by: str | None = None
     conditions: Conditions = ()
     rollups: bool = True
+    # Whole clean hours come from the per-dimension-set roll-ups (group_by, extra filters, unique_count)
+    # instead of the per-hour totals.
+    grouped: bool = False
 
     @property
     def unique_key(self) -> str | None:
@@ -206,8 +210,7 @@ def usage_read(
         window=window,
         group_by=group_by,
         conditions=conditions_for(meter, filters),
-        # Roll-ups hold count/sum/max/latest of the meter's own filters, per hour, for the whole customer.
-        rollups=meter.aggregation != Meter.Aggregation.UNIQUE_COUNT and group_by is None and not filters,
+        grouped=meter.aggregation == Meter.Aggregation.UNIQUE_COUNT or group_by is not None or bool(filters),
     )
     with consistent_snapshot():
         if connection.vendor == "postgresql":
@@ -268,11 +271,14 @@ def _read_postgres(read: UsageRead) -> dict[BucketKey, Acc]:
         "start": read.start,
         "end": read.end,
     }
-    events, hourly, dirty = (model._meta.db_table for model in (MeterEvent, UsageHourly, UsageDirtyHour))
+    events, dirty = MeterEvent._meta.db_table, UsageDirtyHour._meta.db_table
     where = conditions_sql(read.conditions, params)
     if read.unique_key:
         where += " AND (e.dimensions ->> %(uk)s) IS NOT NULL"
     group = "e.dimensions ->> %(g)s" if read.group_by else "NULL::text"
+    # unique_count: every part carries the unique-key value it holds (a raw range groups by it as well),
+    # and the final count(DISTINCT) runs over the union, so a value seen in two hours counts once.
+    unique = "e.dimensions ->> %(uk)s" if read.unique_key else "NULL::text"
     dirty_cte = (
         f"""dirty AS MATERIALIZED (
             SELECT customer_id, hour FROM {dirty}
@@ -282,23 +288,34 @@ def _read_postgres(read: UsageRead) -> dict[BucketKey, Acc]:
         else ""
     )
     dirty_ranges = "UNION ALL SELECT customer_id, hour, hour + interval '1 hour' FROM dirty" if whole else ""
-    rolled = (
-        f"""SELECT u.customer_id, {_bucket_sql(read, "u.hour")}, NULL::text, u.event_count, u.value_sum,
-                   u.value_max, u.latest_timestamp, u.latest_event_id, u.latest_value, 0::bigint
-            FROM {hourly} u
-            WHERE u.meter_id = %(m)s AND u.customer_id = ANY(%(cs)s::text[])
-              AND u.hour >= %(hs)s AND u.hour < %(he)s
-              AND NOT EXISTS (SELECT 1 FROM dirty d WHERE d.customer_id = u.customer_id AND d.hour = u.hour)
-            UNION ALL"""  # noqa: S608
-        if whole
-        else ""
-    )
     if aggregation == Meter.Aggregation.LATEST:
         raw_latest, latest = _latest_sql("e."), _latest_sql("p.")
     else:
         raw_latest = latest = "NULL::timestamptz, NULL::bigint, NULL::numeric"
-    # unique_count reads one raw range grouped by bucket, so each bucket has one part and sum() is exact.
-    distinct = "count(DISTINCT e.dimensions ->> %(uk)s)" if read.unique_key else "0::bigint"
+    if not whole:
+        rolled = ""
+    elif read.grouped:
+        # Per-dimension-set rows: the read's filters and grouping apply to their `dimensions`.
+        rolled_where = conditions_sql(read.conditions, params, alias="u")
+        if read.unique_key:
+            rolled_where += " AND (u.dimensions ->> %(uk)s) IS NOT NULL"
+        rolled = f"""SELECT u.customer_id, {_bucket_sql(read, "u.hour")},
+                   {"u.dimensions ->> %(g)s" if read.group_by else "NULL::text"}, u.event_count, u.value_sum,
+                   u.value_max, u.latest_timestamp, u.latest_event_id, u.latest_value,
+                   {"u.dimensions ->> %(uk)s" if read.unique_key else "NULL::text"}
+            FROM {UsageHourlyGroup._meta.db_table} u
+            WHERE u.customer_id = ANY(%(cs)s::text[]) AND u.meter_id = %(m)s
+              AND u.hour >= %(hs)s AND u.hour < %(he)s{rolled_where}
+              AND NOT EXISTS (SELECT 1 FROM dirty d WHERE d.customer_id = u.customer_id AND d.hour = u.hour)
+            UNION ALL"""  # noqa: S608
+    else:
+        rolled = f"""SELECT u.customer_id, {_bucket_sql(read, "u.hour")}, NULL::text, u.event_count, u.value_sum,
+                   u.value_max, u.latest_timestamp, u.latest_event_id, u.latest_value, NULL::text
+            FROM {UsageHourly._meta.db_table} u
+            WHERE u.meter_id = %(m)s AND u.customer_id = ANY(%(cs)s::text[])
+              AND u.hour >= %(hs)s AND u.hour < %(he)s
+              AND NOT EXISTS (SELECT 1 FROM dirty d WHERE d.customer_id = u.customer_id AND d.hour = u.hour)
+            UNION ALL"""  # noqa: S608
     sql = f"""
         WITH {dirty_cte}
         ranges (c, lo, hi) AS (
@@ -307,21 +324,21 @@ def _read_postgres(read: UsageRead) -> dict[BucketKey, Acc]:
             CROSS JOIN unnest(%(los)s::timestamptz[], %(his)s::timestamptz[]) AS t(lo, hi)
             {dirty_ranges}
         ),
-        parts (c, bucket, grp, n, s, mx, timestamp, id, value, d) AS (
+        parts (c, bucket, grp, n, s, mx, timestamp, id, value, u) AS (
             {rolled}
             SELECT r.c, x.* FROM ranges r CROSS JOIN LATERAL (
                 -- Aggregated per range: one index range scan each, never the customer's whole history.
                 SELECT {_bucket_sql(read, "e.timestamp")}, {group}, count(*), sum(e.value), max(e.value),
-                       {raw_latest}, {distinct}
+                       {raw_latest}, {unique}
                 FROM {events} e
                 WHERE e.customer_id = r.c AND e.meter_id = %(m)s AND e.timestamp >= r.lo AND e.timestamp < r.hi
                   -- Constant bounds as well, so the planner prunes to the partitions of [start, end).
                   AND e.timestamp >= %(start)s AND e.timestamp < %(end)s
                   AND e.canceled_at IS NULL{where}
-                GROUP BY 1, 2
+                GROUP BY 1, 2, 9
             ) x
         )
-        SELECT p.c, p.bucket, p.grp, sum(p.n), sum(p.s), max(p.mx), {latest}, sum(p.d)
+        SELECT p.c, p.bucket, p.grp, sum(p.n), sum(p.s), max(p.mx), {latest}, count(DISTINCT p.u)
         FROM parts p GROUP BY p.c, p.bucket, p.grp
     """  # noqa: S608 - table names are ours, every value is a bound parameter
     result: dict[BucketKey, Acc] = {}
@@ -350,12 +367,24 @@ def _read_python(read: UsageRead) -> dict[BucketKey, Acc]:
             scope: dict[str, Any] = {"meter_id": read.meter.id, "customer_id": customer_id}
             scope.update(hour__gte=whole[0], hour__lt=whole[1])
             dirty = set(UsageDirtyHour.objects.filter(**scope).values_list("hour", flat=True))
-            rows = UsageHourly.objects.filter(**scope).values_list(
-                "hour", "event_count", "value_sum", "value_max", "latest_timestamp", "latest_event_id", "latest_value"
-            )
-            for hour, *part in rows:
-                if hour not in dirty:
-                    acc((customer_id, floor_window(hour, read.window), None)).add(*part)
+            fields = ("hour", "event_count", "value_sum", "value_max", "latest_timestamp", "latest_event_id")
+            if read.grouped:
+                grouped = UsageHourlyGroup.objects.filter(**scope).values_list(*fields, "latest_value", "dimensions")
+                for hour, count, total, maximum, lt, li, lv, dimensions in grouped:
+                    if hour in dirty or not passes(read.conditions, dimensions):
+                        continue
+                    group = dimension_text(dimensions.get(read.group_by)) if read.group_by else None
+                    target = acc((customer_id, floor_window(hour, read.window), group))
+                    if read.unique_key:
+                        text = dimension_text(dimensions.get(read.unique_key))
+                        if text is None:
+                            continue
+                        target.uniques.add(text)
+                    target.add(count, total, maximum, lt, li, lv)
+            else:
+                for hour, *part in UsageHourly.objects.filter(**scope).values_list(*fields, "latest_value"):
+                    if hour not in dirty:
+                        acc((customer_id, floor_window(hour, read.window), None)).add(*part)
             ranges += [(hour, hour + HOUR) for hour in sorted(dirty)]
         unique_key = read.unique_key
         for value, timestamp, pk, dimensions in raw_events(read.meter, customer_id, ranges):
