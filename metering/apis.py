@@ -31,6 +31,7 @@ from metering.serializers import (
     UsageOutput,
     UsageQueryInput,
     encode_usage_cursor,
+    usage_filters_from_query,
 )
 
 # Meters are configuration that pricing depends on: reading them is usage:read, changing them catalog:write.
@@ -193,6 +194,13 @@ class UsageApi(ApiView):
             OpenApiParameter("end", str, required=True, description="RFC 3339 or epoch ms; excluded"),
             OpenApiParameter("window", str, enum=["hour", "day", "none"], description="default none"),
             OpenApiParameter("group_by", str, description="one dimension name"),
+            OpenApiParameter(
+                "filters[<dimension>]",
+                str,
+                many=True,
+                description="only events whose dimension has this value (repeat for several values); "
+                "several dimensions must all match, on top of the meter's own filters",
+            ),
             OpenApiParameter("limit", int, description="1-100, default 20"),
             OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
         ],
@@ -200,7 +208,8 @@ class UsageApi(ApiView):
     )
     def get(self, request: Request, meter_id: str) -> Response:
         meter = selectors.meter_get(meter_id=meter_id)
-        query = validate_input(UsageQueryInput, request.query_params.dict())
+        filters, params = usage_filters_from_query(request.query_params)
+        query = validate_input(UsageQueryInput, params)
         limit = query["limit"]
         buckets = selectors.usage_series(
             meter=meter,
@@ -209,6 +218,7 @@ class UsageApi(ApiView):
             end=query["end"],
             window=query["window"],
             group_by=query.get("group_by"),
+            filters=filters,
             after=query.get("cursor"),
         )
         page, has_more = buckets[:limit], len(buckets) > limit
