@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
 from billing_site.errors import InvalidRequest
 from billing_site.renderers import dumps
+from billing_site.replicas import replica_reads
 from customers import selectors as customer_selectors
 from customers.models import Customer
 from metering import ingest, selectors, services, usage
@@ -211,16 +212,8 @@ class UsageApi(ApiView):
         filters, params = usage_filters_from_query(request.query_params)
         query = validate_input(UsageQueryInput, params)
         limit = query["limit"]
-        buckets = selectors.usage_series(
-            meter=meter,
-            customer=_usage_customer(query),
-            start=query["start"],
-            end=query["end"],
-            window=query["window"],
-            group_by=query.get("group_by"),
-            filters=filters,
-            after=query.get("cursor"),
-        )
+        with replica_reads():  # usage may lag the primary by the replication delay; billing never reads here
+            buckets = self._series(meter, query, filters)
         page, has_more = buckets[:limit], len(buckets) > limit
         return Response(
             {
@@ -230,6 +223,19 @@ class UsageApi(ApiView):
                 "has_more": has_more,
                 "next_cursor": encode_usage_cursor(page[-1].start, page[-1].group) if has_more else None,
             }
+        )
+
+    @staticmethod
+    def _series(meter: Any, query: dict[str, Any], filters: dict[str, list[str]]) -> list[Any]:
+        return selectors.usage_series(
+            meter=meter,
+            customer=_usage_customer(query),
+            start=query["start"],
+            end=query["end"],
+            window=query["window"],
+            group_by=query.get("group_by"),
+            filters=filters,
+            after=query.get("cursor"),
         )
 
 

@@ -27,9 +27,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Q
 
+from billing_site.replicas import read_alias
 from customers.models import Customer
 from metering.ids import event_day, event_public_id, parse_event_id
 from metering.ingest import events_by_keys, mark_hours_dirty
@@ -212,21 +213,24 @@ def usage_read(
         conditions=conditions_for(meter, filters),
         grouped=meter.aggregation == Meter.Aggregation.UNIQUE_COUNT or group_by is not None or bool(filters),
     )
-    with consistent_snapshot():
-        if connection.vendor == "postgresql":
-            return _read_postgres(read)
+    # The primary, unless the caller allowed a replica (an API list or usage read; never billing).
+    db = read_alias()
+    with consistent_snapshot(db):
+        if connections[db].vendor == "postgresql":
+            return _read_postgres(read, db)
         return _read_python(read)
 
 
 @contextmanager
-def consistent_snapshot() -> Iterator[None]:
+def consistent_snapshot(db: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
     """One transaction for every read of one query. When we open it on PostgreSQL it is REPEATABLE READ
     (the SET must be its first statement); nested in a caller's transaction, the caller's isolation holds,
     which is why the PostgreSQL read is also a single statement."""
-    outermost = not connection.in_atomic_block
-    with transaction.atomic():
-        if outermost and connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
+    conn = connections[db]
+    outermost = not conn.in_atomic_block
+    with transaction.atomic(using=db):
+        if outermost and conn.vendor == "postgresql":
+            with conn.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         yield
 
@@ -255,7 +259,7 @@ def _latest_sql(alias: str) -> str:
     return f"max({alias}timestamp), (array_agg({alias}id {order}))[1], (array_agg({alias}value {order}))[1]"
 
 
-def _read_postgres(read: UsageRead) -> dict[BucketKey, Acc]:
+def _read_postgres(read: UsageRead, db: str = DEFAULT_DB_ALIAS) -> dict[BucketKey, Acc]:
     whole = _whole_hours(read)
     edges = _edges(read, whole)
     aggregation = read.meter.aggregation
@@ -342,7 +346,7 @@ def _read_postgres(read: UsageRead) -> dict[BucketKey, Acc]:
         FROM parts p GROUP BY p.c, p.bucket, p.grp
     """  # noqa: S608 - table names are ours, every value is a bound parameter
     result: dict[BucketKey, Acc] = {}
-    with connection.cursor() as cursor:
+    with connections[db].cursor() as cursor:
         cursor.execute(sql, params)
         for customer_id, bucket, grp, count, total, maximum, lt, li, lv, distinct_count in cursor.fetchall():
             acc = result[(customer_id, bucket, grp)] = Acc(distinct=int(distinct_count or 0))
