@@ -27,8 +27,8 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from metering.models import Meter, MeterEvent, UsageDirtyHour, UsageHourly, UsageHourlyGroup
-from metering.usage import HOUR, Acc, conditions_for, conditions_sql, passes, raw_events
+from metering.models import Meter, MeterEvent, UsageDailyGroup, UsageDirtyHour, UsageHourly, UsageHourlyGroup
+from metering.usage import DAY, HOUR, Acc, conditions_for, conditions_sql, passes, raw_events
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +128,7 @@ def _recompute_postgres(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[in
         cursor.execute(upsert, params)
         present = set(cursor.fetchall())
         _regroup_postgres(cursor, meter, hour_events, params)
+        _redo_days_postgres(cursor, meter, keys)
         empty = [key for key in keys if key not in present]
         if not empty:
             return len(present), 0
@@ -172,6 +173,90 @@ def _regroup_postgres(cursor: Any, meter: Meter, hour_events: str, params: dict[
         """,  # noqa: S608 - table names are ours, every value is a bound parameter
         params,
     )
+
+
+def _days(keys: Any) -> list[tuple[str, datetime]]:
+    return sorted({(customer_id, hour.replace(hour=0)) for customer_id, hour in keys})
+
+
+def _day_locks(cursor: Any, meter: Meter, days: list[tuple[str, datetime]]) -> None:
+    """Serialize recomputations of the same (meter, customer, day) by concurrent roll-up batches, in one
+    order. After the wait, READ COMMITTED's next statement sees the other batch's committed hours."""
+    cursor.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s || '|' || k.c || '|' || k.d::text, 0)) "
+        "FROM unnest(%s::text[], %s::timestamptz[]) WITH ORDINALITY AS k(c, d, n) ORDER BY k.n",
+        [meter.id, [d[0] for d in days], [d[1] for d in days]],
+    )
+
+
+def _redo_days_postgres(cursor: Any, meter: Meter, keys: Any) -> None:
+    """Recompute the daily group rows of every day these hours fall in, from the day's hourly group rows."""
+    days = _days(keys)
+    _day_locks(cursor, meter, days)
+    daily, groups = UsageDailyGroup._meta.db_table, UsageHourlyGroup._meta.db_table
+    params = {"m": meter.id, "cs": [d[0] for d in days], "ds": [d[1] for d in days]}
+    cursor.execute(
+        f"""
+        DELETE FROM {daily} g USING unnest(%(cs)s::text[], %(ds)s::timestamptz[]) AS k(c, d)
+        WHERE g.customer_id = k.c AND g.meter_id = %(m)s AND g.day = k.d
+        """,  # noqa: S608
+        params,
+    )
+    order = "ORDER BY g.latest_timestamp DESC, g.latest_event_id DESC"
+    cursor.execute(
+        f"""
+        INSERT INTO {daily} (meter_id, customer_id, day, dimensions_hash, dimensions, event_count, value_sum,
+                             value_max, latest_value, latest_timestamp, latest_event_id, rolled_at)
+        SELECT %(m)s, k.c, k.d, g.dimensions_hash, g.dimensions, sum(g.event_count), sum(g.value_sum),
+               max(g.value_max), (array_agg(g.latest_value {order}))[1], max(g.latest_timestamp),
+               (array_agg(g.latest_event_id {order}))[1], max(g.rolled_at)
+        FROM unnest(%(cs)s::text[], %(ds)s::timestamptz[]) AS k(c, d)
+        JOIN {groups} g ON g.customer_id = k.c AND g.meter_id = %(m)s
+                       AND g.hour >= k.d AND g.hour < k.d + interval '1 day'
+        GROUP BY k.c, k.d, g.dimensions_hash, g.dimensions
+        """,  # noqa: S608
+        params,
+    )
+
+
+def _redo_days_python(meter: Meter, keys: Any) -> None:
+    for customer_id, day in _days(keys):
+        UsageDailyGroup.objects.filter(meter=meter, customer_id=customer_id, day=day).delete()
+        merged: dict[uuid.UUID, tuple[dict[str, Any], Acc, datetime]] = {}
+        rows = UsageHourlyGroup.objects.filter(
+            meter=meter, customer_id=customer_id, hour__gte=day, hour__lt=day + DAY
+        ).values_list(
+            "dimensions_hash",
+            "dimensions",
+            "event_count",
+            "value_sum",
+            "value_max",
+            "latest_timestamp",
+            "latest_event_id",
+            "latest_value",
+            "rolled_at",
+        )
+        for digest, dimensions, count, total, maximum, lt, li, lv, rolled_at in rows:
+            entry = merged.setdefault(digest, (dimensions, Acc(), rolled_at))
+            entry[1].add(count, total, maximum, lt, li, lv)
+            merged[digest] = (dimensions, entry[1], max(entry[2], rolled_at))
+        UsageDailyGroup.objects.bulk_create(
+            UsageDailyGroup(
+                meter=meter,
+                customer_id=customer_id,
+                day=day,
+                dimensions_hash=digest,
+                dimensions=dimensions,
+                event_count=acc.count,
+                value_sum=acc.total,
+                value_max=acc.maximum,
+                latest_value=acc.latest_value if acc.latest_key else None,
+                latest_timestamp=acc.latest_key[0] if acc.latest_key else None,
+                latest_event_id=acc.latest_key[1] if acc.latest_key else None,
+                rolled_at=rolled_at,
+            )
+            for digest, (dimensions, acc, rolled_at) in merged.items()
+        )
 
 
 def dimensions_hash(dimensions: dict[str, Any]) -> uuid.UUID:
@@ -230,4 +315,5 @@ def _recompute_python(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[int,
             },
         )
         written += 1
+    _redo_days_python(meter, keys)
     return written, deleted

@@ -34,7 +34,7 @@ from billing_site.replicas import read_alias
 from customers.models import Customer
 from metering.ids import event_day, event_public_id, parse_event_id
 from metering.ingest import events_by_keys, mark_hours_dirty
-from metering.models import Meter, MeterEvent, UsageDirtyHour, UsageHourly, UsageHourlyGroup
+from metering.models import Meter, MeterEvent, UsageDailyGroup, UsageDirtyHour, UsageHourly, UsageHourlyGroup
 from webhooks.services import event_emit
 
 ZERO = Decimal(0)
@@ -240,6 +240,18 @@ def _whole_hours(read: UsageRead) -> tuple[datetime, datetime] | None:
     return (first, last) if read.rollups and first < last else None
 
 
+def _whole_days(read: UsageRead, whole: tuple[datetime, datetime] | None) -> tuple[datetime, datetime] | None:
+    """The whole UTC days inside the whole hours, when the read's buckets are days or the whole period
+    (hour buckets cannot be served by day rows)."""
+    if whole is None or not read.grouped or read.window not in (None, DAY):
+        return None
+    first = whole[0].replace(hour=0)
+    if first < whole[0]:
+        first += DAY
+    last = whole[1].replace(hour=0)
+    return (first, last) if first < last else None
+
+
 def _edges(read: UsageRead, whole: tuple[datetime, datetime] | None) -> list[tuple[datetime, datetime]]:
     if whole is None:
         return [(read.start, read.end)]
@@ -299,17 +311,39 @@ def _read_postgres(read: UsageRead, db: str = DEFAULT_DB_ALIAS) -> dict[BucketKe
     if not whole:
         rolled = ""
     elif read.grouped:
-        # Per-dimension-set rows: the read's filters and grouping apply to their `dimensions`.
+        # Per-dimension-set rows: the read's filters and grouping apply to their `dimensions`. Whole days
+        # without a dirty hour come from the daily rows, the other clean hours from the hourly ones.
         rolled_where = conditions_sql(read.conditions, params, alias="u")
         if read.unique_key:
             rolled_where += " AND (u.dimensions ->> %(uk)s) IS NOT NULL"
-        rolled = f"""SELECT u.customer_id, {_bucket_sql(read, "u.hour")},
-                   {"u.dimensions ->> %(g)s" if read.group_by else "NULL::text"}, u.event_count, u.value_sum,
+        columns = f"""{"u.dimensions ->> %(g)s" if read.group_by else "NULL::text"}, u.event_count, u.value_sum,
                    u.value_max, u.latest_timestamp, u.latest_event_id, u.latest_value,
-                   {"u.dimensions ->> %(uk)s" if read.unique_key else "NULL::text"}
+                   {"u.dimensions ->> %(uk)s" if read.unique_key else "NULL::text"}"""
+        days = _whole_days(read, whole)
+        rolled = ""
+        not_in_days = ""
+        if days:
+            params["ds"], params["de"] = days
+            dirty_cte += """
+            dirty_days AS MATERIALIZED (
+                SELECT DISTINCT customer_id, date_trunc('day', hour, 'UTC') AS day FROM dirty
+                WHERE hour >= %(ds)s AND hour < %(de)s
+            ),"""
+            rolled = f"""SELECT u.customer_id, {_bucket_sql(read, "u.day")}, {columns}
+            FROM {UsageDailyGroup._meta.db_table} u
+            WHERE u.customer_id = ANY(%(cs)s::text[]) AND u.meter_id = %(m)s
+              AND u.day >= %(ds)s AND u.day < %(de)s{rolled_where}
+              AND NOT EXISTS (SELECT 1 FROM dirty_days d WHERE d.customer_id = u.customer_id AND d.day = u.day)
+            UNION ALL
+            """  # noqa: S608
+            not_in_days = """
+              AND (u.hour < %(ds)s OR u.hour >= %(de)s OR EXISTS (
+                  SELECT 1 FROM dirty_days d
+                  WHERE d.customer_id = u.customer_id AND d.day = date_trunc('day', u.hour, 'UTC')))"""
+        rolled += f"""SELECT u.customer_id, {_bucket_sql(read, "u.hour")}, {columns}
             FROM {UsageHourlyGroup._meta.db_table} u
             WHERE u.customer_id = ANY(%(cs)s::text[]) AND u.meter_id = %(m)s
-              AND u.hour >= %(hs)s AND u.hour < %(he)s{rolled_where}
+              AND u.hour >= %(hs)s AND u.hour < %(he)s{rolled_where}{not_in_days}
               AND NOT EXISTS (SELECT 1 FROM dirty d WHERE d.customer_id = u.customer_id AND d.hour = u.hour)
             UNION ALL"""  # noqa: S608
     else:
@@ -373,8 +407,19 @@ def _read_python(read: UsageRead) -> dict[BucketKey, Acc]:
             dirty = set(UsageDirtyHour.objects.filter(**scope).values_list("hour", flat=True))
             fields = ("hour", "event_count", "value_sum", "value_max", "latest_timestamp", "latest_event_id")
             if read.grouped:
-                grouped = UsageHourlyGroup.objects.filter(**scope).values_list(*fields, "latest_value", "dimensions")
-                for hour, count, total, maximum, lt, li, lv, dimensions in grouped:
+                days = _whole_days(read, whole)
+                dirty_days = {hour.replace(hour=0) for hour in dirty}
+                rows = list(UsageHourlyGroup.objects.filter(**scope).values_list(*fields, "latest_value", "dimensions"))
+                if days:
+                    # Clean whole days from their daily rows, so their hours are skipped below.
+                    daily = UsageDailyGroup.objects.filter(
+                        meter_id=read.meter.id, customer_id=customer_id, day__gte=days[0], day__lt=days[1]
+                    ).values_list("day", *fields[1:], "latest_value", "dimensions")
+                    rows = [
+                        row for row in rows if not days[0] <= row[0] < days[1] or row[0].replace(hour=0) in dirty_days
+                    ]
+                    rows += [row for row in daily if row[0] not in dirty_days]
+                for hour, count, total, maximum, lt, li, lv, dimensions in rows:
                     if hour in dirty or not passes(read.conditions, dimensions):
                         continue
                     group = dimension_text(dimensions.get(read.group_by)) if read.group_by else None
