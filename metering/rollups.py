@@ -7,7 +7,7 @@ no row. Every change to an hour's events marks it dirty (`UsageDirtyHour`) in th
 (`metering.ingest.mark_hours_dirty`), and while the dirty row exists usage queries read that hour raw.
 
 Each batch is one transaction: lock up to `batch_size` dirty rows `FOR UPDATE SKIP LOCKED` (in meter,
-customer, hour order), recompute those hours with one grouped query per meter, upsert or delete their
+hour, customer order), recompute those hours with one grouped query per meter and hour, upsert or delete their
 roll-up rows, and delete exactly the dirty rows it locked. Ingestion takes the dirty row's lock with
 `ON CONFLICT DO UPDATE`, so a concurrent ingest either waits for the batch to commit (and then re-creates
 the dirty row, because its events were not visible to the recomputation) or already holds the row, which
@@ -59,7 +59,8 @@ def _rollup_batch(*, now: datetime, batch_size: int) -> tuple[int, int, int]:
     with transaction.atomic():
         locked = list(
             UsageDirtyHour.objects.select_for_update(skip_locked=True)
-            .order_by("meter_id", "customer_id", "hour")
+            # By hour, so one batch holds the hour of many customers and reads each hour's pages once.
+            .order_by("meter_id", "hour", "customer_id")
             .values_list("id", "meter_id", "customer_id", "hour", "touched_at")[:batch_size]
         )
         if not locked:
@@ -97,27 +98,38 @@ def _recompute_postgres(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[in
     }
     hours = [key[1] for key in keys]
     params["lo"], params["hi"] = min(hours), max(hours) + HOUR
+    # Every event of the batch's customers in one hour `hr.h`: one bitmap scan per hour visits each heap
+    # page of that hour once, however many customers' events share it (ingestion interleaves customers,
+    # so one customer's hour is spread over as many pages as it has events; reading it customer by
+    # customer made the job's cost per event grow with the table).
     hour_events = f"""
         FROM {events} e
-        WHERE e.customer_id = k.c AND e.meter_id = %(m)s
-          AND e.timestamp >= k.h AND e.timestamp < k.h + interval '1 hour'
+        WHERE e.meter_id = %(m)s AND e.customer_id = ANY(ARRAY(SELECT k.c FROM keys k WHERE k.h = hr.h))
+          AND e.timestamp >= hr.h AND e.timestamp < hr.h + interval '1 hour'
           AND e.timestamp >= %(lo)s AND e.timestamp < %(hi)s  -- constant bounds: the planner prunes partitions
           AND e.canceled_at IS NULL{conditions_sql(conditions_for(meter), params)}
-    """
-    # Per hour: one index range scan for the totals and one backward index probe for the latest event.
-    # LATERAL keeps both per hour, so a batch never scans the customer's whole history.
+    """  # noqa: S608
     upsert = f"""
         WITH keys AS (
             SELECT * FROM unnest(%(cs)s::text[], %(hs)s::timestamptz[], %(ts)s::timestamptz[]) AS k(c, h, t)
+        ),
+        hrs AS (SELECT DISTINCT h FROM keys),
+        agg AS (
+            SELECT x.* FROM hrs hr CROSS JOIN LATERAL (
+                SELECT e.customer_id AS c, hr.h AS h, count(*) AS n, sum(e.value) AS s, max(e.value) AS mx
+                {hour_events} GROUP BY e.customer_id
+            ) x
+        ),
+        lat AS (
+            SELECT x.* FROM hrs hr CROSS JOIN LATERAL (
+                SELECT DISTINCT ON (e.customer_id) e.customer_id AS c, hr.h AS h, e.value, e.timestamp, e.id
+                {hour_events} ORDER BY e.customer_id, e.timestamp DESC, e.id DESC
+            ) x
         )
         INSERT INTO {hourly} AS u (meter_id, customer_id, hour, event_count, value_sum, value_max,
                                    latest_value, latest_timestamp, latest_event_id, rolled_at)
         SELECT %(m)s, k.c, k.h, a.n, a.s, a.mx, l.value, l.timestamp, l.id, k.t
-        FROM keys k
-        CROSS JOIN LATERAL (SELECT count(*) AS n, sum(e.value) AS s, max(e.value) AS mx {hour_events}) a
-        CROSS JOIN LATERAL (
-            SELECT e.value, e.timestamp, e.id {hour_events} ORDER BY e.timestamp DESC, e.id DESC LIMIT 1
-        ) l
+        FROM keys k JOIN agg a ON a.c = k.c AND a.h = k.h JOIN lat l ON l.c = k.c AND l.h = k.h
         ON CONFLICT (meter_id, customer_id, hour) DO UPDATE SET
             event_count = EXCLUDED.event_count, value_sum = EXCLUDED.value_sum, value_max = EXCLUDED.value_max,
             latest_value = EXCLUDED.latest_value, latest_timestamp = EXCLUDED.latest_timestamp,
@@ -144,7 +156,7 @@ def _recompute_postgres(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[in
 
 def _regroup_postgres(cursor: Any, meter: Meter, hour_events: str, params: dict[str, Any]) -> None:
     """Rewrite the hours' per-dimension-set rows: delete them, then one grouped scan per hour (the same
-    index range scan as the totals) inserts one row per distinct `dimensions`."""
+    scan as the totals) inserts one row per customer and distinct `dimensions`."""
     groups = UsageHourlyGroup._meta.db_table
     cursor.execute(
         f"""
@@ -162,14 +174,16 @@ def _regroup_postgres(cursor: Any, meter: Meter, hour_events: str, params: dict[
         f"""
         WITH keys AS (
             SELECT * FROM unnest(%(cs)s::text[], %(hs)s::timestamptz[], %(ts)s::timestamptz[]) AS k(c, h, t)
-        )
+        ),
+        hrs AS (SELECT DISTINCT h FROM keys)
         INSERT INTO {groups} (meter_id, customer_id, hour, dimensions_hash, dimensions, event_count, value_sum,
                               value_max, latest_value, latest_timestamp, latest_event_id, rolled_at)
         SELECT %(m)s, k.c, k.h, md5(x.dims::text)::uuid, x.dims, x.n, x.s, x.mx, x.lv, x.lt, x.li, k.t
-        FROM keys k CROSS JOIN LATERAL (
-            SELECT e.dimensions AS dims, count(*) AS n, sum(e.value) AS s, max(e.value) AS mx,
-                   {latest} {hour_events} GROUP BY e.dimensions
-        ) x(dims, n, s, mx, lv, lt, li)
+        FROM hrs hr CROSS JOIN LATERAL (
+            SELECT e.customer_id, e.dimensions AS dims, count(*) AS n, sum(e.value) AS s, max(e.value) AS mx,
+                   {latest} {hour_events} GROUP BY e.customer_id, e.dimensions
+        ) x(c, dims, n, s, mx, lv, lt, li)
+        JOIN keys k ON k.c = x.c AND k.h = hr.h
         """,  # noqa: S608 - table names are ours, every value is a bound parameter
         params,
     )
