@@ -114,13 +114,14 @@ def _recompute_postgres(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[in
             SELECT * FROM unnest(%(cs)s::text[], %(hs)s::timestamptz[], %(ts)s::timestamptz[]) AS k(c, h, t)
         ),
         hrs AS (SELECT DISTINCT h FROM keys),
-        agg AS (
+        -- MATERIALIZED: each is computed once per hour, never once per (hour, hour) of a join.
+        agg AS MATERIALIZED (
             SELECT x.* FROM hrs hr CROSS JOIN LATERAL (
                 SELECT e.customer_id AS c, hr.h AS h, count(*) AS n, sum(e.value) AS s, max(e.value) AS mx
                 {hour_events} GROUP BY e.customer_id
             ) x
         ),
-        lat AS (
+        lat AS MATERIALIZED (
             SELECT x.* FROM hrs hr CROSS JOIN LATERAL (
                 SELECT DISTINCT ON (e.customer_id) e.customer_id AS c, hr.h AS h, e.value, e.timestamp, e.id
                 {hour_events} ORDER BY e.customer_id, e.timestamp DESC, e.id DESC
