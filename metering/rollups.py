@@ -114,23 +114,28 @@ def _recompute_postgres(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[in
             SELECT * FROM unnest(%(cs)s::text[], %(hs)s::timestamptz[], %(ts)s::timestamptz[]) AS k(c, h, t)
         ),
         hrs AS (SELECT DISTINCT h FROM keys),
-        -- MATERIALIZED: each is computed once per hour, never once per (hour, hour) of a join.
+        -- MATERIALIZED: computed once per hour, never once per (hour, hour) of a join.
         agg AS MATERIALIZED (
             SELECT x.* FROM hrs hr CROSS JOIN LATERAL (
                 SELECT e.customer_id AS c, hr.h AS h, count(*) AS n, sum(e.value) AS s, max(e.value) AS mx
                 {hour_events} GROUP BY e.customer_id
             ) x
         ),
-        lat AS MATERIALIZED (
-            SELECT x.* FROM hrs hr CROSS JOIN LATERAL (
-                SELECT DISTINCT ON (e.customer_id) e.customer_id AS c, hr.h AS h, e.value, e.timestamp, e.id
-                {hour_events} ORDER BY e.customer_id, e.timestamp DESC, e.id DESC
-            ) x
+        latest_events AS (
+            -- The latest event of each key: one backward probe of the usage index per key, 1 row each.
+            SELECT k.c, k.h, l.value, l.timestamp, l.id FROM keys k CROSS JOIN LATERAL (
+                SELECT e.value, e.timestamp, e.id FROM {events} e
+                WHERE e.customer_id = k.c AND e.meter_id = %(m)s
+                  AND e.timestamp >= k.h AND e.timestamp < k.h + interval '1 hour'
+                  AND e.timestamp >= %(lo)s AND e.timestamp < %(hi)s
+                  AND e.canceled_at IS NULL{conditions_sql(conditions_for(meter), params)}
+                ORDER BY e.timestamp DESC, e.id DESC LIMIT 1
+            ) l
         )
         INSERT INTO {hourly} AS u (meter_id, customer_id, hour, event_count, value_sum, value_max,
                                    latest_value, latest_timestamp, latest_event_id, rolled_at)
         SELECT %(m)s, k.c, k.h, a.n, a.s, a.mx, l.value, l.timestamp, l.id, k.t
-        FROM keys k JOIN agg a ON a.c = k.c AND a.h = k.h JOIN lat l ON l.c = k.c AND l.h = k.h
+        FROM keys k JOIN agg a ON a.c = k.c AND a.h = k.h JOIN latest_events l ON l.c = k.c AND l.h = k.h
         ON CONFLICT (meter_id, customer_id, hour) DO UPDATE SET
             event_count = EXCLUDED.event_count, value_sum = EXCLUDED.value_sum, value_max = EXCLUDED.value_max,
             latest_value = EXCLUDED.latest_value, latest_timestamp = EXCLUDED.latest_timestamp,
