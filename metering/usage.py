@@ -321,7 +321,7 @@ def _read_postgres(read: UsageRead, db: str = DEFAULT_DB_ALIAS) -> dict[BucketKe
                    {"u.dimensions ->> %(uk)s" if read.unique_key else "NULL::text"}"""
         days = _whole_days(read, whole)
         rolled = ""
-        not_in_days = ""
+        hour_ranges = "SELECT c.c, %(hs)s::timestamptz, %(he)s::timestamptz FROM unnest(%(cs)s::text[]) AS c(c)"
         if days:
             params["ds"], params["de"] = days
             dirty_cte += """
@@ -336,15 +336,20 @@ def _read_postgres(read: UsageRead, db: str = DEFAULT_DB_ALIAS) -> dict[BucketKe
               AND NOT EXISTS (SELECT 1 FROM dirty_days d WHERE d.customer_id = u.customer_id AND d.day = u.day)
             UNION ALL
             """  # noqa: S608
-            not_in_days = """
-              AND (u.hour < %(ds)s OR u.hour >= %(de)s OR EXISTS (
-                  SELECT 1 FROM dirty_days d
-                  WHERE d.customer_id = u.customer_id AND d.day = date_trunc('day', u.hour, 'UTC')))"""
+            # Hour rows only where day rows do not serve: the partial days at both ends and dirty days,
+            # each an index range scan (a filter over the whole month would read every hour row).
+            hour_ranges = """SELECT c.c, t.lo, t.hi FROM unnest(%(cs)s::text[]) AS c(c)
+                CROSS JOIN (VALUES (%(hs)s::timestamptz, %(ds)s::timestamptz),
+                                   (%(de)s::timestamptz, %(he)s::timestamptz)) AS t(lo, hi)
+                WHERE t.lo < t.hi
+                UNION ALL SELECT customer_id, day, day + interval '1 day' FROM dirty_days"""
+        dirty_cte += f"""
+            hour_ranges (c, lo, hi) AS MATERIALIZED ({hour_ranges}),"""
         rolled += f"""SELECT u.customer_id, {_bucket_sql(read, "u.hour")}, {columns}
-            FROM {UsageHourlyGroup._meta.db_table} u
-            WHERE u.customer_id = ANY(%(cs)s::text[]) AND u.meter_id = %(m)s
-              AND u.hour >= %(hs)s AND u.hour < %(he)s{rolled_where}{not_in_days}
-              AND NOT EXISTS (SELECT 1 FROM dirty d WHERE d.customer_id = u.customer_id AND d.hour = u.hour)
+            FROM hour_ranges r JOIN {UsageHourlyGroup._meta.db_table} u
+              ON u.customer_id = r.c AND u.meter_id = %(m)s AND u.hour >= r.lo AND u.hour < r.hi
+            WHERE NOT EXISTS (SELECT 1 FROM dirty d WHERE d.customer_id = u.customer_id AND d.hour = u.hour)
+              {rolled_where}
             UNION ALL"""  # noqa: S608
     else:
         rolled = f"""SELECT u.customer_id, {_bucket_sql(read, "u.hour")}, NULL::text, u.event_count, u.value_sum,
