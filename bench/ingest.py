@@ -41,7 +41,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_site.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-0123456789abcdefghij")
 os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
-os.environ.setdefault("API_RATE_LIMIT", "0")
 
 import django  # noqa: E402
 
