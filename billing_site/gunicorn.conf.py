@@ -4,8 +4,8 @@ Sync workers, one per core (WEB_CONCURRENCY): every request is short and CPU-bou
 validation) or waits on PostgreSQL for milliseconds, so a process per core keeps the cores busy without
 the context switches and GIL contention of threads, and one slow client cannot stall others behind a
 shared interpreter. Put a buffering proxy (nginx, a load balancer) in front: sync workers must not be
-exposed to slow clients directly. PostgreSQL on the same host needs CPU too, which is why more workers
-than cores makes ingestion slower, not faster (docs/PERFORMANCE.md).
+exposed to slow clients directly. More workers than cores can only queue for the same cores, and
+PostgreSQL on the same host needs them too.
 """
 
 import os
