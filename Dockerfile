@@ -21,4 +21,4 @@ RUN pip install --no-cache-dir -c constraints.txt . \
 RUN useradd --system --uid 1000 billing && mkdir -p /app/var && chown billing /app/var
 USER billing
 EXPOSE 8000
-CMD ["gunicorn", "billing_site.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "30"]
+CMD ["gunicorn", "-c", "billing_site/gunicorn.conf.py"]

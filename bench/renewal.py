@@ -120,6 +120,9 @@ def setup(n: int, events_per_sub: int) -> tuple[list[str], list[str]]:
         cohorts.append([s.id for s in subs])
     real_customer_ids = [s.customer_id for s in Subscription.objects.filter(pk__in=cohorts[0])]
     # Usage for the "real" cohort, straight in with SQL, spread over the period; then dirty + rolled up.
+    from metering.partitions import partitions_ensure_range
+
+    partitions_ensure_range(PERIOD_START, PERIOD_START + timedelta(hours=7 * events_per_sub + 1))  # PostgreSQL
     with connection.cursor() as cursor:
         cursor.execute(
             f"""

@@ -10,10 +10,13 @@ What it does, in one run so the machine's noise hits both sides alike:
    the real job (`metering.rollups.usage_rollup_job`), timing it;
 3. times `usage_aggregate` (a sum meter) for the whole month, 100 times after a warm-up, plus two
    variants: a month with unaligned edges (two partial hours read raw) and a month with 24 dirty hours
-   (a day of late events not rolled up yet); then `usage_series` by day (roll-ups) and grouped by a
-   dimension (raw events only, as group_by always is);
-4. times the baseline: `SELECT sum(value), count(*)` over the raw events of the same month, 100 times;
-5. checks that both give the same answer, prints p50/p99 in ms and the ratio, and deletes its rows
+   (a day of late events not rolled up yet); then `usage_series` by day (roll-ups);
+4. the per-dimension reads (issue 15): `group_by` region, a `filters` {region: eu} read, and a
+   `unique_count` meter (a second 1,000,000 events with a `user` dimension of --users distinct values),
+   each from the per-dimension-set roll-ups plus raw edges, as a ratio to the plain roll-up read of the
+   same run (target: within 5x), and each checked against a raw SQL aggregation;
+5. times the baseline: `SELECT sum(value), count(*)` over the raw events of the same month, 100 times;
+6. checks that both give the same answer, prints p50/p99 in ms and the ratios, and deletes its rows
    (`--keep` leaves them).
 
 The target is p99 < 50 ms for the roll-up path. The database named by DATABASE_URL must be PostgreSQL
@@ -46,7 +49,8 @@ from django.db import connection  # noqa: E402
 
 from customers.models import Customer  # noqa: E402
 from metering.ingest import mark_hours_dirty  # noqa: E402
-from metering.models import Meter, MeterEvent, UsageDirtyHour, UsageHourly  # noqa: E402
+from metering.models import Meter, MeterEvent, UsageDirtyHour, UsageHourly, UsageHourlyGroup  # noqa: E402
+from metering.partitions import partitions_ensure_range  # noqa: E402
 from metering.rollups import usage_rollup_job  # noqa: E402
 from metering.selectors import usage_aggregate, usage_series  # noqa: E402
 from metering.services import meter_create  # noqa: E402
@@ -81,10 +85,12 @@ def report(label: str, samples: list[float]) -> tuple[float, float]:
     return p50, p99
 
 
-def load(customer: Customer, meter: Meter, n: int) -> float:
+def load(customer: Customer, meter: Meter, n: int, users: int = 0) -> float:
     """N events evenly over the month, values with up to 12 decimals, in one statement."""
     span_us = int((MONTH_END - MONTH_START).total_seconds() * 1_000_000)
+    partitions_ensure_range(MONTH_START, MONTH_END)
     started = time.perf_counter()
+    user = "'user', 'u' || (g %% %(users)s)::text," if users else ""
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -94,11 +100,11 @@ def load(customer: Customer, meter: Meter, n: int) -> float:
             SELECT substr(md5(g::text), 1, 16), %(c)s, %(m)s,
                    ((g::bigint * 2654435761) %% 1000000)::numeric / 10000 + (g %% 13)::numeric / 1000000000000,
                    %(start)s::timestamptz + (g::bigint * %(step)s) * interval '1 microsecond',
-                   NULL, jsonb_build_object('region', CASE WHEN g %% 3 = 0 THEN 'eu' ELSE 'us' END),
+                   NULL, jsonb_build_object({user} 'region', CASE WHEN g %% 3 = 0 THEN 'eu' ELSE 'us' END),
                    now(), ''
             FROM generate_series(0, %(n)s - 1) AS g
             """,
-            {"c": customer.id, "m": meter.id, "start": MONTH_START, "step": span_us // n, "n": n},
+            {"c": customer.id, "m": meter.id, "start": MONTH_START, "step": span_us // n, "n": n, "users": users},
         )
         cursor.execute(f"ANALYZE {MeterEvent._meta.db_table}")
     return time.perf_counter() - started
@@ -116,11 +122,23 @@ def baseline(customer: Customer, meter: Meter) -> tuple[object, object]:
         return cursor.fetchone()
 
 
-def cleanup(customer: Customer, meter: Meter) -> None:
-    MeterEvent.objects.filter(meter=meter).delete()
-    UsageHourly.objects.filter(meter=meter).delete()
-    UsageDirtyHour.objects.filter(meter=meter).delete()
-    meter.delete()
+def raw_sql(sql: str, params: list) -> tuple:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def cleanup(customer: Customer, meters: list[Meter]) -> None:
+    with connection.cursor() as cursor:  # by time range, so only the month's partition is read
+        cursor.execute(
+            f"DELETE FROM {MeterEvent._meta.db_table} WHERE customer_id = %s AND timestamp >= %s AND timestamp < %s",
+            [customer.id, MONTH_START, MONTH_END],
+        )
+    for meter in meters:
+        UsageHourly.objects.filter(meter=meter).delete()
+        UsageHourlyGroup.objects.filter(meter=meter).delete()
+        UsageDirtyHour.objects.filter(meter=meter).delete()
+        meter.delete()
     customer.delete()
 
 
@@ -129,6 +147,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--keep", action="store_true", help="leave the bench customer, meter and events")
+    parser.add_argument("--users", type=int, default=100, help="distinct values of the unique_count meter's key")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("bench/usage_query.py needs DATABASE_URL to point at PostgreSQL")
@@ -137,6 +156,9 @@ def main() -> None:
     now = datetime.now(UTC)
     customer = Customer.objects.create(external_id=f"bench-usage-{tag}", name="usage bench")
     meter = meter_create(code=f"bench-usage-{tag}", name="usage bench", aggregation="sum", now=now)
+    uniques = meter_create(
+        code=f"bench-users-{tag}", name="usage bench", aggregation="unique_count", unique_key="user", now=now
+    )
     try:
         with connection.cursor() as cursor:
             cursor.execute("SHOW server_version")
@@ -176,7 +198,62 @@ def main() -> None:
             )
 
         report("usage_series, 31 day windows (roll-ups)", timed(daily, args.runs)[0])
-        report("usage_series, group_by region (raw, 10 runs)", timed(by_region, 10, warmup=1)[0])
+        print()
+        print(f"per-dimension reads; the unique_count meter's {args.events:,} events carry {args.users} users")
+        seconds = load(customer, uniques, args.events, args.users)
+        print(f"load (unique_count meter)                         {seconds:8.1f} s")
+        mark_hours_dirty({(uniques.id, customer.id, MONTH_START + i * HOUR) for i in range(hours)}, now)
+        started = time.perf_counter()
+        rolled = usage_rollup_job(now=now)
+        print(f"roll-up job: {rolled['hours']} hours in {time.perf_counter() - started:.2f} s")
+
+        def eu_only() -> object:
+            return usage_aggregate(
+                meter=meter, customer=customer, start=MONTH_START, end=MONTH_END, filters={"region": ["eu"]}
+            )
+
+        def users() -> object:
+            return usage_aggregate(meter=uniques, customer=customer, start=MONTH_START, end=MONTH_END)
+
+        def users_unaligned() -> object:
+            start, end = MONTH_START + timedelta(minutes=17), MONTH_END - timedelta(minutes=43)
+            return usage_aggregate(meter=uniques, customer=customer, start=start, end=end)
+
+        ratios = {}
+        for label, fn in (
+            ("group_by region, whole month", by_region),
+            ("filters region=eu, whole month", eu_only),
+            ("unique_count, whole month", users),
+            ("unique_count, unaligned edges", users_unaligned),
+        ):
+            samples, answer = timed(fn, args.runs)
+            g50, g99 = report(label, samples)
+            ratios[label] = (g50 / p50, g99 / p99, answer)
+        events = MeterEvent._meta.db_table
+        where = "customer_id = %s AND meter_id = %s AND canceled_at IS NULL AND timestamp >= %s AND timestamp < %s"
+        raw_groups = {
+            region: (total, count)
+            for region, total, count in raw_sql(
+                f"SELECT dimensions ->> 'region', sum(value), count(*) FROM {events} WHERE {where} GROUP BY 1",
+                [customer.id, meter.id, MONTH_START, MONTH_END],
+            )
+        }
+        grouped = {b.group["region"]: (b.value, b.event_count) for b in ratios["group_by region, whole month"][2]}
+        raw_users = raw_sql(
+            f"SELECT count(DISTINCT dimensions ->> 'user'), count(*) FROM {events} WHERE {where}",
+            [customer.id, uniques.id, MONTH_START, MONTH_END],
+        )[0]
+        got_users = ratios["unique_count, whole month"][2]
+        dims_exact = (
+            grouped == raw_groups
+            and ratios["filters region=eu, whole month"][2].value == raw_groups["eu"][0]
+            and (got_users.value, got_users.event_count) == (raw_users[0], raw_users[1])
+        )
+        rows = UsageHourlyGroup.objects.filter(customer=customer).count()
+        print(f"per-dimension-set roll-up rows: {rows:,}; answers equal raw SQL aggregation: {dims_exact}")
+        for label, (r50, r99, _) in ratios.items():
+            verdict = "met" if r50 <= 5 and r99 <= 5 else "MISSED"
+            print(f"  {label:<34} / plain roll-up read: p50 {r50:5.1f}x  p99 {r99:5.1f}x  (target <= 5x: {verdict})")
         base_samples, (base_sum, base_count) = timed(lambda: baseline(customer, meter), args.runs, warmup=2)
         b50, b99 = report("baseline: SELECT sum(value), count(*) raw", base_samples)
 
@@ -185,11 +262,11 @@ def main() -> None:
         print(f"answer: sum {value.value} over {value.event_count:,} events; baseline agrees: {exact}")
         print(f"speed-up vs baseline: p50 {b50 / p50:.0f}x, p99 {b99 / p99:.0f}x")
         print(f"target p99 < 50 ms for the roll-up path: {'met' if p99 < 50 else 'MISSED'} ({p99:.2f} ms)")
-        if not exact:
+        if not exact or not dims_exact:
             sys.exit("the roll-up path and the baseline disagree")
     finally:
         if not args.keep:
-            cleanup(customer, meter)
+            cleanup(customer, [meter, uniques])
 
 
 if __name__ == "__main__":

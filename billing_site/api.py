@@ -21,6 +21,7 @@ from billing_site.idempotency import (
     idempotency_complete,
     idempotency_release,
 )
+from billing_site.replicas import replica_reads
 from billing_site.tenancy import OPERATORS_ONLY, TENANT_SCOPED, TenantScope, tenant_scope_of
 
 DEFAULT_LIMIT = 20
@@ -150,12 +151,14 @@ def paginate(request: Request, queryset: QuerySet, serializer_class: type[serial
     queryset = queryset.order_by("-pk")
     if cursor:
         queryset = queryset.filter(pk__lt=_decode_cursor(cursor))
-    rows = list(queryset[: limit + 1])
-    has_more = len(rows) > limit
-    rows = rows[:limit]
+    with replica_reads():  # a list may lag the primary by the replication delay (billing_site/replicas.py)
+        rows = list(queryset[: limit + 1])
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        data = serializer_class(rows, many=True).data
     return Response(
         {
-            "data": serializer_class(rows, many=True).data,
+            "data": data,
             "has_more": has_more,
             "next_cursor": _encode_cursor(rows[-1].pk) if has_more else None,
         }

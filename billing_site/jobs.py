@@ -46,6 +46,13 @@ JOBS: tuple[Job, ...] = (
         description="Recompute the hourly usage roll-ups of dirty hours (new, late or canceled events).",
     ),
     Job(
+        name="ensure_event_partitions",
+        function="metering.partitions.event_partitions_ensure_job",
+        schedule=crontab(minute="3"),
+        description="PostgreSQL: create the usage-events partitions from the backfill window's start to "
+        "METERING_PARTITIONS_AHEAD intervals ahead.",
+    ),
+    Job(
         name="renew_subscriptions",
         function="subscriptions.services.renewal.renew_subscriptions_job",
         schedule=timedelta(minutes=5),

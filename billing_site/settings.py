@@ -119,6 +119,20 @@ else:
     else:
         _db["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0)
 DATABASES = {"default": _db}
+# --- Read replica (issue 15): list endpoints, usage reads and exports may read from it
+# (billing_site/replicas.py); everything that decides money reads the primary.
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL")
+if DATABASE_REPLICA_URL:
+    _replica = parse_database_url("DATABASE_REPLICA_URL", DATABASE_REPLICA_URL)
+    if _replica["ENGINE"] != _db["ENGINE"]:
+        raise EnvError("DATABASE_REPLICA_URL must name the same kind of database as DATABASE_URL")
+    _replica["OPTIONS"] = {**_replica["OPTIONS"], **{k: v for k, v in _db["OPTIONS"].items() if k == "pool"}}
+    _replica["CONN_MAX_AGE"] = _db.get("CONN_MAX_AGE", 0)
+    # The test suite reads the replica alias as the primary itself (a replica with no lag); the routing
+    # test points it at a second database of its own.
+    _replica["TEST"] = {"MIRROR": "default"}
+    DATABASES["replica"] = _replica
+DATABASE_ROUTERS = ["billing_site.replicas.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache and Celery ----------------------------------------------------------------------
@@ -203,6 +217,10 @@ else:
     API_RATE_LIMIT = (int(_count), _periods[_unit])
 # Usage events older than this are refused at ingestion (periods that old are already invoiced).
 METERING_BACKFILL_WINDOW = timedelta(days=env_int("METERING_BACKFILL_DAYS", 35, minimum=1, maximum=3650))
+# --- Metering at scale (issue 15) ---
+# PostgreSQL: the events table's partitions span a UTC calendar month (or a day), made this many ahead.
+METERING_PARTITION_INTERVAL = env_choice("METERING_PARTITION_INTERVAL", "month", ("month", "day"))
+METERING_PARTITIONS_AHEAD = env_int("METERING_PARTITIONS_AHEAD", 2, minimum=1, maximum=60)
 
 # --- JWT bearer tokens (OIDC) ---------------------------------------------------------------------
 # Off unless JWT_ISSUER is set; API keys work either way. Every variable is described in README.md.

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
 from billing_site.errors import InvalidRequest
 from billing_site.renderers import dumps
+from billing_site.replicas import replica_reads
 from customers import selectors as customer_selectors
 from customers.models import Customer
 from metering import ingest, selectors, services, usage
@@ -31,6 +32,7 @@ from metering.serializers import (
     UsageOutput,
     UsageQueryInput,
     encode_usage_cursor,
+    usage_filters_from_query,
 )
 from webhooks.apis import EventListApi
 
@@ -198,6 +200,13 @@ class UsageApi(ApiView):
             OpenApiParameter("end", str, required=True, description="RFC 3339 or epoch ms; excluded"),
             OpenApiParameter("window", str, enum=["hour", "day", "none"], description="default none"),
             OpenApiParameter("group_by", str, description="one dimension name"),
+            OpenApiParameter(
+                "filters[<dimension>]",
+                str,
+                many=True,
+                description="only events whose dimension has this value (repeat for several values); "
+                "several dimensions must all match, on top of the meter's own filters",
+            ),
             OpenApiParameter("limit", int, description="1-100, default 20"),
             OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
         ],
@@ -205,17 +214,11 @@ class UsageApi(ApiView):
     )
     def get(self, request: Request, meter_id: str) -> Response:
         meter = selectors.meter_get(meter_id=meter_id)
-        query = validate_input(UsageQueryInput, request.query_params.dict())
+        filters, params = usage_filters_from_query(request.query_params)
+        query = validate_input(UsageQueryInput, params)
         limit = query["limit"]
-        buckets = selectors.usage_series(
-            meter=meter,
-            customer=_usage_customer(query),
-            start=query["start"],
-            end=query["end"],
-            window=query["window"],
-            group_by=query.get("group_by"),
-            after=query.get("cursor"),
-        )
+        with replica_reads():  # usage may lag the primary by the replication delay; billing never reads here
+            buckets = self._series(meter, query, filters)
         page, has_more = buckets[:limit], len(buckets) > limit
         return Response(
             {
@@ -225,6 +228,19 @@ class UsageApi(ApiView):
                 "has_more": has_more,
                 "next_cursor": encode_usage_cursor(page[-1].start, page[-1].group) if has_more else None,
             }
+        )
+
+    @staticmethod
+    def _series(meter: Any, query: dict[str, Any], filters: dict[str, list[str]]) -> list[Any]:
+        return selectors.usage_series(
+            meter=meter,
+            customer=_usage_customer(query),
+            start=query["start"],
+            end=query["end"],
+            window=query["window"],
+            group_by=query.get("group_by"),
+            filters=filters,
+            after=query.get("cursor"),
         )
 
 

@@ -1,11 +1,11 @@
 """Usage ingestion: validate every event on its own, then write the good ones in one statement.
 
 The fast path does no per-event ORM work: bodies are parsed with orjson, customers and meters are
-resolved with one query each, and on PostgreSQL the batch goes in as one
-`INSERT ... SELECT FROM unnest(arrays) ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING`.
-The unique constraint decides duplicates, so retries and concurrent duplicates never create a second
-row. Rows are inserted sorted by (customer, idempotency key) so two batches with overlapping keys wait
-on each other in the same order and cannot deadlock.
+resolved with one query each, and on PostgreSQL the batch goes in by binary COPY into a staging table
+and one statement that inserts the dedup keys (`MeterEventKey`, ON CONFLICT DO NOTHING) and the events
+whose key was new. The key table's primary key decides duplicates, across every partition of the events
+table, so retries and concurrent duplicates never create a second row. Keys are inserted in hash order,
+so two batches with overlapping keys wait on each other in the same order and cannot deadlock.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -20,12 +21,13 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 
 from customers.models import Customer
-from metering.ids import event_public_id, new_tokens
-from metering.models import VALUE_DIGITS, VALUE_PLACES, Meter, MeterEvent, UsageDirtyHour
+from metering.ids import event_public_id, new_tokens_for
+from metering.models import VALUE_DIGITS, VALUE_PLACES, Meter, MeterEvent, MeterEventKey, UsageDirtyHour
+from metering.partitions import partitions_ensure_for
 
 logger = logging.getLogger(__name__)
 
@@ -291,7 +293,9 @@ def billing_event_to_event(raw: Any) -> Any:
 # --- Resolving and writing a batch ----------------------------------------------------------------
 
 
-def _resolve(parsed: list[ParsedEvent], rejected: dict[int, EventRejected]) -> list[ParsedEvent]:
+def _resolve(parsed: list[ParsedEvent], rejected: dict[int, EventRejected]) -> tuple[list[ParsedEvent], set[str]]:
+    """The events whose customer and meter exist and take events, and the meters among them that have
+    never had an event (their `has_events` flag is set by this batch)."""
     ids = {p.customer_ref for p in parsed if not p.by_external_id}
     external = {p.customer_ref for p in parsed if p.by_external_id}
     by_id: dict[str, tuple[str, str]] = {}
@@ -304,12 +308,13 @@ def _resolve(parsed: list[ParsedEvent], rejected: dict[int, EventRejected]) -> l
             by_id[cid] = (cid, status)
             by_external[ext] = (cid, status)
     meters = {
-        code: (mid, active)
-        for mid, code, active in Meter.objects.filter(code__in={p.meter_code for p in parsed}).values_list(
-            "id", "code", "active"
+        code: (mid, active, has_events)
+        for mid, code, active, has_events in Meter.objects.filter(code__in={p.meter_code for p in parsed}).values_list(
+            "id", "code", "active", "has_events"
         )
     }
     good: list[ParsedEvent] = []
+    fresh: set[str] = set()
     for p in parsed:
         found = (by_external if p.by_external_id else by_id).get(p.customer_ref)
         param = "external_id" if p.by_external_id else "customer"
@@ -336,24 +341,49 @@ def _resolve(parsed: list[ParsedEvent], rejected: dict[int, EventRejected]) -> l
             rejected[p.index] = EventRejected("meter_inactive", f"Meter {p.meter_code!r} is archived.", "meter")
             continue
         p.customer_id, p.meter_id = found[0], meter[0]
+        if not meter[2]:
+            fresh.add(meter[0])
         good.append(p)
-    return good
+    return good, fresh
 
 
 def _hour(ts: datetime) -> datetime:
     return ts.replace(minute=0, second=0, microsecond=0)
 
 
+# --- Dedup keys -------------------------------------------------------------------------------------
+#
+# `MeterEventKey.key_hash` is MD5(customer id, "\n", idempotency key) for probe 0 and
+# MD5(customer id, "\n", key, "\n", probe) for probe n > 0. A key is a duplicate when the event its hash
+# row points to has the same customer and key; a different (customer, key) under the same hash (an MD5
+# collision, never seen in practice but handled exactly) moves on to the next probe, as open addressing
+# does. Key rows are never deleted, so a probe chain never breaks.
+
+_KEY_SQL = "md5(s.customer_id || E'\\n' || s.idem)::uuid"  # probe 0 in SQL: must equal key_hash(c, k, 0)
+
+
+def key_hash(customer_id: str, key: str, probe: int = 0) -> uuid.UUID:
+    text = f"{customer_id}\n{key}" if probe == 0 else f"{customer_id}\n{key}\n{probe}"
+    return uuid.UUID(bytes=hashlib.md5(text.encode(), usedforsecurity=False).digest())
+
+
 _STAGE = "metering_event_stage"
+_EVENT_COLUMNS = (
+    "token, customer_id, meter_id, value, timestamp, idempotency_key, dimensions, ingested_at, cancel_reason"
+)
 
 
-def _insert_postgres(rows: list[ParsedEvent], now: datetime) -> dict[str, int]:
-    """Binary COPY into a session-local staging table, then one INSERT ... SELECT ... ON CONFLICT.
+def _insert_postgres(rows: list[ParsedEvent], now: datetime, outermost: bool) -> dict[str, int]:
+    """Binary COPY into a session-local staging table, then ONE statement that inserts the keyed rows'
+    dedup keys (ON CONFLICT DO NOTHING, in hash order so overlapping batches lock in the same order and
+    cannot deadlock) and the events whose key was new (or that have no key). Returns {token: id} of the
+    events created.
 
     COPY is the cheapest way into PostgreSQL (no SQL text per row, no array quoting); the staging table
     lives as long as the pooled connection and empties itself at every commit."""
-    table = MeterEvent._meta.db_table
-    with connection.cursor() as cursor:
+    events, keys, dirty = (model._meta.db_table for model in (MeterEvent, MeterEventKey, UsageDirtyHour))
+    # wrap_database_errors: psycopg's own errors become Django's (deadlocks, a missing partition).
+    with connection.cursor() as cursor, connection.wrap_database_errors:
         raw = cursor.cursor  # psycopg's own cursor: Django's wrapper has no COPY
         raw.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (token text, customer_id text, meter_id text, "
@@ -361,8 +391,10 @@ def _insert_postgres(rows: list[ParsedEvent], now: datetime) -> dict[str, int]:
         )
         with raw.copy(f"COPY {_STAGE} FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(["text", "text", "text", "numeric", "timestamptz", "text", "text"])
+            write = copy.write_row
+            dumps = orjson.dumps
             for r in rows:
-                copy.write_row(
+                write(
                     (
                         r.token,
                         r.customer_id,
@@ -370,72 +402,181 @@ def _insert_postgres(rows: list[ParsedEvent], now: datetime) -> dict[str, int]:
                         r.value,
                         r.timestamp,
                         r.idempotency_key,
-                        orjson.dumps(r.dimensions).decode(),
+                        dumps(r.dimensions).decode() if r.dimensions else "{}",
                     )
                 )
-        # Sorted by (customer, key): overlapping batches meet each other's rows in the same order.
+        # The dirty-hour flags go last, in (meter, customer, hour) order like every writer's, so their hot
+        # row locks are taken in one order and held only until the commit.
         raw.execute(
             f"""
-            INSERT INTO {table} (token, customer_id, meter_id, value, timestamp, idempotency_key, dimensions,
-                                 ingested_at, cancel_reason)
-            SELECT token, customer_id, meter_id, value, ts, idem, dims::jsonb, %s, ''
-            FROM {_STAGE} ORDER BY customer_id, idem
-            ON CONFLICT (customer_id, idempotency_key) DO NOTHING
-            RETURNING id, token
+            WITH s AS MATERIALIZED (SELECT nextval('{events}_seq') AS id, * FROM {_STAGE}),
+            k AS (
+                INSERT INTO {keys} (key_hash, event_id, timestamp)
+                SELECT {_KEY_SQL}, s.id, s.ts FROM s WHERE s.idem IS NOT NULL ORDER BY 1
+                ON CONFLICT (key_hash) DO NOTHING
+                RETURNING event_id
+            ),
+            ins AS (
+                INSERT INTO {events} (id, {_EVENT_COLUMNS})
+                SELECT s.id, s.token, s.customer_id, s.meter_id, s.value, s.ts, s.idem, s.dims::jsonb, %(now)s, ''
+                FROM s WHERE s.idem IS NULL OR s.id IN (SELECT event_id FROM k)
+                RETURNING id, token, customer_id, meter_id, timestamp
+            ),
+            d AS (
+                INSERT INTO {dirty} (meter_id, customer_id, hour, touched_at)
+                SELECT DISTINCT meter_id, customer_id, date_trunc('hour', timestamp, 'UTC'), %(now)s::timestamptz
+                FROM ins ORDER BY 1, 2, 3
+                ON CONFLICT (meter_id, customer_id, hour) DO UPDATE SET touched_at = EXCLUDED.touched_at
+            )
+            SELECT id, token FROM ins
             """,  # noqa: S608 - table names are ours, values are bound
-            [now],
+            {"now": now},
         )
         created = {token: pk for pk, token in raw.fetchall()}
-        # ON COMMIT DELETE ROWS empties it at commit; a second batch in the same transaction must not see
-        # this one's rows.
-        raw.execute(f"TRUNCATE {_STAGE}")
+        if not outermost:
+            # The commit that empties it is someone else's: a second batch in the same transaction must
+            # not see this one's rows.
+            raw.execute(f"DELETE FROM {_STAGE}")  # noqa: S608
         return created
 
 
-def _insert_generic(rows: list[ParsedEvent], now: datetime) -> dict[str, int]:
-    """SQLite (the development default): the same statement one row at a time."""
+def _occupants(
+    hashes: list[uuid.UUID],
+) -> dict[uuid.UUID, tuple[int, datetime, str | None, str | None, str | None]]:
+    """For key rows under these hashes: (event id, timestamp, token, customer id, idempotency key) of
+    their event; the last three are None when the event's partition was detached."""
+    pointers = {
+        h: (pk, ts)
+        for h, pk, ts in MeterEventKey.objects.filter(key_hash__in=hashes)
+        .values_list("key_hash", "event_id", "timestamp")
+        .order_by()
+    }
+    if not pointers:
+        return {}
+    # The key rows' timestamps name the partitions: `timestamp IN (...)` prunes to them.
+    found = {
+        pk: (token, cid, key)
+        for pk, token, cid, key in MeterEvent.objects.filter(
+            pk__in=[pk for pk, _ in pointers.values()], timestamp__in={ts for _, ts in pointers.values()}
+        ).values_list("id", "token", "customer_id", "idempotency_key")
+    }
+    return {h: (pk, ts, *found.get(pk, (None, None, None))) for h, (pk, ts) in pointers.items()}
+
+
+def events_by_keys(customer_id: str, keys: list[str]) -> dict[str, tuple[int, datetime]]:
+    """(id, timestamp) of the customer's events stored under these idempotency keys, found through the
+    key table (walking a probe chain past other keys' hashes), so reading them prunes to their partitions."""
+    found: dict[str, tuple[int, datetime]] = {}
+    pending, probe = list(dict.fromkeys(keys)), 0
+    while pending:
+        hashes = {key: key_hash(customer_id, key, probe) for key in pending}
+        occupants = _occupants(list(hashes.values()))
+        next_round = []
+        for key, h in hashes.items():
+            occupant = occupants.get(h)
+            if occupant is None:
+                continue  # the chain ends here: never stored
+            if (occupant[3], occupant[4]) == (customer_id, key):
+                found[key] = (occupant[0], occupant[1])
+            elif occupant[2] is not None:  # another key under this hash
+                next_round.append(key)
+        pending, probe = next_round, probe + 1
+    return found
+
+
+def _insert_one(r: ParsedEvent, now: datetime, pk: int | None) -> int:
     table = MeterEvent._meta.db_table
-    sql = f"""
-        INSERT INTO {table} (token, customer_id, meter_id, value, timestamp, idempotency_key, dimensions,
-                             ingested_at, cancel_reason)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, '')
-        ON CONFLICT (customer_id, idempotency_key) DO NOTHING
-        RETURNING id
-    """  # noqa: S608
-    created: dict[str, int] = {}
     value_field = MeterEvent._meta.get_field("value")
     time_field = MeterEvent._meta.get_field("timestamp")
+    params = [
+        r.token,
+        r.customer_id,
+        r.meter_id,
+        value_field.get_db_prep_save(r.value, connection),
+        time_field.get_db_prep_save(r.timestamp, connection),
+        r.idempotency_key,
+        orjson.dumps(r.dimensions).decode(),
+        time_field.get_db_prep_save(now, connection),
+    ]
     with connection.cursor() as cursor:
-        for r in rows:
+        if pk is None:
             cursor.execute(
-                sql,
-                [
-                    r.token,
-                    r.customer_id,
-                    r.meter_id,
-                    value_field.get_db_prep_save(r.value, connection),
-                    time_field.get_db_prep_save(r.timestamp, connection),
-                    r.idempotency_key,
-                    orjson.dumps(r.dimensions).decode(),
-                    time_field.get_db_prep_save(now, connection),
-                ],
+                f"INSERT INTO {table} ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, '') RETURNING id",  # noqa: S608
+                params,
+            )
+            return cursor.fetchone()[0]
+        cursor.execute(
+            f"INSERT INTO {table} (id, {_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, '')",  # noqa: S608
+            [pk, *params],
+        )
+        return pk
+
+
+def _insert_probing(r: ParsedEvent, now: datetime, probe: int) -> tuple[int | None, str | None]:
+    """Insert one event walking its key's probe chain from `probe`: (id, None) when created, or
+    (None, public id of the original) when it is a duplicate ("" when the original was archived)."""
+    postgres = connection.vendor == "postgresql"
+    key = r.idempotency_key
+    while True:
+        if key is None:
+            return _insert_one(r, now, None), None
+        h = key_hash(r.customer_id, key, probe)
+        occupant = _occupants([h]).get(h)
+        if occupant is not None:
+            pk, _, token, cid, okey = occupant
+            if token is None or (cid, okey) == (r.customer_id, key):
+                return None, event_public_id(pk, token) if token else ""
+            probe += 1  # a different key under the same hash
+            continue
+        if not postgres:  # SQLite: writers are serialized, so the check above cannot be overtaken
+            pk = _insert_one(r, now, None)
+            MeterEventKey.objects.create(key_hash=h, event_id=pk, timestamp=r.timestamp)
+            return pk, None
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {MeterEventKey._meta.db_table} (key_hash, event_id, timestamp) "  # noqa: S608
+                f"VALUES (%s, nextval('{MeterEvent._meta.db_table}_seq'), %s) ON CONFLICT (key_hash) DO NOTHING "
+                "RETURNING event_id",
+                [h, r.timestamp],
             )
             row = cursor.fetchone()
-            if row is not None:
-                created[r.token] = row[0]
-    return created
+        if row is None:
+            continue  # taken meanwhile by a batch that just committed: look at its occupant again
+        return _insert_one(r, now, row[0]), None
 
 
-def _existing(rows: list[ParsedEvent]) -> dict[tuple[str, str], str]:
-    """Public ids of events already stored under these (customer, idempotency key) pairs."""
-    wanted: dict[str, set[str]] = {}
+def _settle_conflicts(rows: list[ParsedEvent], now: datetime) -> tuple[dict[str, int], dict[tuple[str, str], str]]:
+    """Keyed rows whose probe-0 hash was taken: duplicates when the occupant has the same customer and
+    key (one query for all of them), otherwise (a hash collision) walked along their probe chain."""
+    hashes = {r.token: key_hash(r.customer_id, r.idempotency_key or "") for r in rows}
+    occupants = _occupants(list(set(hashes.values())))
+    created: dict[str, int] = {}
+    existing: dict[tuple[str, str], str] = {}
     for r in rows:
-        wanted.setdefault(r.customer_id, set()).add(r.idempotency_key or "")
-    query = Q()
-    for customer_id, keys in wanted.items():
-        query |= Q(customer_id=customer_id, idempotency_key__in=keys)
-    found = MeterEvent.objects.filter(query).values_list("customer_id", "idempotency_key", "id", "token")
-    return {(cid, key): event_public_id(pk, token) for cid, key, pk, token in found}
+        occupant = occupants.get(hashes[r.token])
+        ident = (r.customer_id, r.idempotency_key or "")
+        if occupant is not None and (occupant[2] is None or (occupant[3], occupant[4]) == ident):
+            existing[ident] = event_public_id(occupant[0], occupant[2]) if occupant[2] else ""
+            continue
+        pk, original = _insert_probing(r, now, 1 if occupant is not None else 0)
+        if pk is not None:
+            created[r.token] = pk
+        else:
+            existing[ident] = original or ""
+    return created, existing
+
+
+def _insert_generic(rows: list[ParsedEvent], now: datetime) -> tuple[dict[str, int], dict[tuple[str, str], str]]:
+    """SQLite (the development default): each row on its own, through the same probe chain."""
+    created: dict[str, int] = {}
+    existing: dict[tuple[str, str], str] = {}
+    for r in rows:
+        pk, original = _insert_probing(r, now, 0)
+        if pk is not None:
+            created[r.token] = pk
+        else:
+            existing[(r.customer_id, r.idempotency_key or "")] = original or ""
+    return created, existing
 
 
 def mark_hours_dirty(keys: set[tuple[str, str, datetime]], now: datetime) -> None:
@@ -462,17 +603,55 @@ def mark_hours_dirty(keys: set[tuple[str, str, datetime]], now: datetime) -> Non
         )
 
 
-def _write(rows: list[ParsedEvent], now: datetime) -> tuple[dict[str, int], dict[tuple[str, str], str]]:
-    insert = _insert_postgres if connection.vendor == "postgresql" else _insert_generic
+def _claim_meters(fresh: set[str]) -> set[str]:
+    """Mark meters as having events, under their row locks (taken in id order, before any key row, so
+    batches never deadlock on them). Returns the meters that no longer exist (deleted meanwhile)."""
+    if not fresh:
+        return set()
+    ordered = sorted(fresh)
+    with connection.cursor() as cursor:
+        table = Meter._meta.db_table
+        marks = ", ".join(["%s"] * len(ordered))
+        cursor.execute(f"UPDATE {table} SET has_events = %s WHERE id IN ({marks}) RETURNING id", [True, *ordered])  # noqa: S608
+        return fresh - {row[0] for row in cursor.fetchall()}
+
+
+def _no_partition(exc: Exception) -> bool:
+    cause = getattr(exc, "__cause__", None)
+    return getattr(cause, "sqlstate", None) == "23514" and "no partition" in str(cause)
+
+
+def _write(
+    rows: list[ParsedEvent], now: datetime, fresh: set[str]
+) -> tuple[dict[str, int], dict[tuple[str, str], str], set[str]]:
+    """Write a batch in one transaction: (created {token: id}, duplicates {(customer, key): original id},
+    meters that vanished). Retried whole on a deadlock, and once after creating a missing partition."""
+    postgres = connection.vendor == "postgresql"
+    made_partitions = False
     for attempt in range(3):
+        outermost = not connection.in_atomic_block
         try:
             with transaction.atomic():
-                created = insert(rows, now)
-                conflicted = [r for r in rows if r.token not in created]
-                existing = _existing(conflicted) if conflicted else {}
-                dirty = {(r.meter_id, r.customer_id, _hour(r.timestamp)) for r in rows if r.token in created}
-                mark_hours_dirty(dirty, now)  # last, so the hot row lock is held only until commit
-            return created, existing
+                vanished = _claim_meters(fresh)
+                live = [r for r in rows if r.meter_id not in vanished] if vanished else rows
+                if postgres:
+                    # Marks the hours of what it created dirty itself.
+                    created = _insert_postgres(live, now, outermost)
+                    conflicted = [r for r in live if r.token not in created]
+                    extra, existing = _settle_conflicts(conflicted, now) if conflicted else ({}, {})
+                else:
+                    extra, existing = _insert_generic(live, now)
+                    created = {}
+                if extra:
+                    created.update(extra)
+                    made = [r for r in live if r.token in extra]
+                    mark_hours_dirty({(r.meter_id, r.customer_id, _hour(r.timestamp)) for r in made}, now)
+            return created, existing, vanished
+        except IntegrityError as exc:
+            if made_partitions or not _no_partition(exc):
+                raise
+            partitions_ensure_for([r.timestamp for r in rows])
+            made_partitions = True
         except OperationalError as exc:  # a deadlock or serialization failure: the batch is retried whole
             if attempt == 2 or getattr(getattr(exc, "__cause__", None), "sqlstate", None) not in {"40P01", "40001"}:
                 raise
@@ -490,7 +669,7 @@ def usage_ingest(*, events: list[Any], now: datetime) -> IngestResult:
             parsed.append(parse_event(raw, index, now=now, window=window))
         except EventRejected as exc:
             rejected[index] = exc
-    good = _resolve(parsed, rejected) if parsed else []
+    good, fresh = _resolve(parsed, rejected) if parsed else ([], set())
 
     # Within the batch the first event with a (customer, key) is the candidate; later ones are its duplicates.
     first: dict[tuple[str, str], ParsedEvent] = {}
@@ -498,40 +677,46 @@ def usage_ingest(*, events: list[Any], now: datetime) -> IngestResult:
     to_insert: list[ParsedEvent] = []
     for p in good:
         if p.idempotency_key is not None:
-            seen = first.get((p.customer_id, p.idempotency_key))
+            ident = (p.customer_id, p.idempotency_key)
+            seen = first.get(ident)
             if seen is not None:
                 copies[p.index] = seen
                 continue
-            first[(p.customer_id, p.idempotency_key)] = p
+            first[ident] = p
         to_insert.append(p)
-    for p, token in zip(to_insert, new_tokens(len(to_insert)), strict=True):
+    for p, token in zip(to_insert, new_tokens_for([p.timestamp for p in to_insert]), strict=True):
         p.token = token
-    to_insert.sort(key=lambda p: (p.customer_id, p.idempotency_key or "", p.index))
 
-    created, existing = _write(to_insert, now) if to_insert else ({}, {})
+    created, existing, vanished = _write(to_insert, now, fresh) if to_insert else ({}, {}, set())
 
     outcome: dict[int, tuple[str, str]] = {}
     for p in to_insert:
+        if p.meter_id in vanished:
+            rejected[p.index] = EventRejected("meter_not_found", f"No meter with code {p.meter_code!r}.", "meter")
+            continue
         pk = created.get(p.token)
         if pk is not None:
             outcome[p.index] = ("created", event_public_id(pk, p.token))
         else:
             outcome[p.index] = ("duplicate", existing.get((p.customer_id, p.idempotency_key or ""), ""))
     for index, original in copies.items():
-        outcome[index] = ("duplicate", outcome[original.index][1])
+        if original.index in rejected:
+            rejected[index] = rejected[original.index]
+        else:
+            outcome[index] = ("duplicate", outcome[original.index][1])
 
     result = IngestResult()
+    results = result.results
     for index in range(len(events)):
-        if index in rejected:
+        failure = rejected.get(index)
+        if failure is not None:
             result.rejected += 1
-            result.results.append(
-                {"index": index, "status": "rejected", "id": None, "error": rejected[index].as_dict()}
-            )
+            results.append({"index": index, "status": "rejected", "id": None, "error": failure.as_dict()})
         else:
             status, public_id = outcome[index]
             if status == "created":
                 result.created += 1
             else:
                 result.duplicates += 1
-            result.results.append({"index": index, "status": status, "id": public_id or None, "error": None})
+            results.append({"index": index, "status": status, "id": public_id or None, "error": None})
     return result

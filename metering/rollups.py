@@ -1,12 +1,13 @@
 """The hourly roll-up job: recompute dirty hours from raw events.
 
-`UsageHourly(meter, customer, hour)` holds exactly the aggregates of the non-canceled events of that
+`UsageHourly(meter, customer, hour)` (and `UsageHourlyGroup`, the same per distinct set of dimensions)
+holds exactly the aggregates of the non-canceled events of that
 meter and customer in [hour, hour + 1h) that match the meter's filters; an hour without such events has
 no row. Every change to an hour's events marks it dirty (`UsageDirtyHour`) in the same transaction
 (`metering.ingest.mark_hours_dirty`), and while the dirty row exists usage queries read that hour raw.
 
 Each batch is one transaction: lock up to `batch_size` dirty rows `FOR UPDATE SKIP LOCKED` (in meter,
-customer, hour order), recompute those hours with one grouped query per meter, upsert or delete their
+hour, customer order), recompute those hours with one grouped query per meter and hour, upsert or delete their
 roll-up rows, and delete exactly the dirty rows it locked. Ingestion takes the dirty row's lock with
 `ON CONFLICT DO UPDATE`, so a concurrent ingest either waits for the batch to commit (and then re-creates
 the dirty row, because its events were not visible to the recomputation) or already holds the row, which
@@ -16,15 +17,18 @@ hour again and the next run picks them up.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import uuid
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
 
-from metering.models import Meter, MeterEvent, UsageDirtyHour, UsageHourly
-from metering.usage import HOUR, Acc, conditions_for, conditions_sql, passes, raw_events
+from metering.models import Meter, MeterEvent, UsageDailyGroup, UsageDirtyHour, UsageHourly, UsageHourlyGroup
+from metering.usage import DAY, HOUR, Acc, conditions_for, conditions_sql, passes, raw_events
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +59,8 @@ def _rollup_batch(*, now: datetime, batch_size: int) -> tuple[int, int, int]:
     with transaction.atomic():
         locked = list(
             UsageDirtyHour.objects.select_for_update(skip_locked=True)
-            .order_by("meter_id", "customer_id", "hour")
+            # By hour, so one batch holds the hour of many customers and reads each hour's pages once.
+            .order_by("meter_id", "hour", "customer_id")
             .values_list("id", "meter_id", "customer_id", "hour", "touched_at")[:batch_size]
         )
         if not locked:
@@ -91,26 +96,46 @@ def _recompute_postgres(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[in
         "hs": [key[1] for key in keys],
         "ts": list(keys.values()),
     }
+    hours = [key[1] for key in keys]
+    params["lo"], params["hi"] = min(hours), max(hours) + HOUR
+    # Every event of the batch's customers in one hour `hr.h`: one bitmap scan per hour visits each heap
+    # page of that hour once, however many customers' events share it (ingestion interleaves customers,
+    # so one customer's hour is spread over as many pages as it has events; reading it customer by
+    # customer made the job's cost per event grow with the table).
     hour_events = f"""
         FROM {events} e
-        WHERE e.customer_id = k.c AND e.meter_id = %(m)s
-          AND e.timestamp >= k.h AND e.timestamp < k.h + interval '1 hour'
+        WHERE e.meter_id = %(m)s AND e.customer_id = ANY(ARRAY(SELECT k.c FROM keys k WHERE k.h = hr.h))
+          AND e.timestamp >= hr.h AND e.timestamp < hr.h + interval '1 hour'
+          AND e.timestamp >= %(lo)s AND e.timestamp < %(hi)s  -- constant bounds: the planner prunes partitions
           AND e.canceled_at IS NULL{conditions_sql(conditions_for(meter), params)}
-    """
-    # Per hour: one index range scan for the totals and one backward index probe for the latest event.
-    # LATERAL keeps both per hour, so a batch never scans the customer's whole history.
+    """  # noqa: S608
     upsert = f"""
         WITH keys AS (
             SELECT * FROM unnest(%(cs)s::text[], %(hs)s::timestamptz[], %(ts)s::timestamptz[]) AS k(c, h, t)
+        ),
+        hrs AS (SELECT DISTINCT h FROM keys),
+        -- MATERIALIZED: computed once per hour, never once per (hour, hour) of a join.
+        agg AS MATERIALIZED (
+            SELECT x.* FROM hrs hr CROSS JOIN LATERAL (
+                SELECT e.customer_id AS c, hr.h AS h, count(*) AS n, sum(e.value) AS s, max(e.value) AS mx
+                {hour_events} GROUP BY e.customer_id
+            ) x
+        ),
+        latest_events AS (
+            -- The latest event of each key: one backward probe of the usage index per key, 1 row each.
+            SELECT k.c, k.h, l.value, l.timestamp, l.id FROM keys k CROSS JOIN LATERAL (
+                SELECT e.value, e.timestamp, e.id FROM {events} e
+                WHERE e.customer_id = k.c AND e.meter_id = %(m)s
+                  AND e.timestamp >= k.h AND e.timestamp < k.h + interval '1 hour'
+                  AND e.timestamp >= %(lo)s AND e.timestamp < %(hi)s
+                  AND e.canceled_at IS NULL{conditions_sql(conditions_for(meter), params)}
+                ORDER BY e.timestamp DESC, e.id DESC LIMIT 1
+            ) l
         )
         INSERT INTO {hourly} AS u (meter_id, customer_id, hour, event_count, value_sum, value_max,
                                    latest_value, latest_timestamp, latest_event_id, rolled_at)
         SELECT %(m)s, k.c, k.h, a.n, a.s, a.mx, l.value, l.timestamp, l.id, k.t
-        FROM keys k
-        CROSS JOIN LATERAL (SELECT count(*) AS n, sum(e.value) AS s, max(e.value) AS mx {hour_events}) a
-        CROSS JOIN LATERAL (
-            SELECT e.value, e.timestamp, e.id {hour_events} ORDER BY e.timestamp DESC, e.id DESC LIMIT 1
-        ) l
+        FROM keys k JOIN agg a ON a.c = k.c AND a.h = k.h JOIN latest_events l ON l.c = k.c AND l.h = k.h
         ON CONFLICT (meter_id, customer_id, hour) DO UPDATE SET
             event_count = EXCLUDED.event_count, value_sum = EXCLUDED.value_sum, value_max = EXCLUDED.value_max,
             latest_value = EXCLUDED.latest_value, latest_timestamp = EXCLUDED.latest_timestamp,
@@ -120,6 +145,8 @@ def _recompute_postgres(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[in
     with connection.cursor() as cursor:
         cursor.execute(upsert, params)
         present = set(cursor.fetchall())
+        _regroup_postgres(cursor, meter, hour_events, params)
+        _redo_days_postgres(cursor, meter, keys)
         empty = [key for key in keys if key not in present]
         if not empty:
             return len(present), 0
@@ -133,15 +160,162 @@ def _recompute_postgres(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[in
         return len(present), cursor.rowcount
 
 
+def _regroup_postgres(cursor: Any, meter: Meter, hour_events: str, params: dict[str, Any]) -> None:
+    """Rewrite the hours' per-dimension-set rows: delete them, then one grouped scan per hour (the same
+    scan as the totals) inserts one row per customer and distinct `dimensions`."""
+    groups = UsageHourlyGroup._meta.db_table
+    cursor.execute(
+        f"""
+        DELETE FROM {groups} g USING unnest(%(cs)s::text[], %(hs)s::timestamptz[]) AS k(c, h)
+        WHERE g.customer_id = k.c AND g.meter_id = %(m)s AND g.hour = k.h
+        """,  # noqa: S608
+        params,
+    )
+    if meter.aggregation == Meter.Aggregation.LATEST:
+        order = "ORDER BY e.timestamp DESC, e.id DESC"
+        latest = f"(array_agg(e.value {order}))[1], max(e.timestamp), (array_agg(e.id {order}))[1]"
+    else:
+        latest = "NULL::numeric, NULL::timestamptz, NULL::bigint"
+    cursor.execute(
+        f"""
+        WITH keys AS (
+            SELECT * FROM unnest(%(cs)s::text[], %(hs)s::timestamptz[], %(ts)s::timestamptz[]) AS k(c, h, t)
+        ),
+        hrs AS (SELECT DISTINCT h FROM keys)
+        INSERT INTO {groups} (meter_id, customer_id, hour, dimensions_hash, dimensions, event_count, value_sum,
+                              value_max, latest_value, latest_timestamp, latest_event_id, rolled_at)
+        SELECT %(m)s, k.c, k.h, md5(x.dims::text)::uuid, x.dims, x.n, x.s, x.mx, x.lv, x.lt, x.li, k.t
+        FROM hrs hr CROSS JOIN LATERAL (
+            SELECT e.customer_id, e.dimensions AS dims, count(*) AS n, sum(e.value) AS s, max(e.value) AS mx,
+                   {latest} {hour_events} GROUP BY e.customer_id, e.dimensions
+        ) x(c, dims, n, s, mx, lv, lt, li)
+        JOIN keys k ON k.c = x.c AND k.h = hr.h
+        """,  # noqa: S608 - table names are ours, every value is a bound parameter
+        params,
+    )
+
+
+def _days(keys: Any) -> list[tuple[str, datetime]]:
+    return sorted({(customer_id, hour.replace(hour=0)) for customer_id, hour in keys})
+
+
+def _day_locks(cursor: Any, meter: Meter, days: list[tuple[str, datetime]]) -> None:
+    """Serialize recomputations of the same (meter, customer, day) by concurrent roll-up batches, in one
+    order. After the wait, READ COMMITTED's next statement sees the other batch's committed hours."""
+    cursor.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s || '|' || k.c || '|' || k.d::text, 0)) "
+        "FROM unnest(%s::text[], %s::timestamptz[]) WITH ORDINALITY AS k(c, d, n) ORDER BY k.n",
+        [meter.id, [d[0] for d in days], [d[1] for d in days]],
+    )
+
+
+def _redo_days_postgres(cursor: Any, meter: Meter, keys: Any) -> None:
+    """Recompute the daily group rows of every day these hours fall in, from the day's hourly group rows."""
+    days = _days(keys)
+    _day_locks(cursor, meter, days)
+    daily, groups = UsageDailyGroup._meta.db_table, UsageHourlyGroup._meta.db_table
+    params = {"m": meter.id, "cs": [d[0] for d in days], "ds": [d[1] for d in days]}
+    cursor.execute(
+        f"""
+        DELETE FROM {daily} g USING unnest(%(cs)s::text[], %(ds)s::timestamptz[]) AS k(c, d)
+        WHERE g.customer_id = k.c AND g.meter_id = %(m)s AND g.day = k.d
+        """,  # noqa: S608
+        params,
+    )
+    order = "ORDER BY g.latest_timestamp DESC, g.latest_event_id DESC"
+    cursor.execute(
+        f"""
+        INSERT INTO {daily} (meter_id, customer_id, day, dimensions_hash, dimensions, event_count, value_sum,
+                             value_max, latest_value, latest_timestamp, latest_event_id, rolled_at)
+        SELECT %(m)s, k.c, k.d, g.dimensions_hash, g.dimensions, sum(g.event_count), sum(g.value_sum),
+               max(g.value_max), (array_agg(g.latest_value {order}))[1], max(g.latest_timestamp),
+               (array_agg(g.latest_event_id {order}))[1], max(g.rolled_at)
+        FROM unnest(%(cs)s::text[], %(ds)s::timestamptz[]) AS k(c, d)
+        JOIN {groups} g ON g.customer_id = k.c AND g.meter_id = %(m)s
+                       AND g.hour >= k.d AND g.hour < k.d + interval '1 day'
+        GROUP BY k.c, k.d, g.dimensions_hash, g.dimensions
+        """,  # noqa: S608
+        params,
+    )
+
+
+def _redo_days_python(meter: Meter, keys: Any) -> None:
+    for customer_id, day in _days(keys):
+        UsageDailyGroup.objects.filter(meter=meter, customer_id=customer_id, day=day).delete()
+        merged: dict[uuid.UUID, tuple[dict[str, Any], Acc, datetime]] = {}
+        rows = UsageHourlyGroup.objects.filter(
+            meter=meter, customer_id=customer_id, hour__gte=day, hour__lt=day + DAY
+        ).values_list(
+            "dimensions_hash",
+            "dimensions",
+            "event_count",
+            "value_sum",
+            "value_max",
+            "latest_timestamp",
+            "latest_event_id",
+            "latest_value",
+            "rolled_at",
+        )
+        for digest, dimensions, count, total, maximum, lt, li, lv, rolled_at in rows:
+            entry = merged.setdefault(digest, (dimensions, Acc(), rolled_at))
+            entry[1].add(count, total, maximum, lt, li, lv)
+            merged[digest] = (dimensions, entry[1], max(entry[2], rolled_at))
+        UsageDailyGroup.objects.bulk_create(
+            UsageDailyGroup(
+                meter=meter,
+                customer_id=customer_id,
+                day=day,
+                dimensions_hash=digest,
+                dimensions=dimensions,
+                event_count=acc.count,
+                value_sum=acc.total,
+                value_max=acc.maximum,
+                latest_value=acc.latest_value if acc.latest_key else None,
+                latest_timestamp=acc.latest_key[0] if acc.latest_key else None,
+                latest_event_id=acc.latest_key[1] if acc.latest_key else None,
+                rolled_at=rolled_at,
+            )
+            for digest, (dimensions, acc, rolled_at) in merged.items()
+        )
+
+
+def dimensions_hash(dimensions: dict[str, Any]) -> uuid.UUID:
+    """The group key on SQLite (PostgreSQL hashes jsonb's own canonical text instead)."""
+    text = json.dumps(dimensions, sort_keys=True, separators=(",", ":"), default=str)
+    return uuid.UUID(bytes=hashlib.md5(text.encode(), usedforsecurity=False).digest())
+
+
 def _recompute_python(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[int, int]:
     """SQLite (development): the same recomputation in Python, exact on the values SQLite returns."""
     conditions = conditions_for(meter)
     written = deleted = 0
+    latest = meter.aggregation == Meter.Aggregation.LATEST
     for (customer_id, hour), rolled_at in keys.items():
         acc = Acc()
+        groups: dict[uuid.UUID, tuple[dict[str, Any], Acc]] = {}
         for value, timestamp, pk, dimensions in raw_events(meter, customer_id, [(hour, hour + HOUR)]):
             if passes(conditions, dimensions):
                 acc.add(1, value, value, timestamp, pk, value)
+                group = groups.setdefault(dimensions_hash(dimensions), (dimensions, Acc()))[1]
+                group.add(1, value, value, timestamp, pk, value)
+        UsageHourlyGroup.objects.filter(meter=meter, customer_id=customer_id, hour=hour).delete()
+        UsageHourlyGroup.objects.bulk_create(
+            UsageHourlyGroup(
+                meter=meter,
+                customer_id=customer_id,
+                hour=hour,
+                dimensions_hash=digest,
+                dimensions=dimensions,
+                event_count=group.count,
+                value_sum=group.total,
+                value_max=group.maximum,
+                latest_value=group.latest_value if latest else None,
+                latest_timestamp=group.latest_key[0] if latest and group.latest_key else None,
+                latest_event_id=group.latest_key[1] if latest and group.latest_key else None,
+                rolled_at=rolled_at,
+            )
+            for digest, (dimensions, group) in groups.items()
+        )
         scope = UsageHourly.objects.filter(meter=meter, customer_id=customer_id, hour=hour)
         if acc.count == 0 or acc.latest_key is None:
             deleted += scope.delete()[0]
@@ -161,4 +335,5 @@ def _recompute_python(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[int,
             },
         )
         written += 1
+    _redo_days_python(meter, keys)
     return written, deleted

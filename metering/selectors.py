@@ -106,13 +106,15 @@ def usage_series(
     end: datetime,
     window: str = "none",
     group_by: str | None = None,
+    filters: Mapping[str, Iterable[Any]] | None = None,
     after: tuple[datetime, Mapping[str, str | None]] | None = None,
 ) -> list[UsageBucket]:
     """Usage per UTC hour or day (or one bucket for the whole period), optionally per value of one
     dimension (`group_by`; events without it group under null), ordered by start then group.
 
     Windows are aligned to UTC hours/days and clipped to [start, end). Buckets without events are left
-    out, except that window "none" without group_by always has its one bucket. `after` (the start and
+    out, except that window "none" without group_by always has its one bucket. `filters` ({dimension:
+    [allowed values]}) narrows the meter's own filters. `after` (the start and
     group of the last bucket already returned) continues a listing: only later buckets are returned."""
     if window not in WINDOWS:
         raise ValueError(f"window must be one of {', '.join(WINDOWS)}")
@@ -123,7 +125,15 @@ def usage_series(
         floor = floor_window(utc(after[0], "after"), step)
         read_from = max(start, floor) if floor is not None else start
     read_from = min(read_from, end)
-    accs = usage_read(meter=meter, customer_ids=[customer.pk], start=read_from, end=end, window=step, group_by=group_by)
+    accs = usage_read(
+        meter=meter,
+        customer_ids=[customer.pk],
+        start=read_from,
+        end=end,
+        window=step,
+        group_by=group_by,
+        filters=filters,
+    )
     if step is None and group_by is None and not accs and start < end:
         accs = {(customer.pk, None, None): Acc()}
     buckets = []

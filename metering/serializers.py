@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing_site.api import InputSerializer
+from billing_site.errors import InvalidRequest
 from billing_site.fields import MetadataField
 from billing_site.money import decimal_to_str
 from metering.models import Meter
@@ -173,6 +174,40 @@ def decode_usage_cursor(cursor: str, group_by: str | None) -> tuple[datetime, di
     except (ValueError, TypeError, IndexError, KeyError, binascii.Error, orjson.JSONDecodeError):
         raise serializers.ValidationError("The cursor is not valid.", code="invalid_cursor") from None
     return start.astimezone(UTC), {group_by: group} if group_by else {}
+
+
+MAX_USAGE_FILTERS = 20
+_FILTER_PARAM = re.compile(r"filters\[([^\[\]]{1,100})\]")
+
+
+def usage_filters_from_query(params: Any) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Split `?filters[region]=eu&filters[region]=us` (one dimension per bracket, repeated for several
+    allowed values) from the other query parameters. A malformed one (`filters`, `filters[]`,
+    `filters[a][b]`, an empty value) is a 400 naming it."""
+    filters: dict[str, list[str]] = {}
+    rest: dict[str, Any] = {}
+    for name in params:
+        if not name.startswith("filters"):
+            rest[name] = params.get(name)
+            continue
+        match = _FILTER_PARAM.fullmatch(name)
+        if match is None:
+            raise InvalidRequest(
+                f"Unknown filter parameter {name!r}: name one dimension, as filters[region]=eu.",
+                param=name,
+                code="unknown_filter",
+            )
+        values = params.getlist(name)
+        if any(not value or len(value) > 500 for value in values):
+            raise InvalidRequest(
+                f"{name} needs a dimension value of 1-500 characters.", param=name, code="parameter_invalid"
+            )
+        filters[match.group(1)] = values
+    if len(filters) > MAX_USAGE_FILTERS:
+        raise InvalidRequest(
+            f"At most {MAX_USAGE_FILTERS} dimension filters.", param="filters", code="parameter_invalid"
+        )
+    return filters, rest
 
 
 class UsageQueryInput(InputSerializer):

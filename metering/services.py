@@ -11,7 +11,7 @@ from django.db.models import ProtectedError
 
 from billing_site.errors import Conflict, InvalidRequest
 from billing_site.fields import metadata_clean, metadata_merge
-from metering.models import Meter, MeterEvent
+from metering.models import Meter
 from metering.push.mappings import check_meter_aggregation
 from webhooks.services import event_emit
 
@@ -85,7 +85,9 @@ def meter_create(
 
 
 def meter_has_events(meter: Meter) -> bool:
-    return MeterEvent.objects.filter(meter=meter).exists()
+    """Pass the row locked FOR UPDATE: ingestion sets the flag under that lock in the transaction that
+    writes a meter's first events, so a locked False means no event exists or can arrive meanwhile."""
+    return meter.has_events
 
 
 def meter_update(*, meter: Meter, changes: dict[str, Any], now: datetime) -> Meter:

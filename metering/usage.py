@@ -10,7 +10,8 @@ hour twice (from its new roll-up and from raw events) nor drop it. On PostgreSQL
 SQL statement (a statement always sees one snapshot, whatever the caller's isolation level), run in a
 REPEATABLE READ transaction when we own the transaction; on SQLite a transaction is serializable.
 
-unique_count, `group_by` and extra `filters` are not in the roll-ups: those read raw events only.
+unique_count, `group_by` and extra `filters` read `UsageHourlyGroup` (one row per hour and distinct set
+of dimensions) for the whole clean hours instead of `UsageHourly`, with the same raw edges and dirty hours.
 
 SQLite stores decimals as REAL, so there every aggregate is computed in Python from the rows (exact to
 the 15 significant digits SQLite keeps); PostgreSQL aggregates exact NUMERIC in SQL.
@@ -26,12 +27,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import Q
 
+from billing_site.replicas import read_alias
 from customers.models import Customer
-from metering.ids import event_public_id, parse_event_id
-from metering.ingest import mark_hours_dirty
-from metering.models import Meter, MeterEvent, UsageDirtyHour, UsageHourly
+from metering.ids import event_day, event_public_id, parse_event_id
+from metering.ingest import events_by_keys, mark_hours_dirty
+from metering.models import Meter, MeterEvent, UsageDailyGroup, UsageDirtyHour, UsageHourly, UsageHourlyGroup
 from webhooks.services import event_emit
 
 ZERO = Decimal(0)
@@ -171,6 +174,9 @@ class UsageRead:
     group_by: str | None = None
     conditions: Conditions = ()
     rollups: bool = True
+    # Whole clean hours come from the per-dimension-set roll-ups (group_by, extra filters, unique_count)
+    # instead of the per-hour totals.
+    grouped: bool = False
 
     @property
     def unique_key(self) -> str | None:
@@ -205,24 +211,26 @@ def usage_read(
         window=window,
         group_by=group_by,
         conditions=conditions_for(meter, filters),
-        # Roll-ups hold count/sum/max/latest of the meter's own filters, per hour, for the whole customer.
-        rollups=meter.aggregation != Meter.Aggregation.UNIQUE_COUNT and group_by is None and not filters,
+        grouped=meter.aggregation == Meter.Aggregation.UNIQUE_COUNT or group_by is not None or bool(filters),
     )
-    with consistent_snapshot():
-        if connection.vendor == "postgresql":
-            return _read_postgres(read)
+    # The primary, unless the caller allowed a replica (an API list or usage read; never billing).
+    db = read_alias()
+    with consistent_snapshot(db):
+        if connections[db].vendor == "postgresql":
+            return _read_postgres(read, db)
         return _read_python(read)
 
 
 @contextmanager
-def consistent_snapshot() -> Iterator[None]:
+def consistent_snapshot(db: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
     """One transaction for every read of one query. When we open it on PostgreSQL it is REPEATABLE READ
     (the SET must be its first statement); nested in a caller's transaction, the caller's isolation holds,
     which is why the PostgreSQL read is also a single statement."""
-    outermost = not connection.in_atomic_block
-    with transaction.atomic():
-        if outermost and connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
+    conn = connections[db]
+    outermost = not conn.in_atomic_block
+    with transaction.atomic(using=db):
+        if outermost and conn.vendor == "postgresql":
+            with conn.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         yield
 
@@ -230,6 +238,18 @@ def consistent_snapshot() -> Iterator[None]:
 def _whole_hours(read: UsageRead) -> tuple[datetime, datetime] | None:
     first, last = ceil_hour(read.start), floor_hour(read.end)
     return (first, last) if read.rollups and first < last else None
+
+
+def _whole_days(read: UsageRead, whole: tuple[datetime, datetime] | None) -> tuple[datetime, datetime] | None:
+    """The whole UTC days inside the whole hours, when the read's buckets are days or the whole period
+    (hour buckets cannot be served by day rows)."""
+    if whole is None or not read.grouped or read.window not in (None, DAY):
+        return None
+    first = whole[0].replace(hour=0)
+    if first < whole[0]:
+        first += DAY
+    last = whole[1].replace(hour=0)
+    return (first, last) if first < last else None
 
 
 def _edges(read: UsageRead, whole: tuple[datetime, datetime] | None) -> list[tuple[datetime, datetime]]:
@@ -251,7 +271,7 @@ def _latest_sql(alias: str) -> str:
     return f"max({alias}timestamp), (array_agg({alias}id {order}))[1], (array_agg({alias}value {order}))[1]"
 
 
-def _read_postgres(read: UsageRead) -> dict[BucketKey, Acc]:
+def _read_postgres(read: UsageRead, db: str = DEFAULT_DB_ALIAS) -> dict[BucketKey, Acc]:
     whole = _whole_hours(read)
     edges = _edges(read, whole)
     aggregation = read.meter.aggregation
@@ -264,12 +284,17 @@ def _read_postgres(read: UsageRead) -> dict[BucketKey, Acc]:
         "he": whole[1] if whole else None,
         "g": read.group_by,
         "uk": read.unique_key,
+        "start": read.start,
+        "end": read.end,
     }
-    events, hourly, dirty = (model._meta.db_table for model in (MeterEvent, UsageHourly, UsageDirtyHour))
+    events, dirty = MeterEvent._meta.db_table, UsageDirtyHour._meta.db_table
     where = conditions_sql(read.conditions, params)
     if read.unique_key:
         where += " AND (e.dimensions ->> %(uk)s) IS NOT NULL"
     group = "e.dimensions ->> %(g)s" if read.group_by else "NULL::text"
+    # unique_count: every part carries the unique-key value it holds (a raw range groups by it as well),
+    # and the final count(DISTINCT) runs over the union, so a value seen in two hours counts once.
+    unique = "e.dimensions ->> %(uk)s" if read.unique_key else "NULL::text"
     dirty_cte = (
         f"""dirty AS MATERIALIZED (
             SELECT customer_id, hour FROM {dirty}
@@ -279,23 +304,61 @@ def _read_postgres(read: UsageRead) -> dict[BucketKey, Acc]:
         else ""
     )
     dirty_ranges = "UNION ALL SELECT customer_id, hour, hour + interval '1 hour' FROM dirty" if whole else ""
-    rolled = (
-        f"""SELECT u.customer_id, {_bucket_sql(read, "u.hour")}, NULL::text, u.event_count, u.value_sum,
-                   u.value_max, u.latest_timestamp, u.latest_event_id, u.latest_value, 0::bigint
-            FROM {hourly} u
-            WHERE u.meter_id = %(m)s AND u.customer_id = ANY(%(cs)s::text[])
-              AND u.hour >= %(hs)s AND u.hour < %(he)s
-              AND NOT EXISTS (SELECT 1 FROM dirty d WHERE d.customer_id = u.customer_id AND d.hour = u.hour)
-            UNION ALL"""  # noqa: S608
-        if whole
-        else ""
-    )
     if aggregation == Meter.Aggregation.LATEST:
         raw_latest, latest = _latest_sql("e."), _latest_sql("p.")
     else:
         raw_latest = latest = "NULL::timestamptz, NULL::bigint, NULL::numeric"
-    # unique_count reads one raw range grouped by bucket, so each bucket has one part and sum() is exact.
-    distinct = "count(DISTINCT e.dimensions ->> %(uk)s)" if read.unique_key else "0::bigint"
+    if not whole:
+        rolled = ""
+    elif read.grouped:
+        # Per-dimension-set rows: the read's filters and grouping apply to their `dimensions`. Whole days
+        # without a dirty hour come from the daily rows, the other clean hours from the hourly ones.
+        rolled_where = conditions_sql(read.conditions, params, alias="u")
+        if read.unique_key:
+            rolled_where += " AND (u.dimensions ->> %(uk)s) IS NOT NULL"
+        columns = f"""{"u.dimensions ->> %(g)s" if read.group_by else "NULL::text"}, u.event_count, u.value_sum,
+                   u.value_max, u.latest_timestamp, u.latest_event_id, u.latest_value,
+                   {"u.dimensions ->> %(uk)s" if read.unique_key else "NULL::text"}"""
+        days = _whole_days(read, whole)
+        rolled = ""
+        hour_ranges = "SELECT c.c, %(hs)s::timestamptz, %(he)s::timestamptz FROM unnest(%(cs)s::text[]) AS c(c)"
+        if days:
+            params["ds"], params["de"] = days
+            dirty_cte += """
+            dirty_days AS MATERIALIZED (
+                SELECT DISTINCT customer_id, date_trunc('day', hour, 'UTC') AS day FROM dirty
+                WHERE hour >= %(ds)s AND hour < %(de)s
+            ),"""
+            rolled = f"""SELECT u.customer_id, {_bucket_sql(read, "u.day")}, {columns}
+            FROM {UsageDailyGroup._meta.db_table} u
+            WHERE u.customer_id = ANY(%(cs)s::text[]) AND u.meter_id = %(m)s
+              AND u.day >= %(ds)s AND u.day < %(de)s{rolled_where}
+              AND NOT EXISTS (SELECT 1 FROM dirty_days d WHERE d.customer_id = u.customer_id AND d.day = u.day)
+            UNION ALL
+            """  # noqa: S608
+            # Hour rows only where day rows do not serve: the partial days at both ends and dirty days,
+            # each an index range scan (a filter over the whole month would read every hour row).
+            hour_ranges = """SELECT c.c, t.lo, t.hi FROM unnest(%(cs)s::text[]) AS c(c)
+                CROSS JOIN (VALUES (%(hs)s::timestamptz, %(ds)s::timestamptz),
+                                   (%(de)s::timestamptz, %(he)s::timestamptz)) AS t(lo, hi)
+                WHERE t.lo < t.hi
+                UNION ALL SELECT customer_id, day, day + interval '1 day' FROM dirty_days"""
+        dirty_cte += f"""
+            hour_ranges (c, lo, hi) AS MATERIALIZED ({hour_ranges}),"""
+        rolled += f"""SELECT u.customer_id, {_bucket_sql(read, "u.hour")}, {columns}
+            FROM hour_ranges r JOIN {UsageHourlyGroup._meta.db_table} u
+              ON u.customer_id = r.c AND u.meter_id = %(m)s AND u.hour >= r.lo AND u.hour < r.hi
+            WHERE NOT EXISTS (SELECT 1 FROM dirty d WHERE d.customer_id = u.customer_id AND d.hour = u.hour)
+              {rolled_where}
+            UNION ALL"""  # noqa: S608
+    else:
+        rolled = f"""SELECT u.customer_id, {_bucket_sql(read, "u.hour")}, NULL::text, u.event_count, u.value_sum,
+                   u.value_max, u.latest_timestamp, u.latest_event_id, u.latest_value, NULL::text
+            FROM {UsageHourly._meta.db_table} u
+            WHERE u.meter_id = %(m)s AND u.customer_id = ANY(%(cs)s::text[])
+              AND u.hour >= %(hs)s AND u.hour < %(he)s
+              AND NOT EXISTS (SELECT 1 FROM dirty d WHERE d.customer_id = u.customer_id AND d.hour = u.hour)
+            UNION ALL"""  # noqa: S608
     sql = f"""
         WITH {dirty_cte}
         ranges (c, lo, hi) AS (
@@ -304,23 +367,25 @@ def _read_postgres(read: UsageRead) -> dict[BucketKey, Acc]:
             CROSS JOIN unnest(%(los)s::timestamptz[], %(his)s::timestamptz[]) AS t(lo, hi)
             {dirty_ranges}
         ),
-        parts (c, bucket, grp, n, s, mx, timestamp, id, value, d) AS (
+        parts (c, bucket, grp, n, s, mx, timestamp, id, value, u) AS (
             {rolled}
             SELECT r.c, x.* FROM ranges r CROSS JOIN LATERAL (
                 -- Aggregated per range: one index range scan each, never the customer's whole history.
                 SELECT {_bucket_sql(read, "e.timestamp")}, {group}, count(*), sum(e.value), max(e.value),
-                       {raw_latest}, {distinct}
+                       {raw_latest}, {unique}
                 FROM {events} e
                 WHERE e.customer_id = r.c AND e.meter_id = %(m)s AND e.timestamp >= r.lo AND e.timestamp < r.hi
+                  -- Constant bounds as well, so the planner prunes to the partitions of [start, end).
+                  AND e.timestamp >= %(start)s AND e.timestamp < %(end)s
                   AND e.canceled_at IS NULL{where}
-                GROUP BY 1, 2
+                GROUP BY 1, 2, 9
             ) x
         )
-        SELECT p.c, p.bucket, p.grp, sum(p.n), sum(p.s), max(p.mx), {latest}, sum(p.d)
+        SELECT p.c, p.bucket, p.grp, sum(p.n), sum(p.s), max(p.mx), {latest}, count(DISTINCT p.u)
         FROM parts p GROUP BY p.c, p.bucket, p.grp
     """  # noqa: S608 - table names are ours, every value is a bound parameter
     result: dict[BucketKey, Acc] = {}
-    with connection.cursor() as cursor:
+    with connections[db].cursor() as cursor:
         cursor.execute(sql, params)
         for customer_id, bucket, grp, count, total, maximum, lt, li, lv, distinct_count in cursor.fetchall():
             acc = result[(customer_id, bucket, grp)] = Acc(distinct=int(distinct_count or 0))
@@ -345,12 +410,35 @@ def _read_python(read: UsageRead) -> dict[BucketKey, Acc]:
             scope: dict[str, Any] = {"meter_id": read.meter.id, "customer_id": customer_id}
             scope.update(hour__gte=whole[0], hour__lt=whole[1])
             dirty = set(UsageDirtyHour.objects.filter(**scope).values_list("hour", flat=True))
-            rows = UsageHourly.objects.filter(**scope).values_list(
-                "hour", "event_count", "value_sum", "value_max", "latest_timestamp", "latest_event_id", "latest_value"
-            )
-            for hour, *part in rows:
-                if hour not in dirty:
-                    acc((customer_id, floor_window(hour, read.window), None)).add(*part)
+            fields = ("hour", "event_count", "value_sum", "value_max", "latest_timestamp", "latest_event_id")
+            if read.grouped:
+                days = _whole_days(read, whole)
+                dirty_days = {hour.replace(hour=0) for hour in dirty}
+                rows = list(UsageHourlyGroup.objects.filter(**scope).values_list(*fields, "latest_value", "dimensions"))
+                if days:
+                    # Clean whole days from their daily rows, so their hours are skipped below.
+                    daily = UsageDailyGroup.objects.filter(
+                        meter_id=read.meter.id, customer_id=customer_id, day__gte=days[0], day__lt=days[1]
+                    ).values_list("day", *fields[1:], "latest_value", "dimensions")
+                    rows = [
+                        row for row in rows if not days[0] <= row[0] < days[1] or row[0].replace(hour=0) in dirty_days
+                    ]
+                    rows += [row for row in daily if row[0] not in dirty_days]
+                for hour, count, total, maximum, lt, li, lv, dimensions in rows:
+                    if hour in dirty or not passes(read.conditions, dimensions):
+                        continue
+                    group = dimension_text(dimensions.get(read.group_by)) if read.group_by else None
+                    target = acc((customer_id, floor_window(hour, read.window), group))
+                    if read.unique_key:
+                        text = dimension_text(dimensions.get(read.unique_key))
+                        if text is None:
+                            continue
+                        target.uniques.add(text)
+                    target.add(count, total, maximum, lt, li, lv)
+            else:
+                for hour, *part in UsageHourly.objects.filter(**scope).values_list(*fields, "latest_value"):
+                    if hour not in dirty:
+                        acc((customer_id, floor_window(hour, read.window), None)).add(*part)
             ranges += [(hour, hour + HOUR) for hour in sorted(dirty)]
         unique_key = read.unique_key
         for value, timestamp, pk, dimensions in raw_events(read.meter, customer_id, ranges):
@@ -381,6 +469,29 @@ def raw_events(
 
 
 # --- Cancellation ---------------------------------------------------------------------------------
+
+
+def _locked_by_ids(ids: list[tuple[int, str]], fields: tuple[str, ...]) -> dict[int, tuple]:
+    """Lock and read events by (primary key, token). The token names the event's UTC day, so each day's
+    ids are looked up in that day's range (one partition, its BRIN index on id); ids not found there
+    (tokens made before tokens carried the day) are looked up once more across every partition."""
+    by_day: dict[tuple[datetime, datetime], list[int]] = {}
+    for pk, token in ids:
+        day = event_day(token)
+        if day is not None:
+            by_day.setdefault(day, []).append(pk)
+    scope = Q()
+    for (lo, hi), pks in by_day.items():
+        scope |= Q(pk__in=pks, timestamp__gte=lo, timestamp__lt=hi)
+    rows: dict[int, tuple] = {}
+    if by_day:
+        query = MeterEvent.objects.select_for_update().filter(scope).order_by("pk").values_list(*fields)
+        rows = {row[0]: row for row in query}
+    rest = sorted({pk for pk, _ in ids} - rows.keys())
+    if rest:
+        query = MeterEvent.objects.select_for_update().filter(pk__in=rest).order_by("pk").values_list(*fields)
+        rows.update({row[0]: row for row in query})
+    return rows
 
 
 @dataclass
@@ -429,9 +540,7 @@ def usage_cancel(
             label = "id"
             wanted = list(dict.fromkeys(event_ids))
             parsed = {public_id: parse_event_id(public_id) for public_id in wanted}
-            pks = {found[0] for found in parsed.values() if found is not None}
-            rows = MeterEvent.objects.select_for_update().filter(pk__in=pks).order_by("pk").values_list(*fields)
-            by_pk = {row[0]: row for row in rows}
+            by_pk = _locked_by_ids([found for found in parsed.values() if found is not None], fields)
             matched = {}
             for public_id, found in parsed.items():
                 row = by_pk.get(found[0]) if found else None
@@ -440,9 +549,15 @@ def usage_cancel(
         else:
             label = "idempotency_key"
             wanted = list(dict.fromkeys(idempotency_keys or []))
+            assert customer is not None
+            located = events_by_keys(customer.pk, wanted)
             rows = (
                 MeterEvent.objects.select_for_update()
-                .filter(customer=customer, idempotency_key__in=wanted)
+                .filter(
+                    customer=customer,
+                    pk__in=[pk for pk, _ in located.values()],
+                    timestamp__in={ts for _, ts in located.values()},
+                )
                 .order_by("pk")
                 .values_list(*fields)
             )
@@ -464,9 +579,12 @@ def usage_cancel(
                 to_cancel.append(row)
             result.results.append({label: ref, "status": status})
         if to_cancel:
-            updated = MeterEvent.objects.filter(pk__in=[row[0] for row in to_cancel], canceled_at__isnull=True).update(
-                canceled_at=now, cancel_reason=reason
-            )
+            # The timestamps name the partitions, so the update touches only theirs.
+            updated = MeterEvent.objects.filter(
+                pk__in=[row[0] for row in to_cancel],
+                timestamp__in={row[4] for row in to_cancel},
+                canceled_at__isnull=True,
+            ).update(canceled_at=now, cancel_reason=reason)
             if updated != len(to_cancel):  # the rows are locked: a mismatch is a bug, never a silent half-write
                 raise RuntimeError(f"usage_cancel updated {updated} of {len(to_cancel)} locked events")
             mark_hours_dirty({(row[3], row[2], floor_hour(utc(row[4]))) for row in to_cancel}, now)

@@ -220,3 +220,45 @@ def test_scopes(make_client, usage):
     params = {"customer": customer.id, "start": iso(T0), "end": iso(T0 + timedelta(hours=1))}
     assert get(make_client("usage:write"), meter, **params).status_code == 403
     assert get(make_client("usage:read"), meter, **params).status_code == 200
+
+
+def test_dimension_filters_narrow_the_usage(api, usage):
+    customer, meter = usage
+    day = {"customer": customer.id, "start": iso(T0), "end": iso(T0 + timedelta(days=1))}
+    eu = api.get(f"/api/v1/usage/{meter.id}", {**day, "filters[region]": "eu"}).json()["data"]
+    assert [(b["value"], b["event_count"]) for b in eu] == [("101.500000000001", 3)]
+    both = api.get(f"/api/v1/usage/{meter.id}", {**day, "filters[region]": ["eu", "us"]}).json()["data"]
+    assert [(b["value"], b["event_count"]) for b in both] == [("103.500000000001", 4)]
+    nobody = api.get(f"/api/v1/usage/{meter.id}", {**day, "filters[region]": "eu", "filters[tier]": "pro"})
+    assert [(b["value"], b["event_count"]) for b in nobody.json()["data"]] == [("0", 0)]
+    hourly = api.get(
+        f"/api/v1/usage/{meter.id}", {**day, "filters[region]": "eu", "window": "hour", "group_by": "region"}
+    ).json()["data"]
+    assert [(b["start"], b["value"], b["group"]) for b in hourly] == [
+        ("2026-03-09T22:00:00Z", "1.5", {"region": "eu"}),
+        ("2026-03-09T23:00:00Z", "0.000000000001", {"region": "eu"}),
+        ("2026-03-10T03:00:00Z", "100", {"region": "eu"}),
+    ]
+    # The same answers as the service computes from raw events, roll-ups or not.
+    assert usage_aggregate(
+        meter=meter, customer=customer, start=T0, end=T0 + timedelta(days=1), filters={"region": ["eu"]}
+    ).value == Decimal("101.500000000001")
+
+
+@pytest.mark.parametrize(
+    ("query", "param", "code"),
+    [
+        ("filters=eu", "filters", "unknown_filter"),
+        ("filters[]=eu", "filters[]", "unknown_filter"),
+        ("filters[region][x]=eu", "filters[region][x]", "unknown_filter"),
+        ("filtersregion=eu", "filtersregion", "unknown_filter"),
+        ("filters[region]=", "filters[region]", "parameter_invalid"),
+        ("&".join(f"filters[d{i}]=x" for i in range(21)), "filters", "parameter_invalid"),
+    ],
+)
+def test_bad_dimension_filters_are_400_naming_the_parameter(api, usage, query, param, code):
+    customer, meter = usage
+    day = f"customer={customer.id}&start={iso(T0)}&end={iso(T0 + timedelta(days=1))}"
+    response = api.get(f"/api/v1/usage/{meter.id}?{day}&{query}")
+    assert response.status_code == 400, response.json()
+    assert (response.json()["error"]["param"], response.json()["error"]["code"]) == (param, code)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from customers.tests.factories import CustomerFactory
 from metering.models import UsageDirtyHour
 from metering.rollups import usage_rollup_job
-from metering.selectors import UsageValue, usage_aggregate
+from metering.selectors import UsageValue, usage_aggregate, usage_series
 from metering.tests.usage_support import NOW, brute_force, ingest, make_meter
 from metering.usage import usage_cancel
 
@@ -100,3 +100,25 @@ def _check(customer, meters, periods):
             value, count = brute_force(meter, customer, start, end)
             got = usage_aggregate(meter=meter, customer=customer, start=start, end=end)
             assert got == UsageValue(value, count), (meter.aggregation, start, end)
+            # Extra dimension filters and group_by read the per-dimension-set roll-ups: the same exactness.
+            for extra in ({"region": ["eu"]}, {"region": ["us", "apac"], "user": ["a", "1"]}):
+                value, count = brute_force(meter, customer, start, end, filters=extra)
+                got = usage_aggregate(meter=meter, customer=customer, start=start, end=end, filters=extra)
+                assert got == UsageValue(value, count), (meter.aggregation, extra, start, end)
+            if lo < hi:
+                buckets = usage_series(meter=meter, customer=customer, start=start, end=end, group_by="region")
+                seen = set()
+                for bucket in buckets:
+                    region = bucket.group["region"]
+                    seen.add(region)
+                    wanted = brute_force_group(meter, customer, start, end, region)
+                    assert (bucket.value, bucket.event_count) == wanted, (meter.aggregation, region, start, end)
+                for region in {"eu", "us", "apac", None} - seen:
+                    assert brute_force_group(meter, customer, start, end, region)[1] == 0, (meter.aggregation, region)
+
+
+def brute_force_group(meter, customer, start, end, region):
+    """Brute force for the events whose region is `region` (None: events without a region)."""
+    if region is not None:
+        return brute_force(meter, customer, start, end, filters={"region": [region]})
+    return brute_force(meter, customer, start, end, where=lambda dims: "region" not in dims)

@@ -17,9 +17,9 @@ from django.db import connection, transaction
 from billing_site.jobs import get_job
 from customers.tests.factories import CustomerFactory
 from metering.ingest import mark_hours_dirty, usage_ingest
-from metering.models import MeterEvent, UsageDirtyHour, UsageHourly
+from metering.models import MeterEvent, UsageDailyGroup, UsageDirtyHour, UsageHourly, UsageHourlyGroup
 from metering.rollups import usage_rollup_job
-from metering.selectors import UsageValue, usage_aggregate, usage_changed_hours
+from metering.selectors import UsageValue, usage_aggregate, usage_changed_hours, usage_series
 from metering.tests.usage_support import NOW, brute_force, ingest, make_meter
 from metering.usage import usage_cancel
 
@@ -269,3 +269,66 @@ def test_changed_hours_for_billing():
     assert not UsageHourly.objects.filter(meter=meter, customer=customer, hour=T0).exists()
     assert usage_changed_hours(pairs=pairs, since=later) == [(meter.id, customer.id, T0, later)]
     assert usage_changed_hours(pairs=set(), since=NOW) == []
+
+
+@pytest.mark.django_db
+def test_whole_days_come_from_daily_group_rows_and_stay_exact():
+    """unique_count, filters and group_by over several days: whole clean days read the daily rows (shown
+    by zeroing the hourly ones under them), days with a dirty hour and partial days read hours and raw
+    events, and every answer equals the brute-force aggregation through late events and cancellation."""
+    customer = CustomerFactory()
+    users = make_meter("unique_count", unique_key="user")
+    total = make_meter("sum")
+    day0 = datetime(2026, 3, 8, tzinfo=UTC)
+    events = [
+        (
+            day0 + timedelta(hours=h, minutes=(7 * h) % 60),
+            str(h % 5 + 1),
+            {"user": f"u{h % 7}", "region": ("eu", "us")[h % 2]},
+        )
+        for h in range(0, 24 * 4, 3)
+    ]
+    ids = []
+    for meter in (users, total):
+        ids += ingest(customer, meter, events)
+    usage_rollup_job(now=NOW)
+    assert UsageDailyGroup.objects.filter(customer=customer).exists()
+    start, end = day0 + timedelta(hours=5, minutes=17), day0 + timedelta(days=3, hours=20)
+
+    def check():
+        for meter in (users, total):
+            for extra in (None, {"region": ["eu"]}):
+                want = brute_force(meter, customer, start, end, filters=extra)
+                got = usage_aggregate(meter=meter, customer=customer, start=start, end=end, filters=extra)
+                assert (got.value, got.event_count) == want, (meter.aggregation, extra)
+            for bucket in usage_series(
+                meter=meter, customer=customer, start=start, end=end, window="day", group_by="region"
+            ):
+                want = brute_force(
+                    meter, customer, bucket.start, bucket.end, filters={"region": [bucket.group["region"]]}
+                )
+                assert (bucket.value, bucket.event_count) == want, (meter.aggregation, bucket)
+
+    check()
+    # Zero the hourly group rows of the whole days: the answers must not change, so they come from days.
+    whole_days = (day0 + timedelta(days=1), day0 + timedelta(days=3))
+    expected = usage_aggregate(meter=total, customer=customer, start=start, end=end, filters={"region": ["eu"]})
+    hidden = UsageHourlyGroup.objects.filter(customer=customer, hour__gte=whole_days[0], hour__lt=whole_days[1])
+    assert hidden.update(value_sum=0, event_count=0) > 0
+    assert usage_aggregate(meter=total, customer=customer, start=start, end=end, filters={"region": ["eu"]}) == expected
+    usage_rollup_job(now=NOW)
+    mark_hours_dirty(
+        {(m.id, customer.id, whole_days[0] + timedelta(hours=h)) for m in (users, total) for h in range(48)}, NOW
+    )
+    usage_rollup_job(now=NOW)  # recomputes the hours and, from them, the days
+    check()
+    # A late event in a whole day dirties it: that day is read from hours and raw events until rolled up.
+    for meter in (users, total):
+        ingest(customer, meter, [(day0 + timedelta(days=2, hours=4), "9", {"user": "late", "region": "eu"})])
+    check()
+    usage_rollup_job(now=NOW)
+    check()
+    usage_cancel(event_ids=ids[3:9], reason="test", now=NOW)
+    check()
+    usage_rollup_job(now=NOW)
+    check()

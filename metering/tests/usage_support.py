@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -69,8 +69,10 @@ def brute_force(
     start: datetime,
     end: datetime,
     filters: Mapping[str, Iterable[Any]] | None = None,
+    where: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> tuple[Decimal, int]:
-    """(value, event_count) from every stored row of the meter, aggregated in Python."""
+    """(value, event_count) from every stored row of the meter, aggregated in Python; `where` narrows the
+    rows by their dimensions."""
     rows = [
         row
         for row in MeterEvent.objects.filter(meter=meter, customer=customer).order_by("id")
@@ -78,6 +80,7 @@ def brute_force(
         and start <= row.timestamp < end
         and _allowed(meter.filters, row.dimensions)
         and _allowed(filters, row.dimensions)
+        and (where is None or where(row.dimensions))
     ]
     if meter.aggregation == "unique_count":
         rows = [row for row in rows if meter.unique_key in row.dimensions]
