@@ -42,7 +42,7 @@ def metered_customer(now: datetime, *, values=(5, 7, 11)) -> tuple[Any, Any, Any
     customer = CustomerFactory(name="Acme GmbH", email="billing@acme.example")
     start = now - timedelta(days=2)
     price = metered_price(unit="0.5", now=start)
-    sub = subscribe(customer, price, now=start)
+    sub, _ = subscribe(customer, price, now=start)
     for index, value in enumerate(values):
         use(customer, price, value, start + timedelta(hours=1 + 20 * index), now=now)
     return customer, price, sub
