@@ -2,7 +2,7 @@
 
 Plain Django views rendering templates; every write goes through `portal.services` (which calls payments'
 services), every form is CSRF-protected (Django's middleware) and carries a nonce so it acts once. The
-token in the URL is the credential: pages send `Referrer-Policy: no-referrer`, are never cached and ask
+token in the URL is the credential: pages send `Referrer-Policy: same-origin`, are never cached and ask
 not to be indexed. Errors render as pages (404 for a bad, revoked or expired token) rather than JSON.
 """
 
@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from billing_site.errors import ApiError
 from invoicing.documents.apis import pdf_response
+from invoicing.documents.engine import seller_context
 from invoicing.documents.invoice import invoice_document_context, invoice_pdf
 from invoicing.models import Invoice
 from payments.models import PaymentIntent
@@ -42,7 +43,9 @@ assert all(token.removeprefix("tok_") in CARDS for token, _ in TEST_CARDS)
 
 
 def _secure(response: HttpResponse) -> HttpResponse:
-    response["Referrer-Policy"] = "no-referrer"
+    # same-origin: the URL (the credential) never leaves in a Referer to another site, while our own form
+    # POSTs keep their Origin header (with no-referrer browsers send "Origin: null", which CSRF refuses).
+    response["Referrer-Policy"] = "same-origin"
     response["Cache-Control"] = "no-store"
     response["X-Robots-Tag"] = "noindex, nofollow"
     return response
@@ -107,7 +110,7 @@ def _hosted_context(request: HttpRequest, link: HostedInvoiceLink, **extra: Any)
     pending = selectors.invoice_payment_in_flight(invoice)
     processor = _processor(invoice.customer)
     can_pay = invoice.status == Invoice.Status.OPEN and invoice.amount_remaining > 0 and bool(processor)
-    context = invoice_document_context(invoice=invoice, now=now)
+    context = {"seller": seller_context(), **invoice_document_context(invoice=invoice, now=now)}
     context.update(
         base=base,
         invoice_status=invoice.status,

@@ -55,14 +55,16 @@ def test_a_draft_has_no_hosted_page(api, customer_factory=None):
     assert not HostedInvoiceLink.objects.filter(invoice_id=draft["id"]).exists()
 
 
-def test_the_page_shows_the_invoice_document_with_a_pdf_and_a_pay_form(api, client):
+def test_the_page_shows_the_invoice_document_with_a_pdf_and_a_pay_form(api, client, settings):
+    settings.SELLER_NAME, settings.SELLER_TAX_ID = "Northwind Analytics Ltd", "IE1234567T"
     invoice = finalized_invoice(api)
     page = _open(client, invoice)
     html = page.content.decode()
     assert invoice["number"] in html and "Onboarding workshop" in html and "Łukasz 東京" in html
     assert "$25.00" in html and 'name="token" value="tok_visa"' in html
+    assert "Northwind Analytics Ltd" in html and "IE1234567T" in html
     assert "js.stripe.com" not in html  # the sandbox needs no external script
-    assert page["Referrer-Policy"] == "no-referrer" and page["Cache-Control"] == "no-store"
+    assert page["Referrer-Policy"] == "same-origin" and page["Cache-Control"] == "no-store"
     pdf = client.get(path_of(invoice["hosted_invoice_url"]) + "/pdf")
     assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
 
