@@ -187,3 +187,17 @@ def portal_method_set_default(*, session: PortalSession, payment_method_id: str,
 
 def portal_method_remove(*, session: PortalSession, payment_method_id: str, now: datetime) -> PaymentMethod:
     return payment_method_detach(payment_method=_own_method(session, payment_method_id), now=now)
+
+
+# --- housekeeping -----------------------------------------------------------------------------------
+
+SESSION_KEPT = timedelta(days=1)
+SUBMISSION_KEPT = timedelta(days=7)
+
+
+def portal_rows_purge_job(*, now: datetime) -> dict[str, int]:
+    """The `purge_portal_rows` sweep: sessions expired for a day, submissions older than a week (a form
+    re-sent after a week acts again, as a new one: no page stays open that long)."""
+    sessions, _ = PortalSession.objects.filter(expires_at__lt=now - SESSION_KEPT).delete()
+    submissions, _ = PortalSubmission.objects.filter(created_at__lt=now - SUBMISSION_KEPT).delete()
+    return {"sessions_deleted": sessions, "submissions_deleted": submissions}

@@ -189,3 +189,20 @@ def test_a_deleted_customers_session_opens_nothing(client):
     customer.status, customer.deleted_at = "deleted", timezone.now()
     customer.save()
     assert client.get(root).status_code == 404
+
+
+def test_the_purge_job_deletes_old_sessions_and_submissions_only(client):
+    from django.core.management import call_command
+
+    from portal.models import PortalSubmission
+
+    customer = CustomerFactory()
+    now = timezone.now()
+    old = _session(customer, now=now - timedelta(days=3))
+    fresh = _session(customer, now=now)
+    PortalSubmission.objects.create(key="pay:x:old", created_at=now - timedelta(days=8))
+    PortalSubmission.objects.create(key="pay:x:new", created_at=now - timedelta(days=1))
+    call_command("run_job", "purge_portal_rows", "--now", now.isoformat())
+    assert PortalSession.objects.count() == 1 and client.get(fresh).status_code == 200
+    assert client.get(old).status_code == 404
+    assert list(PortalSubmission.objects.values_list("key", flat=True)) == ["pay:x:new"]
