@@ -44,7 +44,7 @@ def test_finalizing_makes_an_unguessable_link_stored_only_as_a_hash(api):
     assert api.get("/api/v1/invoices").json()["data"][0]["hosted_invoice_url"] == url
 
 
-def test_a_draft_has_no_hosted_page(api, customer_factory=None):
+def test_a_draft_has_no_hosted_page(api):
     from customers.tests.factories import CustomerFactory
 
     customer = CustomerFactory()
