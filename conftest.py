@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -85,3 +86,12 @@ def fake_stripe(settings: object) -> object:
         settings.STRIPE_TIMEOUT_SECONDS = 0.25  # type: ignore[attr-defined]
         yield fake
     assert fake.violations == [], fake.violations
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Browser tests drive the system's chromium (Debian's package): Playwright's own download is never used."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.fail("browser tests need chromium (Debian package `chromium`; .ci/run installs it)")
+    return {**browser_type_launch_args, "executable_path": executable, "args": ["--no-sandbox"]}

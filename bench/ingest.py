@@ -244,6 +244,7 @@ def baseline(batches: list[list[dict]], ext_to_id: dict[str, str], meter_id: str
 
 def start_server(workers: int) -> subprocess.Popen:
     env = {**os.environ, "DEBUG": "false", "WEB_CONCURRENCY": str(workers), "PORT": str(PORT)}
+    env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{PORT}")
     env.setdefault("GUNICORN_BIND", f"127.0.0.1:{PORT}")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "billing_site/gunicorn.conf.py", "--log-level", "warning"],

@@ -102,6 +102,14 @@ JOBS: tuple[Job, ...] = (
         description="Queue every billingSuccess/billingFailure answer to the control plane's EventBridge bus "
         "that is due: retries, and anything a crash or a broker outage left unsent.",
     ),
+    # --- portal ---
+    Job(
+        name="purge_portal_rows",
+        function="portal.services.portal_rows_purge_job",
+        schedule=crontab(minute="23"),
+        description="Delete portal sessions expired more than a day ago and form submissions (the nonces that "
+        "make a double click act once) older than a week.",
+    ),
     # --- webhooks ---
     Job(
         name="deliver_webhooks",

@@ -73,3 +73,22 @@ class BodySizeLimitMiddleware:
                 message=f"The request body is {length} bytes; the limit is {limit} bytes.",
             )
         return self.get_response(request)
+
+
+class PublicOriginMiddleware:
+    """Under DEBUG without PUBLIC_BASE_URL, the URLs we hand out (hosted invoices, portal sessions) use the
+    origin of the request being served (`billing_site.public_urls`). With the setting, it does nothing."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if settings.PUBLIC_BASE_URL or not settings.DEBUG:
+            return self.get_response(request)
+        from billing_site.public_urls import request_origin
+
+        token = request_origin.set(f"{request.scheme}://{request.get_host()}")
+        try:
+            return self.get_response(request)
+        finally:
+            request_origin.reset(token)

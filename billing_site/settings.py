@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "invoicing.apps.InvoicingConfig",
     "subscriptions.apps.SubscriptionsConfig",
     "payments.apps.PaymentsConfig",
+    "portal.apps.PortalConfig",
 ]
 
 MIDDLEWARE = [
@@ -79,6 +80,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "billing_site.middleware.PublicOriginMiddleware",
 ]
 
 ROOT_URLCONF = "billing_site.urls"
@@ -353,6 +355,24 @@ except (_babel.UnknownLocaleError, ValueError):
     raise EnvError(
         f"DOCUMENT_LOCALE must be a CLDR locale such as en, de, fr_CA or ja, got {DOCUMENT_LOCALE!r}"
     ) from None
+
+# --- Hosted invoice pages and the customer portal (portal app) -----------------------------------
+# The origin (scheme://host[:port]) of the URLs we hand out: `hosted_invoice_url` on invoices and the
+# `url` of portal sessions. Required without DEBUG; under DEBUG, unset, it is the origin of the request
+# being served (or http://127.0.0.1:8000 outside a request: a task, a shell).
+PUBLIC_BASE_URL = (env_str("PUBLIC_BASE_URL") or "").rstrip("/")
+if PUBLIC_BASE_URL:
+    check_url("PUBLIC_BASE_URL", PUBLIC_BASE_URL, ("https", "http"))
+elif not DEBUG:
+    raise EnvError(
+        "PUBLIC_BASE_URL must be set when DEBUG is off: the origin of hosted invoice and portal URLs, "
+        "e.g. https://billing.example.com"
+    )
+# How long a portal session's URL works after it is created (minutes).
+PORTAL_SESSION_MINUTES = env_int("PORTAL_SESSION_MINUTES", 60, minimum=1, maximum=24 * 60)
+# Stripe's publishable key (pk_...), for Stripe.js on the hosted invoice page and the portal when Stripe
+# is the processor. Public by design; without it those pages offer no card form for Stripe customers.
+STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY", "") or ""
 
 # --- SaaS control plane (sbt-aws) ----------------------------------------------------------------
 # Answers to control-plane events (sbt_aws_billingSuccess / sbt_aws_billingFailure) go to this EventBridge

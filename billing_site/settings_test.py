@@ -7,6 +7,7 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-0123456789abcdefghijklmnop")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+os.environ.setdefault("PUBLIC_BASE_URL", "http://testserver")
 
 from billing_site.settings import *  # noqa: F403
 

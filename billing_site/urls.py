@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("invoicing.urls")),
     path("", include("subscriptions.urls")),
     path("", include("payments.urls")),
+    path("", include("portal.api_urls")),
     # after metering, whose events/billing-events must win over events/<id>
     path("", include("webhooks.urls")),
 ]
@@ -23,6 +24,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/", include(api_v1)),
+    # The end customer's pages: hosted invoices (/i/...) and the portal (/portal/...).
+    path("", include("portal.urls")),
     # Inbound provider webhooks (signed by the provider, no API key).
     path("", include("webhooks.inbound_urls")),
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from invoicing.models import Invoice
@@ -32,3 +32,19 @@ def invoice_finalized_hooks_run(invoices: list[Invoice], now: datetime) -> None:
         return
     for hook in list(on_invoice_finalized):
         hook(invoices, now)
+
+
+# The invoice's hosted page (`hosted_invoice_url` on the API object): the portal app registers the one
+# provider from its `ready()`. None when no provider is registered or the invoice has no live link.
+HostedUrlProvider = Callable[["Invoice"], "str | None"]
+hosted_invoice_url_providers: list[HostedUrlProvider] = []
+# Prefetches (django.db.models.Prefetch) invoice reads add so the provider needs no query per invoice.
+invoice_read_prefetches: list[Any] = []
+
+
+def hosted_invoice_url(invoice: Invoice) -> str | None:
+    for provider in hosted_invoice_url_providers:
+        url = provider(invoice)
+        if url:
+            return url
+    return None

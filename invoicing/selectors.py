@@ -8,13 +8,16 @@ from django.db.models import Prefetch, QuerySet
 from billing_site.errors import NotFound
 from billing_site.selectors import apply_filters
 from customers.models import Customer
+from invoicing import hooks
 from invoicing import tax as taxmath
 from invoicing.filters import InvoiceFilter, PendingInvoiceItemFilter, TaxRateFilter
 from invoicing.models import Invoice, InvoiceLine, PendingInvoiceItem, TaxRate
 
 
 def _with_lines(queryset: QuerySet[Invoice]) -> QuerySet[Invoice]:
-    return queryset.prefetch_related(Prefetch("lines", queryset=InvoiceLine.objects.order_by("position")))
+    return queryset.prefetch_related(
+        Prefetch("lines", queryset=InvoiceLine.objects.order_by("position")), *hooks.invoice_read_prefetches
+    )
 
 
 def invoice_get(*, invoice_id: str) -> Invoice:

@@ -7,6 +7,7 @@ from rest_framework import serializers
 from billing_site.api import InputSerializer
 from billing_site.fields import CountryField, CurrencyField, DecimalString, MetadataField
 from invoicing.drafts import Draft, DraftLine
+from invoicing.hooks import hosted_invoice_url
 from invoicing.models import Invoice, InvoiceLine
 
 # --- Invoices -------------------------------------------------------------------------------------
@@ -81,6 +82,11 @@ class InvoiceOutput(serializers.Serializer):
     finalized_at = serializers.DateTimeField(allow_null=True)
     paid_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField(allow_null=True)
+    hosted_invoice_url = serializers.CharField(
+        allow_null=True,
+        help_text="The invoice's page for the customer (view, PDF, pay): unguessable, revocable; null for a "
+        "draft or once the link is revoked.",
+    )
 
 
 def invoice_data(invoice: Invoice) -> dict[str, Any]:
@@ -111,6 +117,7 @@ def invoice_data(invoice: Invoice) -> dict[str, Any]:
         "finalized_at": invoice.finalized_at,
         "paid_at": invoice.paid_at,
         "created_at": invoice.created_at,
+        "hosted_invoice_url": hosted_invoice_url(invoice) if invoice.finalized_at else None,
     }
 
 
@@ -143,6 +150,7 @@ def draft_data(draft: Draft) -> dict[str, Any]:
         "finalized_at": None,
         "paid_at": None,
         "created_at": None,
+        "hosted_invoice_url": None,
     }
 
 

@@ -246,6 +246,11 @@ class PaymentIntent(TimestampedModel):
     idempotency_key = models.CharField(max_length=100, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.JSONField(null=True, blank=True)
+    # While requires_action: what the customer must do (the provider's `next_action`); null otherwise.
+    next_action = models.JSONField(null=True, blank=True)
+    # The provider's client secret of the current attempt: lets the customer's browser (Stripe.js) finish
+    # an on-session payment. Shown to the API (like Stripe's); never logged.
+    client_secret = models.CharField(max_length=255, blank=True)
     description = models.CharField(max_length=500, blank=True)
     canceled_at = models.DateTimeField(null=True, blank=True)
     cancellation_reason = models.CharField(max_length=100, blank=True)

@@ -171,6 +171,15 @@ class PaymentIntentOutput(serializers.Serializer):
     provider_ref = NullableCharField()
     attempts = serializers.IntegerField()
     last_error = LastErrorOutput(allow_null=True)
+    next_action = serializers.JSONField(
+        allow_null=True,
+        help_text="While requires_action: what the customer must do, as the processor says it (Stripe's "
+        '`next_action`, e.g. `{"type": "use_stripe_sdk", ...}`; the sandbox\'s '
+        '`{"type": "sandbox_authenticate"}`); null otherwise.',
+    )
+    client_secret = NullableCharField(
+        help_text="The processor's client secret of the current attempt (Stripe.js `handleNextAction`)."
+    )
     cancellation_reason = NullableCharField()
     canceled_at = serializers.DateTimeField(allow_null=True)
     succeeded_at = serializers.DateTimeField(allow_null=True)

@@ -1,6 +1,7 @@
 """The app layout holds: imports point down the list of apps, tests included, and each app has its rooms.
 
     billing_site (core) <- webhooks <- customers <- metering <- catalog <- invoicing <- subscriptions <- payments
+        <- portal
 
 A module may import from its own app and from apps below it, never from one above. Every import counts
 (top of module, inside a function, under TYPE_CHECKING), because an import inside a function is still a
@@ -15,7 +16,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ORDER = ["billing_site", "webhooks", "customers", "metering", "catalog", "invoicing", "subscriptions", "payments"]
+ORDER = [
+    "billing_site",
+    "webhooks",
+    "customers",
+    "metering",
+    "catalog",
+    "invoicing",
+    "subscriptions",
+    "payments",
+    "portal",
+]
 RANK = {app: index for index, app in enumerate(ORDER)}
 
 

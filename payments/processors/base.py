@@ -49,6 +49,11 @@ class ProviderPayment:
     error_code: str | None = None
     error_message: str | None = None
     decline_code: str | None = None
+    # What the customer's browser uses to finish an on-session payment: the provider's client secret (Stripe's
+    # `client_secret`, handed to Stripe.js) and, while status is requires_action, what is asked of the
+    # customer (Stripe's `next_action`, e.g. `{"type": "use_stripe_sdk", ...}`).
+    client_secret: str | None = None
+    next_action: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ Every card attaches; declines happen when money is asked for (or a setup verifie
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +83,11 @@ def _method(name: str) -> ProviderMethod:
     )
 
 
+def client_secret(row: SandboxPayment) -> str:
+    """Stripe's shape (`<id>_secret_<random>`), derived from the row so every read gives the same one."""
+    return f"{row.ref}_secret_{hashlib.sha256(row.idempotency_key.encode()).hexdigest()[:24]}"
+
+
 def _payment(row: SandboxPayment) -> ProviderPayment:
     return ProviderPayment(
         ref=row.ref,
@@ -92,6 +98,10 @@ def _payment(row: SandboxPayment) -> ProviderPayment:
         error_code=row.error_code or None,
         error_message=row.error_message or None,
         decline_code=row.decline_code or None,
+        client_secret=client_secret(row),
+        # The customer completes the sandbox's challenge (the hosted invoice page shows it; tests call
+        # `complete_action`), then the payment is confirmed again, which reads the outcome back.
+        next_action={"type": "sandbox_authenticate"} if row.status == "requires_action" else None,
     )
 
 

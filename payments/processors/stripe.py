@@ -108,6 +108,12 @@ def _method(pm: Any) -> ProviderMethod:
     )
 
 
+def _plain(value: Any) -> dict[str, Any] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    return value.to_dict() if hasattr(value, "to_dict") else dict(value)
+
+
 def _payment(pi: Any) -> ProviderPayment:
     error = _get(pi, "last_payment_error")
     status = _PAYMENT_STATUS.get(pi.status, "processing")
@@ -121,6 +127,8 @@ def _payment(pi: Any) -> ProviderPayment:
         error_code=(_get(error, "code") or "payment_failed") if failed else None,
         error_message=redact(_get(error, "message", "The payment failed.")) if failed else None,
         decline_code=_get(error, "decline_code") if failed else None,
+        client_secret=_get(pi, "client_secret"),
+        next_action=_plain(_get(pi, "next_action")) if status == "requires_action" else None,
     )
 
 

@@ -218,6 +218,8 @@ def payment_intent_confirm(
                 "payment_method": method,
                 "provider": method.provider,
                 "provider_ref": "",  # a new attempt: the previous one's provider id no longer describes it
+                "client_secret": "",
+                "next_action": None,
                 "attempts": intent.attempts + 1,
                 "idempotency_key": f"{intent.id}:confirm:{intent.attempts + 1}",
                 "status": Status.PROCESSING,
@@ -277,6 +279,11 @@ def _failure(intent: PaymentIntent, error: dict[str, Any]) -> ProviderPayment:
 def _outcome(intent: PaymentIntent, result: ProviderPayment, now: datetime) -> dict[str, Any]:
     """The fields a provider answer sets (an empty dict: nothing changes)."""
     fields: dict[str, Any] = {"provider_ref": result.ref or intent.provider_ref}
+    next_action = (result.next_action or {"type": "unknown"}) if result.status == "requires_action" else None
+    if next_action != intent.next_action:
+        fields.update(next_action=next_action)
+    if result.client_secret and result.client_secret != intent.client_secret:
+        fields.update(client_secret=result.client_secret)
     if result.status == "succeeded":
         fields.update(
             status=Status.SUCCEEDED,
@@ -298,7 +305,8 @@ def _outcome(intent: PaymentIntent, result: ProviderPayment, now: datetime) -> d
         fields.update(status=Status.REQUIRES_PAYMENT_METHOD, amount_capturable=0, last_error=error)
     else:  # processing at the provider: still on its way
         fields.update(status=Status.PROCESSING)
-    if fields["status"] == intent.status and fields["provider_ref"] == intent.provider_ref:
+    unchanged = fields["status"] == intent.status and fields["provider_ref"] == intent.provider_ref
+    if unchanged and "next_action" not in fields and "client_secret" not in fields:
         return {}
     return fields
 

@@ -213,6 +213,25 @@ def payment_method_create(*, customer: Customer, token: str, now: datetime, defa
         )
 
 
+def payment_method_set_default(*, payment_method: PaymentMethod, now: datetime) -> PaymentMethod:
+    """Make a live method the customer's default (the one collection charges); the old default is unset
+    first (the partial unique index allows one). Setting the default again changes nothing."""
+    with transaction.atomic(durable=True):
+        customer = Customer.objects.select_for_update().get(pk=payment_method.customer_id)
+        method = PaymentMethod.objects.select_for_update().get(pk=payment_method.pk)
+        if method.detached_at is not None:
+            raise Conflict(f"Payment method {method.id} is detached.", code="payment_method_detached")
+        if method.is_default:
+            return method
+        live = PaymentMethod.objects.filter(customer_id=customer.pk, detached_at__isnull=True)
+        live.filter(is_default=True).update(is_default=False, updated_at=now)
+        PaymentMethod.objects.filter(pk=method.pk).update(is_default=True, updated_at=now)
+        method.refresh_from_db()
+        _emit_method(method, "payment_method.updated", now)
+        retry_after_new_payment_method(customer=customer, now=now)
+    return method
+
+
 def _decline(exc: ProcessorError) -> dict[str, Any]:
     return {"decline_code": exc.decline_code} if exc.decline_code else {}
 
