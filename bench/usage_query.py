@@ -172,13 +172,15 @@ def weighted_bench(
         results[label] = (w50 / p50, w99 / p99, answer)
     (integral,) = raw_sql(
         f"""
-        SELECT round(sum(value * round(extract(epoch FROM coalesce(
-                   lead(timestamp) OVER (ORDER BY timestamp, id), %s::timestamptz) - timestamp) * 1000000))
-               / (extract(epoch FROM %s::timestamptz - %s::timestamptz) * 1000000), 12)
-        FROM {MeterEvent._meta.db_table}
-        WHERE customer_id = %s AND meter_id = %s AND canceled_at IS NULL AND timestamp >= %s AND timestamp < %s
+        SELECT round(sum(w.value * w.us) / (extract(epoch FROM %s::timestamptz - %s::timestamptz) * 1000000), 12)
+        FROM (
+            SELECT value, round(extract(epoch FROM coalesce(
+                       lead(timestamp) OVER (ORDER BY timestamp, id), %s::timestamptz) - timestamp) * 1000000) AS us
+            FROM {MeterEvent._meta.db_table}
+            WHERE customer_id = %s AND meter_id = %s AND canceled_at IS NULL AND timestamp >= %s AND timestamp < %s
+        ) w
         """,
-        [MONTH_END, MONTH_END, MONTH_START, customer.id, gauge.id, MONTH_START, MONTH_END],
+        [MONTH_END, MONTH_START, MONTH_END, customer.id, gauge.id, MONTH_START, MONTH_END],
     )[0]
     got = results["weighted_sum, whole month"][2]
     exact = got.value == integral

@@ -13,7 +13,7 @@ wide context, and the one division is rounded half up to 12 places (the precisio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -43,15 +43,16 @@ def held_integral(events: Sequence[tuple[datetime, int, Decimal]], until: dateti
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """A stretch of one series: from its first event `first` to `hi`, the integral `held` of what it
-    holds in between, and the value `last` it holds at `hi` (carried until the next part's first event).
+    """A stretch of one series, instants in microseconds since the Unix epoch: from its first event
+    `first` to `hi`, the integral `held` of what it holds in between, and the value `last` it holds at
+    `hi` (carried until the next part's first event).
 
-    An hour roll-up row is a part (first event, hour end, its held integral, its latest value); a raw
-    event is a part of no length (its timestamp twice, nothing held, its value)."""
+    An hour roll-up row is a part (first event, hour end, its held integral, its latest value), and so is
+    a raw range read with the same arithmetic (an edge or a dirty hour); a part never crosses an hour."""
 
-    first: datetime
+    first: int
     order: int
-    hi: datetime
+    hi: int
     held: Decimal
     last: Decimal
     events: int
@@ -61,29 +62,32 @@ def integrate(
     parts: Iterable[Part],
     *,
     opening: Decimal | None,
-    start: datetime,
-    end: datetime,
-    bucket: Callable[[datetime], Hashable],
-    boundaries: Callable[[datetime, datetime], list[datetime]],
-) -> dict[Hashable, tuple[Decimal, int]]:
+    start: int,
+    end: int,
+    step: int | None = None,
+) -> dict[int | None, tuple[Decimal, int]]:
     """Integral (value x microseconds) and event count per bucket of one series over [start, end).
 
-    `parts` lie inside [start, end), do not overlap, and are sorted by (first, order). `bucket` names the
-    bucket of an instant; `boundaries(lo, hi)` lists the bucket starts strictly inside (lo, hi), where a
-    held value's stretch must be split."""
-    result: dict[Hashable, list] = {}
+    `parts` lie inside [start, end), do not overlap, and are sorted by (first, order). Buckets are
+    `step` microseconds long, aligned on the epoch (UTC hours, days), keyed by their start; one bucket
+    (None) without a step. A held value's stretch is split at the bucket boundaries it crosses."""
+    result: dict[int | None, list] = {}
 
-    def add(at: datetime, integral: Decimal, events: int = 0) -> None:
-        slot = result.setdefault(bucket(at), [ZERO, 0])
+    def add(at: int, integral: Decimal, events: int = 0) -> None:
+        slot = result.setdefault(None if step is None else at - at % step, [ZERO, 0])
         slot[0] += integral
         slot[1] += events
 
-    def hold(value: Decimal | None, lo: datetime, hi: datetime) -> None:
+    def hold(value: Decimal | None, lo: int, hi: int) -> None:
         if value is None or not value or lo >= hi:
             return
-        cuts = [lo, *boundaries(lo, hi), hi]
+        if step is None:
+            add(lo, value * (hi - lo))
+            return
+        cut = lo - lo % step + step
+        cuts = [lo, *range(cut, hi, step), hi]
         for left, right in pairwise(cuts):
-            add(left, value * micros(right - left))
+            add(left, value * (right - left))
 
     with localcontext() as ctx:
         ctx.prec = PRECISION
@@ -96,9 +100,8 @@ def integrate(
     return {key: (total, events) for key, (total, events) in result.items()}
 
 
-def prorate(integral: Decimal, start: datetime, end: datetime) -> Decimal:
-    """The integral's share of the period [start, end): integral / its length, half up to 12 places."""
-    length = micros(end - start)
+def prorate(integral: Decimal, length: int) -> Decimal:
+    """The integral's share of a period `length` microseconds long, half up to 12 places."""
     if length <= 0:
         return ZERO
     with localcontext() as ctx:

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from customers.tests.factories import CustomerFactory
-from metering.models import UsageDirtyHour, UsageHourly
+from metering.models import MeterEvent, UsageDirtyHour, UsageHourly
 from metering.rollups import usage_rollup_job
 from metering.selectors import UsageValue, usage_aggregate, usage_series
 from metering.tests.usage_support import NOW, brute_force, ingest, make_meter
@@ -30,16 +30,19 @@ def value(meter, customer, start, end, **kwargs):
 
 def test_pure_integral_worked_example():
     # 10 seats for the first 15 days of a 30-day period, then 20: (10 x 15 + 20 x 15) / 30 = 15 seats.
-    start, end = datetime(2026, 4, 1, tzinfo=UTC), datetime(2026, 5, 1, tzinfo=UTC)
-    mid = start + 15 * DAY
-    parts = [Part(first=mid, order=1, hi=mid, held=Decimal(0), last=Decimal(20), events=1)]
-    out = integrate(parts, opening=Decimal(10), start=start, end=end, bucket=lambda _: None, boundaries=lambda a, b: [])
-    integral, events = out[None]
+    day = 86_400 * 10**6
+    start, end = 1_000 * day, 1_030 * day
+    parts = [Part(first=start + 15 * day, order=1, hi=start + 15 * day, held=Decimal(0), last=Decimal(20), events=1)]
+    integral, events = integrate(parts, opening=Decimal(10), start=start, end=end)[None]
     assert events == 1
-    assert prorate(integral, start, end) == Decimal(15)
+    assert prorate(integral, end - start) == Decimal(15)
+    # By day: each day gets its own integral; the change lands in day 15.
+    days = integrate(parts, opening=Decimal(10), start=start, end=end, step=day)
+    assert len(days) == 30 and days[start] == (Decimal(10 * day), 0)
+    assert days[start + 15 * day] == (Decimal(20 * day), 1)
     # A third of a microsecond-exact period rounds half up at 12 places.
-    assert prorate(Decimal(1), start, start + timedelta(microseconds=3)) == Decimal("0.333333333333")
-    assert prorate(Decimal(2), start, start + timedelta(microseconds=3)) == Decimal("0.666666666667")
+    assert prorate(Decimal(1), 3) == Decimal("0.333333333333")
+    assert prorate(Decimal(2), 3) == Decimal("0.666666666667")
 
 
 def test_the_value_is_held_until_the_next_event_and_carried_over_period_boundaries():
@@ -185,3 +188,33 @@ def test_meters_api_accepts_weighted_sum(api):
     )
     assert response.status_code == 201, response.json()
     assert response.json()["aggregation"] == "weighted_sum"
+
+
+def test_the_opening_value_with_dirty_clean_and_canceled_hours_before_the_period():
+    meter, customer = make_meter("weighted_sum", filters={"region": ["eu"]}), CustomerFactory()
+    t = datetime(2026, 3, 10, tzinfo=UTC)
+    eu = {"region": "eu"}
+    ids = ingest(customer, meter, [(t, "3", eu), (t + 5 * HOUR, "4", eu)], now=t + DAY)
+    usage_rollup_job(now=NOW)
+    period = (t + 10 * HOUR + timedelta(minutes=30), t + 12 * HOUR)
+    assert value(meter, customer, *period) == UsageValue(Decimal(4), 0)  # from the clean row of hour 5
+    # A later event outside the meter's filter changes nothing; one inside, not rolled up yet, does.
+    ingest(customer, meter, [(t + 7 * HOUR, "9", {"region": "us"})], now=t + DAY)
+    assert value(meter, customer, *period) == UsageValue(Decimal(4), 0)
+    late = ingest(customer, meter, [(t + 8 * HOUR, "6", eu)], now=t + DAY)
+    assert value(meter, customer, *period) == UsageValue(Decimal(6), 0)  # from the dirty hour, raw
+    # In the period's own partial hour, before its start: raw too.
+    ingest(customer, meter, [(t + 10 * HOUR + timedelta(minutes=10), "8", eu)], now=t + DAY)
+    assert value(meter, customer, *period) == UsageValue(Decimal(8), 0)
+    usage_rollup_job(now=NOW)
+    assert value(meter, customer, *period) == UsageValue(Decimal(8), 0)
+    # Canceling the latest ones goes back to what was held before them.
+    usage_cancel(event_ids=[late[0]], reason="test", now=NOW)  # an earlier one: the 8 still holds
+    assert value(meter, customer, *period) == UsageValue(Decimal(8), 0)
+    ids8 = MeterEvent.objects.filter(meter=meter, value=8).get()
+    usage_cancel(event_ids=[ids8.public_id], reason="test", now=NOW)
+    assert value(meter, customer, *period) == UsageValue(Decimal(4), 0)
+    usage_cancel(event_ids=ids, reason="test", now=NOW)
+    assert value(meter, customer, *period) == UsageValue(Decimal(0), 0)
+    usage_rollup_job(now=NOW)
+    assert value(meter, customer, *period) == UsageValue(Decimal(0), 0)
