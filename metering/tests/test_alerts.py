@@ -281,3 +281,24 @@ def test_check_threshold_answers_as_the_seed_describes(api):
         api.get("/api/v1/usage/mtr_nope/check-threshold", {"customer": customer.id, "threshold": "1"}).status_code
         == 404
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_evaluation_never_fails_a_committed_batch(monkeypatch):
+    from django.db import DatabaseError
+
+    from metering import alerts
+
+    customer, meter = CustomerFactory(), make_meter("sum")
+    alert = usage_alert_create(customer=customer, meter=meter, threshold=Decimal(1), now=NOW)
+
+    def broken(**kwargs):
+        raise DatabaseError("evaluation failed")
+
+    monkeypatch.setattr(alerts, "usage_alerts_evaluate_ingested", broken)
+    result = usage_ingest(events=[{"customer": customer.id, "meter": meter.code, "value": "5"}], now=NOW)
+    assert result.created == 1  # answered, and the event is stored
+    assert triggered(alert) == []
+    monkeypatch.undo()
+    usage_alerts_job(now=NOW)  # the job catches up
+    assert triggered(alert) == [(1, "1", "5")]
