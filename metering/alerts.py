@@ -213,6 +213,7 @@ def _insert_triggers(values: list[tuple[UsageAlert, Decimal]], now: datetime) ->
     ).values_list("alert_id", "period_start", "level"):
         done[(alert_id, start)] = max(done[(alert_id, start)], level)
     table = UsageAlertTrigger._meta.db_table
+    ops = connection.ops  # values as the ORM stores them (SQLite keeps datetimes as naive UTC text)
     inserted: list[tuple] = []
     with transaction.atomic(), connection.cursor() as cursor:
         for alert, value in sorted(values, key=lambda item: item[0].pk):
@@ -226,12 +227,12 @@ def _insert_triggers(values: list[tuple[UsageAlert, Decimal]], now: datetime) ->
                     [
                         alert.pk,
                         alert.customer_id,
-                        alert.period_start,
-                        alert.period_end,
+                        ops.adapt_datetimefield_value(alert.period_start),
+                        ops.adapt_datetimefield_value(alert.period_end),
                         level,
-                        alert.threshold * level,
-                        value,
-                        now,
+                        ops.adapt_decimalfield_value(alert.threshold * level),
+                        ops.adapt_decimalfield_value(value),
+                        ops.adapt_datetimefield_value(now),
                     ],
                 )
                 if cursor.fetchone() is not None:
