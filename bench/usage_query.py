@@ -15,6 +15,9 @@ What it does, in one run so the machine's noise hits both sides alike:
    `unique_count` meter (a second 1,000,000 events with a `user` dimension of --users distinct values),
    each from the per-dimension-set roll-ups plus raw edges, as a ratio to the plain roll-up read of the
    same run (target: within 5x), and each checked against a raw SQL aggregation;
+4b. weighted_sum (issue 16): a third meter with the same N events, rolled up, read for the whole month
+   and with unaligned edges, as a ratio to the plain sum read of the same run, and checked against the
+   integral computed by raw SQL (lead() over every event of the month);
 5. times the baseline: `SELECT sum(value), count(*)` over the raw events of the same month, 100 times;
 6. checks that both give the same answer, prints p50/p99 in ms and the ratios, and deletes its rows
    (`--keep` leaves them).
@@ -142,6 +145,51 @@ def cleanup(customer: Customer, meters: list[Meter]) -> None:
     customer.delete()
 
 
+def weighted_bench(
+    customer: Customer, gauge: Meter, args: argparse.Namespace, now: datetime, p50: float, p99: float
+) -> bool:
+    """weighted_sum over the month from roll-ups (+ raw edges), as a ratio to the plain sum read."""
+    print()
+    print(f"weighted_sum: {args.events:,} gauge events over the month")
+    print(f"load (weighted_sum meter)                         {load(customer, gauge, args.events):8.1f} s")
+    hours = int((MONTH_END - MONTH_START) / HOUR)
+    mark_hours_dirty({(gauge.id, customer.id, MONTH_START + i * HOUR) for i in range(hours)}, now)
+    started = time.perf_counter()
+    rolled = usage_rollup_job(now=now)
+    print(f"roll-up job: {rolled['hours']} hours in {time.perf_counter() - started:.2f} s")
+
+    def seats() -> object:
+        return usage_aggregate(meter=gauge, customer=customer, start=MONTH_START, end=MONTH_END)
+
+    def seats_unaligned() -> object:
+        start, end = MONTH_START + timedelta(minutes=17), MONTH_END - timedelta(minutes=43)
+        return usage_aggregate(meter=gauge, customer=customer, start=start, end=end)
+
+    results = {}
+    for label, fn in (("weighted_sum, whole month", seats), ("weighted_sum, unaligned edges", seats_unaligned)):
+        samples, answer = timed(fn, args.runs)
+        w50, w99 = report(label, samples)
+        results[label] = (w50 / p50, w99 / p99, answer)
+    (integral,) = raw_sql(
+        f"""
+        SELECT round(sum(w.value * w.us) / (extract(epoch FROM %s::timestamptz - %s::timestamptz) * 1000000), 12)
+        FROM (
+            SELECT value, round(extract(epoch FROM coalesce(
+                       lead(timestamp) OVER (ORDER BY timestamp, id), %s::timestamptz) - timestamp) * 1000000) AS us
+            FROM {MeterEvent._meta.db_table}
+            WHERE customer_id = %s AND meter_id = %s AND canceled_at IS NULL AND timestamp >= %s AND timestamp < %s
+        ) w
+        """,
+        [MONTH_END, MONTH_START, MONTH_END, customer.id, gauge.id, MONTH_START, MONTH_END],
+    )[0]
+    got = results["weighted_sum, whole month"][2]
+    exact = got.value == integral
+    print(f"weighted_sum {got.value} over {got.event_count:,} events; raw SQL integral agrees: {exact}")
+    for label, (r50, r99, _) in results.items():
+        print(f"  {label:<34} / plain roll-up read: p50 {r50:5.1f}x  p99 {r99:5.1f}x")
+    return exact
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -159,6 +207,7 @@ def main() -> None:
     uniques = meter_create(
         code=f"bench-users-{tag}", name="usage bench", aggregation="unique_count", unique_key="user", now=now
     )
+    gauge = meter_create(code=f"bench-seats-{tag}", name="usage bench", aggregation="weighted_sum", now=now)
     try:
         with connection.cursor() as cursor:
             cursor.execute("SHOW server_version")
@@ -254,6 +303,7 @@ def main() -> None:
         for label, (r50, r99, _) in ratios.items():
             verdict = "met" if r50 <= 5 and r99 <= 5 else "MISSED"
             print(f"  {label:<34} / plain roll-up read: p50 {r50:5.1f}x  p99 {r99:5.1f}x  (target <= 5x: {verdict})")
+        weighted_exact = weighted_bench(customer, gauge, args, now, p50, p99)
         base_samples, (base_sum, base_count) = timed(lambda: baseline(customer, meter), args.runs, warmup=2)
         b50, b99 = report("baseline: SELECT sum(value), count(*) raw", base_samples)
 
@@ -262,11 +312,11 @@ def main() -> None:
         print(f"answer: sum {value.value} over {value.event_count:,} events; baseline agrees: {exact}")
         print(f"speed-up vs baseline: p50 {b50 / p50:.0f}x, p99 {b99 / p99:.0f}x")
         print(f"target p99 < 50 ms for the roll-up path: {'met' if p99 < 50 else 'MISSED'} ({p99:.2f} ms)")
-        if not exact or not dims_exact:
+        if not exact or not dims_exact or not weighted_exact:
             sys.exit("the roll-up path and the baseline disagree")
     finally:
         if not args.keep:
-            cleanup(customer, [meter, uniques])
+            cleanup(customer, [meter, uniques, gauge])
 
 
 if __name__ == "__main__":

@@ -46,6 +46,12 @@ JOBS: tuple[Job, ...] = (
         description="Recompute the hourly usage roll-ups of dirty hours (new, late or canceled events).",
     ),
     Job(
+        name="evaluate_usage_alerts",
+        function="metering.alerts.usage_alerts_job",
+        schedule=timedelta(minutes=5),
+        description="Move usage alerts' ended periods on and evaluate every active alert (usage and invoice amount).",
+    ),
+    Job(
         name="ensure_event_partitions",
         function="metering.partitions.event_partitions_ensure_job",
         schedule=crontab(minute="3"),

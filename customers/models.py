@@ -50,6 +50,10 @@ class Customer(TimestampedModel):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
     deleted_at = models.DateTimeField(null=True, blank=True)
     purged_at = models.DateTimeField(null=True, blank=True)
+    # Whether the customer has an active usage alert on a meter: kept by metering's alert services, read by
+    # ingestion in the query that resolves the batch's customers, so a batch of customers without alerts
+    # costs no alert query at all.
+    has_usage_alerts = models.BooleanField(default=False, editable=False)
 
     class Meta:
         constraints = [

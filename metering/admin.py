@@ -1,4 +1,4 @@
-"""Admin: meters (with this month's top customers), and a read-only browser over usage events.
+"""Admin: meters (with this month's top customers), a read-only browser over usage events, usage alerts.
 
 The events table is the largest table of the service, so its browser never counts it: no date
 hierarchy, no full result count, and a paginator that counts at most `BoundedPaginator.CAP` rows by
@@ -21,10 +21,10 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from billing_site.money import decimal_to_str
-from metering import selectors, services
+from metering import alerts, selectors, services
 from metering.ids import event_day, parse_event_id
 from metering.ingest import FUTURE_TOLERANCE
-from metering.models import Meter, MeterEvent
+from metering.models import Meter, MeterEvent, UsageAlert, UsageAlertTrigger
 
 _EDITABLE = ("name", "description", "active")
 
@@ -230,3 +230,58 @@ class MeterEventAdmin(admin.ModelAdmin):
 
 # The usage push's admin lives beside its models.
 from metering.push import admin as _push_admin  # noqa: E402, F401
+
+
+class UsageAlertTriggerInline(admin.TabularInline):
+    model = UsageAlertTrigger
+    fields = ("period_start", "level", "threshold", "value", "triggered_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("-period_start", "level")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(UsageAlert)
+class UsageAlertAdmin(admin.ModelAdmin):
+    """Usage alerts and their crossings. Operators create, retune, pause and delete them here through the
+    same services as the API (so the customer's ingestion flag stays right); crossings are read-only."""
+
+    list_display = ("id", "customer", "kind", "meter", "threshold", "recurrence", "active", "period_start")
+    list_filter = ("kind", "recurrence", "active")
+    search_fields = ("id", "customer__id", "customer__external_id", "meter__code")
+    list_select_related = ("customer", "meter")
+    raw_id_fields = ("customer", "meter")
+    readonly_fields = ("period_start", "period_end", "created_at", "updated_at")
+    inlines = (UsageAlertTriggerInline,)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        fixed = ("customer", "kind", "meter") if obj is not None else ()
+        return fixed + tuple(self.readonly_fields)
+
+    def save_model(self, request: HttpRequest, obj: UsageAlert, form: Any, change: bool) -> None:
+        now = timezone.now()
+        if not change:
+            created = alerts.usage_alert_create(
+                customer=obj.customer,
+                meter=obj.meter,
+                kind=obj.kind,
+                threshold=obj.threshold,
+                recurrence=obj.recurrence,
+                name=obj.name,
+                metadata=obj.metadata,
+                now=now,
+            )
+            obj.pk, obj.period_start, obj.period_end = created.pk, created.period_start, created.period_end
+            return
+        fields = ("threshold", "recurrence", "active", "name", "metadata")
+        alerts.usage_alert_update(alert=obj, now=now, **{name: getattr(obj, name) for name in fields})
+
+    def delete_model(self, request: HttpRequest, obj: UsageAlert) -> None:
+        alerts.usage_alert_delete(alert=obj, now=timezone.now())
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for alert in queryset:
+            alerts.usage_alert_delete(alert=alert, now=timezone.now())

@@ -16,16 +16,23 @@ from billing_site.api import ApiView, paginate, paginated_schema, validate_input
 from billing_site.errors import InvalidRequest
 from billing_site.renderers import dumps
 from billing_site.replicas import replica_reads
+from billing_site.tenancy import OPERATORS_ONLY
 from customers import selectors as customer_selectors
 from customers.models import Customer
-from metering import ingest, selectors, services, usage
+from metering import alerts, ingest, selectors, services, usage
+from metering.models import Meter
 from metering.serializers import (
+    AlertCreateInput,
+    AlertOutput,
+    AlertUpdateInput,
     BillingEventInput,
     EventBatchInput,
     IngestOutput,
     MeterCreateInput,
     MeterOutput,
     MeterUpdateInput,
+    ThresholdCheckInput,
+    ThresholdCheckOutput,
     UsageBucketOutput,
     UsageCancelInput,
     UsageCancelOutput,
@@ -261,3 +268,90 @@ class UsageCancelApi(ApiView):
             now=timezone.now(),
         )
         return Response(result.as_dict())
+
+
+# --- Usage alerts ---------------------------------------------------------------------------------
+
+# Alerts are the operator's notification settings about its tenants (like the webhook endpoints they
+# feed), so tenant principals are refused; so is check-threshold until usage reads are tenant-scoped.
+_ALERT_ACCESS = {method: OPERATORS_ONLY for method in ("GET", "POST", "PATCH", "DELETE")}
+_ALERT_SCOPES = {"GET": "usage:read", "POST": "usage:write", "PATCH": "usage:write", "DELETE": "usage:write"}
+
+
+class AlertListCreateApi(ApiView):
+    required_scopes = _ALERT_SCOPES
+    tenant_access = _ALERT_ACCESS
+
+    @extend_schema(
+        operation_id="alerts_list",
+        parameters=[
+            OpenApiParameter("limit", int),
+            OpenApiParameter("cursor", str),
+            OpenApiParameter("customer", str),
+            OpenApiParameter("meter", str),
+            OpenApiParameter("kind", str, enum=["usage", "invoice_amount"]),
+            OpenApiParameter("active", bool),
+        ],
+        responses=paginated_schema(AlertOutput),
+    )
+    def get(self, request: Request) -> Response:
+        return paginate(request, selectors.alert_list(filters=request.query_params), AlertOutput)
+
+    @extend_schema(operation_id="alerts_create", request=AlertCreateInput, responses={201: AlertOutput})
+    def post(self, request: Request) -> Response:
+        data = validate_input(AlertCreateInput, request.data)
+        customer = customer_selectors.customer_from_input(customer_id=data.pop("customer"))
+        meter_id = data.pop("meter", None)
+        meter = None
+        if meter_id:
+            meter = Meter.objects.filter(pk=meter_id).first()
+            if meter is None:
+                raise InvalidRequest(f"No such meter: {meter_id}", param="meter", code="resource_missing")
+        alert = alerts.usage_alert_create(customer=customer, meter=meter, **data, now=timezone.now())
+        return Response(AlertOutput(selectors.alert_get(alert_id=alert.id)).data, status=status.HTTP_201_CREATED)
+
+
+class AlertDetailApi(ApiView):
+    required_scopes = _ALERT_SCOPES
+    tenant_access = _ALERT_ACCESS
+
+    @extend_schema(operation_id="alerts_retrieve", responses=AlertOutput)
+    def get(self, request: Request, alert_id: str) -> Response:
+        return Response(AlertOutput(selectors.alert_get(alert_id=alert_id)).data)
+
+    @extend_schema(operation_id="alerts_update", request=AlertUpdateInput, responses=AlertOutput)
+    def patch(self, request: Request, alert_id: str) -> Response:
+        alert = selectors.alert_get(alert_id=alert_id)
+        changes = validate_input(AlertUpdateInput, request.data, partial=True)
+        alerts.usage_alert_update(alert=alert, now=timezone.now(), **changes)
+        return Response(AlertOutput(selectors.alert_get(alert_id=alert_id)).data)
+
+    @extend_schema(operation_id="alerts_delete", responses={204: None})
+    def delete(self, request: Request, alert_id: str) -> Response:
+        alerts.usage_alert_delete(alert=selectors.alert_get(alert_id=alert_id), now=timezone.now())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ThresholdCheckApi(ApiView):
+    """The Go engine's CheckThreshold: the customer's usage of the meter in its current billing period
+    (the UTC calendar month without a subscription) and whether it has reached `threshold`."""
+
+    required_scopes = {"GET": "usage:read"}
+    tenant_access = {"GET": OPERATORS_ONLY}
+
+    @extend_schema(
+        operation_id="usage_check_threshold",
+        parameters=[
+            OpenApiParameter("customer", str, description="cus_… (or external_id)"),
+            OpenApiParameter("external_id", str),
+            OpenApiParameter("threshold", str, required=True, description="a decimal"),
+        ],
+        responses=ThresholdCheckOutput,
+    )
+    def get(self, request: Request, meter_id: str) -> Response:
+        meter = selectors.meter_get(meter_id=meter_id)
+        query = validate_input(ThresholdCheckInput, request.query_params.dict())
+        result = alerts.threshold_check(
+            meter=meter, customer=_usage_customer(query), threshold=query["threshold"], now=timezone.now()
+        )
+        return Response(ThresholdCheckOutput(result).data)

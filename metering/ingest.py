@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 
 from customers.models import Customer
@@ -293,20 +293,25 @@ def billing_event_to_event(raw: Any) -> Any:
 # --- Resolving and writing a batch ----------------------------------------------------------------
 
 
-def _resolve(parsed: list[ParsedEvent], rejected: dict[int, EventRejected]) -> tuple[list[ParsedEvent], set[str]]:
+def _resolve(
+    parsed: list[ParsedEvent], rejected: dict[int, EventRejected], alerted: set[str] | None = None
+) -> tuple[list[ParsedEvent], set[str]]:
     """The events whose customer and meter exist and take events, and the meters among them that have
-    never had an event (their `has_events` flag is set by this batch)."""
+    never had an event (their `has_events` flag is set by this batch). `alerted` receives the customers
+    that have active usage alerts (read in the same query)."""
     ids = {p.customer_ref for p in parsed if not p.by_external_id}
     external = {p.customer_ref for p in parsed if p.by_external_id}
     by_id: dict[str, tuple[str, str]] = {}
     by_external: dict[str, tuple[str, str]] = {}
     if ids or external:
         rows = Customer.objects.filter(Q(id__in=ids) | Q(external_id__in=external)).values_list(
-            "id", "external_id", "status"
+            "id", "external_id", "status", "has_usage_alerts"
         )
-        for cid, ext, status in rows:
+        for cid, ext, status, has_alerts in rows:
             by_id[cid] = (cid, status)
             by_external[ext] = (cid, status)
+            if has_alerts and alerted is not None:
+                alerted.add(cid)
     meters = {
         code: (mid, active, has_events)
         for mid, code, active, has_events in Meter.objects.filter(code__in={p.meter_code for p in parsed}).values_list(
@@ -669,7 +674,8 @@ def usage_ingest(*, events: list[Any], now: datetime) -> IngestResult:
             parsed.append(parse_event(raw, index, now=now, window=window))
         except EventRejected as exc:
             rejected[index] = exc
-    good, fresh = _resolve(parsed, rejected) if parsed else ([], set())
+    alerted: set[str] = set()
+    good, fresh = _resolve(parsed, rejected, alerted) if parsed else ([], set())
 
     # Within the batch the first event with a (customer, key) is the candidate; later ones are its duplicates.
     first: dict[tuple[str, str], ParsedEvent] = {}
@@ -688,6 +694,20 @@ def usage_ingest(*, events: list[Any], now: datetime) -> IngestResult:
         p.token = token
 
     created, existing, vanished = _write(to_insert, now, fresh) if to_insert else ({}, {}, set())
+    if alerted and created:
+        # After the batch's commit, so concurrent batches' evaluations see each other's events; one statement
+        # for the whole batch (see metering.alerts).
+        from metering.alerts import usage_alerts_evaluate_ingested  # alerts read usage, which imports us
+
+        pairs = {(p.customer_id, p.meter_id) for p in to_insert if p.customer_id in alerted and p.token in created}
+        try:
+            usage_alerts_evaluate_ingested(pairs=pairs, now=now)
+        except DatabaseError:
+            # The events are committed: answering 5xx now would make the client resend a batch that
+            # succeeded. The evaluate_usage_alerts job evaluates every alert again within minutes.
+            if connection.in_atomic_block:
+                raise  # inside a caller's transaction, which the error has broken: theirs to handle
+            logger.exception("usage alert evaluation failed after a committed batch; the job will catch up")
 
     outcome: dict[int, tuple[str, str]] = {}
     for p in to_insert:

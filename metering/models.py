@@ -24,6 +24,9 @@ class Meter(TimestampedModel):
         MAX = "max"
         UNIQUE_COUNT = "unique_count"
         LATEST = "latest"
+        # The integral of a gauge over time (seat-time, GB-hours), prorated to the period: each event's
+        # value is held until the next event; the last value before a period is its opening value.
+        WEIGHTED_SUM = "weighted_sum"
 
     id = PublicIdField("mtr")
     code = models.SlugField(max_length=100, unique=True)
@@ -144,6 +147,13 @@ class UsageHourly(models.Model):
     latest_value = models.DecimalField(max_digits=VALUE_DIGITS, decimal_places=VALUE_PLACES)
     latest_timestamp = models.DateTimeField()
     latest_event_id = models.BigIntegerField()
+    # weighted_sum meters only (NULL for the others): the hour's earliest event (timestamp, id) and the
+    # integral, in value x microseconds, of the values held from that event to the end of the hour (each
+    # value until the next event of the hour). What is held before the first event is the value carried
+    # in from an earlier hour, which the read takes from the previous row, so a late event changes only
+    # its own hour's row.
+    first_timestamp = models.DateTimeField(null=True)
+    held_integral = models.DecimalField(max_digits=60, decimal_places=VALUE_PLACES, null=True)
     rolled_at = models.DateTimeField()
 
     class Meta:
@@ -252,6 +262,7 @@ class UsageDirtyHour(models.Model):
 
 
 # The usage push's tables live in their own module; importing them here makes them this app's models.
+from metering.alerts_models import UsageAlert, UsageAlertTrigger  # noqa: E402, F401
 from metering.push.models import (  # noqa: E402, F401
     MeterMapping,
     UsagePush,

@@ -23,12 +23,14 @@ import logging
 import uuid
 from collections import defaultdict
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
 
 from metering.models import Meter, MeterEvent, UsageDailyGroup, UsageDirtyHour, UsageHourly, UsageHourlyGroup
-from metering.usage import DAY, HOUR, Acc, conditions_for, conditions_sql, passes, raw_events
+from metering.usage import DAY, HOUR, Acc, conditions_for, conditions_sql, passes, raw_events, utc
+from metering.weighted import held_integral
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +111,26 @@ def _recompute_postgres(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[in
           AND e.timestamp >= %(lo)s AND e.timestamp < %(hi)s  -- constant bounds: the planner prunes partitions
           AND e.canceled_at IS NULL{conditions_sql(conditions_for(meter), params)}
     """  # noqa: S608
+    weighted = meter.aggregation == Meter.Aggregation.WEIGHTED_SUM
+    # weighted_sum: the earliest event of each key's hour and the integral of what is held from it to the
+    # hour's end (value x microseconds until the next event of the hour, or the hour's end), exact NUMERIC.
+    held_cte = (
+        f"""held AS MATERIALIZED (
+            SELECT x.* FROM hrs hr CROSS JOIN LATERAL (
+                SELECT w.c, hr.h AS h, min(w.ts) AS ft, sum(w.value * w.us) AS held FROM (
+                    SELECT e.customer_id AS c, e.timestamp AS ts, e.value,
+                           round(extract(epoch FROM coalesce(
+                               lead(e.timestamp) OVER (PARTITION BY e.customer_id ORDER BY e.timestamp, e.id),
+                               hr.h + interval '1 hour') - e.timestamp) * 1000000) AS us
+                    {hour_events}
+                ) w GROUP BY w.c
+            ) x
+        ),"""  # noqa: S608
+        if weighted
+        else ""
+    )
+    held_columns = "w.ft, w.held" if weighted else "NULL::timestamptz, NULL::numeric"
+    held_join = "JOIN held w ON w.c = k.c AND w.h = k.h" if weighted else ""
     upsert = f"""
         WITH keys AS (
             SELECT * FROM unnest(%(cs)s::text[], %(hs)s::timestamptz[], %(ts)s::timestamptz[]) AS k(c, h, t)
@@ -121,6 +143,7 @@ def _recompute_postgres(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[in
                 {hour_events} GROUP BY e.customer_id
             ) x
         ),
+        {held_cte}
         latest_events AS (
             -- The latest event of each key: one backward probe of the usage index per key, 1 row each.
             SELECT k.c, k.h, l.value, l.timestamp, l.id FROM keys k CROSS JOIN LATERAL (
@@ -133,13 +156,16 @@ def _recompute_postgres(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[in
             ) l
         )
         INSERT INTO {hourly} AS u (meter_id, customer_id, hour, event_count, value_sum, value_max,
-                                   latest_value, latest_timestamp, latest_event_id, rolled_at)
-        SELECT %(m)s, k.c, k.h, a.n, a.s, a.mx, l.value, l.timestamp, l.id, k.t
+                                   latest_value, latest_timestamp, latest_event_id, first_timestamp,
+                                   held_integral, rolled_at)
+        SELECT %(m)s, k.c, k.h, a.n, a.s, a.mx, l.value, l.timestamp, l.id, {held_columns}, k.t
         FROM keys k JOIN agg a ON a.c = k.c AND a.h = k.h JOIN latest_events l ON l.c = k.c AND l.h = k.h
+        {held_join}
         ON CONFLICT (meter_id, customer_id, hour) DO UPDATE SET
             event_count = EXCLUDED.event_count, value_sum = EXCLUDED.value_sum, value_max = EXCLUDED.value_max,
             latest_value = EXCLUDED.latest_value, latest_timestamp = EXCLUDED.latest_timestamp,
-            latest_event_id = EXCLUDED.latest_event_id, rolled_at = EXCLUDED.rolled_at
+            latest_event_id = EXCLUDED.latest_event_id, first_timestamp = EXCLUDED.first_timestamp,
+            held_integral = EXCLUDED.held_integral, rolled_at = EXCLUDED.rolled_at
         RETURNING customer_id, hour
     """  # noqa: S608 - table names are ours, every value is a bound parameter
     with connection.cursor() as cursor:
@@ -171,7 +197,7 @@ def _regroup_postgres(cursor: Any, meter: Meter, hour_events: str, params: dict[
         """,  # noqa: S608
         params,
     )
-    if meter.aggregation == Meter.Aggregation.LATEST:
+    if meter.aggregation in (Meter.Aggregation.LATEST, Meter.Aggregation.WEIGHTED_SUM):
         order = "ORDER BY e.timestamp DESC, e.id DESC"
         latest = f"(array_agg(e.value {order}))[1], max(e.timestamp), (array_agg(e.id {order}))[1]"
     else:
@@ -289,12 +315,15 @@ def _recompute_python(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[int,
     """SQLite (development): the same recomputation in Python, exact on the values SQLite returns."""
     conditions = conditions_for(meter)
     written = deleted = 0
-    latest = meter.aggregation == Meter.Aggregation.LATEST
+    latest = meter.aggregation in (Meter.Aggregation.LATEST, Meter.Aggregation.WEIGHTED_SUM)
+    weighted = meter.aggregation == Meter.Aggregation.WEIGHTED_SUM
     for (customer_id, hour), rolled_at in keys.items():
         acc = Acc()
         groups: dict[uuid.UUID, tuple[dict[str, Any], Acc]] = {}
+        held: list[tuple[datetime, int, Decimal]] = []
         for value, timestamp, pk, dimensions in raw_events(meter, customer_id, [(hour, hour + HOUR)]):
             if passes(conditions, dimensions):
+                held.append((utc(timestamp), pk, value))
                 acc.add(1, value, value, timestamp, pk, value)
                 group = groups.setdefault(dimensions_hash(dimensions), (dimensions, Acc()))[1]
                 group.add(1, value, value, timestamp, pk, value)
@@ -331,6 +360,8 @@ def _recompute_python(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[int,
                 "latest_value": acc.latest_value,
                 "latest_timestamp": acc.latest_key[0],
                 "latest_event_id": acc.latest_key[1],
+                "first_timestamp": min(held)[0] if weighted else None,
+                "held_integral": held_integral(held, hour + HOUR) if weighted else None,
                 "rolled_at": rolled_at,
             },
         )

@@ -226,3 +226,29 @@ def usage_changed_hours(
             if key not in latest or changed_at > latest[key]:
                 latest[key] = changed_at
     return sorted((*key, changed_at) for key, changed_at in latest.items())
+
+
+# --- Usage alerts ---------------------------------------------------------------------------------
+
+
+def _alerts() -> QuerySet:
+    from django.db.models import Prefetch
+
+    from metering.models import UsageAlert, UsageAlertTrigger
+
+    return UsageAlert.objects.prefetch_related(
+        Prefetch("triggers", queryset=UsageAlertTrigger.objects.order_by("level"), to_attr="current_triggers")
+    )
+
+
+def alert_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet:
+    from metering.alert_filters import AlertFilter
+
+    return apply_filters(AlertFilter, filters or {}, _alerts())
+
+
+def alert_get(*, alert_id: str) -> Any:
+    alert = _alerts().filter(pk=alert_id).first()
+    if alert is None:
+        raise NotFound(f"No such alert: {alert_id}", param="id")
+    return alert

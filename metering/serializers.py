@@ -310,3 +310,90 @@ class UsageCancelOutput(serializers.Serializer):
     already_canceled = serializers.IntegerField()
     not_found = serializers.IntegerField()
     results = UsageCancelResultOutput(many=True)
+
+
+# --- Usage alerts ---------------------------------------------------------------------------------
+
+
+class AlertCreateInput(InputSerializer):
+    customer = serializers.CharField(max_length=64)
+    kind = serializers.ChoiceField(choices=["usage", "invoice_amount"], required=False, default="usage")
+    meter = serializers.CharField(max_length=64, required=False, allow_null=True)
+    threshold = serializers.DecimalField(max_digits=38, decimal_places=12, help_text="a decimal string")
+    recurrence = serializers.ChoiceField(choices=["one_time", "recurring"], required=False, default="one_time")
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    metadata = MetadataField(required=False)
+
+
+class AlertUpdateInput(InputSerializer):
+    threshold = serializers.DecimalField(max_digits=38, decimal_places=12, required=False)
+    recurrence = serializers.ChoiceField(choices=["one_time", "recurring"], required=False)
+    active = serializers.BooleanField(required=False)
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    metadata = MetadataField(required=False)
+
+
+class AlertTriggerOutput(serializers.Serializer):
+    level = serializers.IntegerField()
+    threshold = serializers.SerializerMethodField()
+    value = serializers.SerializerMethodField()
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+    triggered_at = serializers.DateTimeField()
+
+    def get_threshold(self, obj: Any) -> str:
+        return decimal_to_str(obj.threshold)
+
+    def get_value(self, obj: Any) -> str:
+        return decimal_to_str(obj.value)
+
+
+class AlertOutput(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    customer = serializers.CharField(source="customer_id")
+    kind = serializers.CharField()
+    meter = serializers.CharField(source="meter_id", allow_null=True)
+    threshold = serializers.SerializerMethodField(help_text="a decimal string (minor units for invoice_amount)")
+    recurrence = serializers.CharField()
+    active = serializers.BooleanField()
+    name = serializers.CharField()
+    metadata = MetadataField()
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+    triggers = serializers.SerializerMethodField(help_text="the crossings of the current period, lowest first")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def get_object(self, obj: Any) -> str:
+        return "usage_alert"
+
+    def get_threshold(self, obj: Any) -> str:
+        return decimal_to_str(obj.threshold)
+
+    @extend_schema_field(AlertTriggerOutput(many=True))
+    def get_triggers(self, obj: Any) -> list[dict[str, Any]]:
+        # `current_triggers` is prefetched by the selectors (one query for a whole page).
+        rows = [t for t in obj.current_triggers if t.period_start == obj.period_start]
+        return AlertTriggerOutput(sorted(rows, key=lambda t: t.level), many=True).data
+
+
+class ThresholdCheckInput(InputSerializer):
+    customer = serializers.CharField(required=False, max_length=255)
+    external_id = serializers.CharField(required=False, max_length=255)
+    threshold = serializers.DecimalField(max_digits=38, decimal_places=12)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if ("customer" in data) == ("external_id" in data):
+            raise serializers.ValidationError({"customer": ["Give customer (an id) or external_id, exactly one."]})
+        return data
+
+
+class ThresholdCheckOutput(serializers.Serializer):
+    exceeded = serializers.BooleanField(help_text="current_value >= threshold")
+    current_value = serializers.SerializerMethodField(help_text="a decimal string")
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+
+    def get_current_value(self, obj: Any) -> str:
+        return decimal_to_str(obj["current_value"])

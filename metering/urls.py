@@ -9,4 +9,7 @@ urlpatterns = [
     path("events/billing-events", apis.BillingEventIngestApi.as_view(), name="billing-events-ingest"),
     path("usage", apis.UsageCancelApi.as_view(), name="usage-cancel"),
     path("usage/<str:meter_id>", apis.UsageApi.as_view(), name="usage-detail"),
+    path("usage/<str:meter_id>/check-threshold", apis.ThresholdCheckApi.as_view(), name="usage-check-threshold"),
+    path("alerts", apis.AlertListCreateApi.as_view(), name="alert-list"),
+    path("alerts/<str:alert_id>", apis.AlertDetailApi.as_view(), name="alert-detail"),
 ]

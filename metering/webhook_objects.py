@@ -13,3 +13,6 @@ def register() -> None:
     renderer_register("meter", queryset_renderer(Meter.objects.all, lambda m: MeterOutput(m).data))
     # A cancellation is a request, not a row of its own: its events carry what was canceled.
     renderer_register("usage_cancellation", None)
+    # A crossing is what the event reports (its level, value and period): the stored data, not the alert
+    # as it is by the time the event is fanned out.
+    renderer_register("usage_alert", None)

@@ -89,3 +89,49 @@ def test_event_browser_never_counts_the_events_table(staff, usage):
     event = MeterEvent.objects.first()
     assert staff.get(f"/admin/metering/meterevent/{event.pk}/change/").status_code == 200  # view only
     assert staff.get("/admin/metering/meterevent/add/").status_code == 403
+
+
+def test_usage_alert_admin_goes_through_the_services(staff, usage):
+    from decimal import Decimal
+
+    from customers.models import Customer
+    from metering.models import UsageAlert
+
+    meter, big = usage[0], usage[1]
+    response = staff.post(
+        "/admin/metering/usagealert/add/",
+        {
+            "customer": big.id,
+            "meter": meter.id,
+            "kind": "usage",
+            "name": "big spender",
+            "threshold": "30",
+            "recurrence": "one_time",
+            "active": "on",
+            "metadata": "{}",
+            "triggers-TOTAL_FORMS": "0",
+            "triggers-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    alert = UsageAlert.objects.get()
+    assert Customer.objects.get(pk=big.pk).has_usage_alerts  # the service kept the ingestion flag
+    assert alert.period_end > alert.period_start
+    assert staff.get("/admin/metering/usagealert/").status_code == 200
+    assert staff.get(f"/admin/metering/usagealert/{alert.id}/change/").status_code == 200
+    response = staff.post(
+        f"/admin/metering/usagealert/{alert.id}/change/",
+        {
+            "name": "big spender",
+            "threshold": "31",
+            "recurrence": "recurring",
+            "active": "",
+            "metadata": "{}",
+            "triggers-TOTAL_FORMS": "0",
+            "triggers-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    alert.refresh_from_db()
+    assert (alert.threshold, alert.recurrence, alert.active) == (Decimal(31), "recurring", False)
+    assert not Customer.objects.get(pk=big.pk).has_usage_alerts

@@ -72,6 +72,8 @@ def test_rollups_plus_raw_equal_brute_force(steps, periods):
             make_meter("latest"),
             make_meter("unique_count", unique_key="user"),
             make_meter("sum", filters={"region": ["eu", "us"]}),
+            make_meter("weighted_sum"),
+            make_meter("weighted_sum", filters={"region": ["eu", "us"]}),
         ]
         ids: list[str] = []
         for action in steps:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from customers.models import Customer
@@ -73,6 +74,8 @@ def brute_force(
 ) -> tuple[Decimal, int]:
     """(value, event_count) from every stored row of the meter, aggregated in Python; `where` narrows the
     rows by their dimensions."""
+    if meter.aggregation == "weighted_sum":
+        return brute_force_weighted(meter, customer, start, end, filters=filters, where=where)
     rows = [
         row
         for row in MeterEvent.objects.filter(meter=meter, customer=customer).order_by("id")
@@ -96,3 +99,39 @@ def brute_force(
         return max(values), len(rows)
     latest = max(rows, key=lambda row: (row.timestamp, row.id))
     return latest.value, len(rows)
+
+
+def brute_force_weighted(
+    meter: Meter,
+    customer: Customer,
+    start: datetime,
+    end: datetime,
+    filters: Mapping[str, Iterable[Any]] | None = None,
+    where: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> tuple[Decimal, int]:
+    """weighted_sum from every stored row: the step function of all matching events (each value held
+    until the next event, by timestamp then id), integrated over [start, end) in whole microseconds with
+    Python integers and Fractions, divided by the period's length, rounded half up to 12 places."""
+    rows = sorted(
+        (
+            (row.timestamp, row.id, row.value)
+            for row in MeterEvent.objects.filter(meter=meter, customer=customer)
+            if row.canceled_at is None
+            and _allowed(meter.filters, row.dimensions)
+            and _allowed(filters, row.dimensions)
+            and (where is None or where(row.dimensions))
+        ),
+    )
+    count = sum(1 for ts, _, _ in rows if start <= ts < end)
+    if end <= start:
+        return Decimal(0), count
+    total = Fraction(0)
+    for index, (ts, _, value) in enumerate(rows):
+        held_to = rows[index + 1][0] if index + 1 < len(rows) else end
+        lo, hi = max(ts, start), min(held_to, end)
+        if lo < hi:
+            total += Fraction(value) * ((hi - lo) // timedelta(microseconds=1))
+    share = total / ((end - start) // timedelta(microseconds=1))
+    scaled = share * 10**12
+    rounded = int(scaled) + (1 if scaled - int(scaled) >= Fraction(1, 2) else 0)  # half up, never negative
+    return Decimal(rounded).scaleb(-12), count

@@ -54,6 +54,9 @@ def seed(api) -> dict[str, str]:
         )
         meter = api.get(f"{V1}/meters", {"code": f"m-{i}"}).json()["data"][0]
         post(api, "/meter-mappings", {"meter": meter["id"], "event_name": f"event_{i}"})
+        # Alerts with a crossing each, so the page renders its triggers too.
+        post(api, "/alerts", {"customer": first["id"], "meter": meter["id"], "threshold": "1"})
+        post(api, "/events", {"customer": first["id"], "meter": meter["code"], "value": "2"})
         post(api, "/tiers", {"name": f"Tier {i}", "items": [{"lookup_key": f"plan-{i}"}]})
         post(api, "/invoice-items", {"customer": first["id"], "amount": 100 + i, "description": f"item {i}"})
         endpoint = post(api, "/webhook-endpoints", {"url": f"http://127.0.0.1:9/hook-{i}", "enabled_events": ["*"]})

@@ -129,6 +129,10 @@ class BillingContext:
                 seen = self._changed[(meter_id, customer_id)]
                 seen[hour] = max(changed_at, seen.get(hour, changed_at))
         hours = self._changed.get((wm.meter_id, wm.customer_id), {})
+        # A weighted_sum period also depends on the value carried in from before it (its opening value),
+        # so an hour changed before the period counts as well.
+        first = None if wm.meter.aggregation == Meter.Aggregation.WEIGHTED_SUM else wm.period_start
         return any(
-            wm.period_start <= hour < wm.period_end and changed_at >= since for hour, changed_at in hours.items()
+            (first is None or first <= hour) and hour < wm.period_end and changed_at >= since
+            for hour, changed_at in hours.items()
         )
