@@ -45,6 +45,7 @@ from billing_site.money import round_fraction
 from invoicing.finalization import allocate_numbers, invoice_snapshot
 from invoicing.models import Invoice, InvoiceLine
 from payments.models import BalanceTransaction, CreditNote, CreditNoteLine, Refund
+from payments.services.giveback import giveback_check
 from payments.services.ledger import balance_adjust, balance_row_lock
 from webhooks.services import event_emit
 
@@ -242,6 +243,13 @@ def credit_note_create(
                     f"refund_amount + credit_amount + out_of_band_amount must equal the credit note's total ({total})."
                 )
             raise _split_error(message, parts)
+        # What is given back of what was paid (the balance credit, the refund, out of band) shares one
+        # limit with the invoice's refunds and lost disputes.
+        giveback_check(
+            invoice=locked,
+            amount=rest,
+            param=next((name for name in _SPLIT_FIELDS if parts[name]), "credit_amount"),
+        )
 
         note = CreditNote(
             invoice=locked,
