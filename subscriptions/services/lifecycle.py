@@ -260,7 +260,8 @@ def subscription_end(
         sub, now=now, ended=ended, advance=None, reason=Reason.SUBSCRIPTION_CANCEL, usage_until=at, ctx=ctx
     )
     if prorate and sub.status != Status.TRIALING and period.start <= at < period.end:
-        old = [_proration_item(i) for i in ctx.live_items(sub) if i.price.meter_id is None]
+        licensed = [i for i in ctx.live_items(sub) if i.price.meter_id is None]
+        old = [_proration_item(i, _charged(licensed, at)) for i in licensed]
         for line in proration_lines(old, [], _billing_cycle(sub, period), at):
             draft.lines.append(_proration_draft_line(line))
         draft = subscription_draft_finish(draft_reset_totals(draft), sub, ctx=ctx)
@@ -324,13 +325,33 @@ def subscription_reactivate(*, subscription: Subscription, now: datetime) -> Sub
     return sub
 
 
-def _proration_item(item: SubscriptionItem) -> ProrationItem:
+def _charged(items: list[SubscriptionItem], at: datetime) -> dict[str, tuple[int, Period]]:
+    """What each licensed item's line covering `at` charged (amount less its discount), with its period:
+    the base of an unused-time credit. Void invoices charged nothing."""
+    rows = (
+        InvoiceLine.objects.filter(
+            subscription_item_id__in=[i.pk for i in items],
+            kind=InvoiceLine.Kind.FIXED,
+            period_start__lte=at,
+            period_end__gt=at,
+        )
+        .exclude(invoice__status=Invoice.Status.VOID)
+        .order_by("pk")
+        .values_list("subscription_item_id", "amount", "discount_amount", "period_start", "period_end")
+    )
+    return {item_id: (amount - discount, Period(start, end)) for item_id, amount, discount, start, end in rows}
+
+
+def _proration_item(item: SubscriptionItem, charged: dict[str, tuple[int, Period]] | None = None) -> ProrationItem:
     quantity = item.quantity if item.quantity is not None else Decimal(1)
+    paid = (charged or {}).get(item.pk)
     return ProrationItem(
         price_id=item.price_id,
         description=item.price.name,
         full_amount=quote(item.price.engine_amount, quantity).amount,
         quantity=quantity,
+        charged=paid[0] if paid else None,
+        charged_period=paid[1] if paid else None,
     )
 
 
@@ -372,7 +393,8 @@ def subscription_change(
         at = min(max(now, period.start), period.end)
         by_price = {i.price_id: i for i in current}
         wanted = {spec.price.id: spec for spec in items}
-        old_licensed = [_proration_item(i) for i in current if i.price.meter_id is None]
+        licensed = [i for i in current if i.price.meter_id is None]
+        old_licensed = [_proration_item(i, _charged(licensed, at)) for i in licensed]
         for item in current:
             spec = wanted.get(item.price_id)
             if spec is None or _quantity(spec) != item.quantity:
