@@ -196,6 +196,7 @@ def refund_send(*, refund_id: str, now: datetime) -> Refund:
             amount=refund.amount,
             reason=refund.reason,
             idempotency_key=refund.idempotency_key,
+            currency=refund.currency,
         )
     except ProcessorError as exc:
         return _settle(refund, now=now, error=error_data(exc))

@@ -93,6 +93,20 @@ def _first_period(anchor: datetime, unit: str, amount: int, start: datetime) -> 
     return Period(start, full.end), remaining_fraction(full, start)
 
 
+def _check_customer_currency(customer: Customer, specs: list[ItemSpec]) -> None:
+    """A customer billed in one currency (its `currency`, once set) is never sold a price in another."""
+    if not customer.currency:
+        return
+    for index, spec in enumerate(specs):
+        if spec.price.currency != customer.currency:
+            raise InvalidRequest(
+                f"Customer {customer.id} is billed in {customer.currency.upper()}; {spec.price.id} is in "
+                f"{spec.price.currency.upper()}.",
+                param=f"items[{index}].price",
+                code="currency_mismatch",
+            )
+
+
 def _validate_items(
     specs: list[ItemSpec],
     *,
@@ -188,6 +202,7 @@ def subscription_create(
         locked = lock_customer(customer.pk)
         if locked.status == Customer.Status.DELETED:
             raise InvalidRequest(f"Customer {customer.id} is deleted.", param="customer", code="customer_deleted")
+        _check_customer_currency(locked, items)
         coupon_periods = _redeem_coupon(coupon, currency=first.currency, now=now) if coupon else None
         if trial_end is not None:
             period, fraction = Period(start, trial_end), None
@@ -389,6 +404,7 @@ def subscription_change(
             amount=sub.interval_amount,
             kept=frozenset(i.price_id for i in current),
         )
+        _check_customer_currency(sub.customer, items)
         period = _period_of(sub)
         at = min(max(now, period.start), period.end)
         by_price = {i.price_id: i for i in current}

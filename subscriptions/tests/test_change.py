@@ -284,3 +284,29 @@ def test_a_once_coupon_period_then_a_full_price_period():
     sub.refresh_from_db()
     _, invoice = subscription_cancel(subscription=sub, at_period_end=False, prorate=True, now=FEB28)
     assert kinds(invoice)[-1] == ("proration", -2800)
+
+
+# --- The customer's currency (issue 10, item 8) -----------------------------------------------------
+
+
+def test_a_customer_billed_in_jpy_is_never_given_a_usd_subscription():
+    customer = CustomerFactory(currency="jpy")
+    with pytest.raises(InvalidRequest) as error:
+        subscribe(customer, fixed_price("1000", currency="usd"))
+    assert (error.value.code, error.value.param) == ("currency_mismatch", "items[0].price")
+    assert not customer.subscriptions.exists()
+    sub, _ = subscribe(customer, fixed_price("1000", currency="jpy"))
+    with pytest.raises(InvalidRequest) as error:
+        change(sub, (fixed_price("2000", currency="usd"), None))
+    assert error.value.code == "currency_mismatch"
+
+
+def test_the_currency_mismatch_through_the_api(api):
+    customer = CustomerFactory(currency="jpy")
+    price = fixed_price("1000", currency="usd")
+    response = api.post(
+        "/api/v1/subscriptions", {"customer": customer.id, "items": [{"price": price.id}]}, format="json"
+    )
+    assert response.status_code == 400
+    body = response.json()["error"]
+    assert (body["code"], body["param"]) == ("currency_mismatch", "items[0].price")
