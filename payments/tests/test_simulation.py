@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from django.db import transaction
@@ -27,12 +28,13 @@ from hypothesis.stateful import (
 )
 
 from billing_site.errors import ApiError
+from billing_site.money import round_fraction
 from catalog.models import Coupon
 from catalog.tests.factories import CouponFactory
 from customers.tests.factories import CustomerFactory
-from invoicing.models import Invoice
+from invoicing.models import Invoice, TaxRate
 from payments.audit import audit_all
-from payments.models import PaymentIntent, SandboxPayment
+from payments.models import CreditNoteLine, PaymentIntent, SandboxPayment
 from payments.processors.sandbox import SandboxProcessor
 from payments.services.collection import invoice_collect, invoices_collect_job
 from payments.services.credit_notes import credit_note_create, credit_note_void
@@ -73,7 +75,13 @@ class BooksMachine(RuleBasedStateMachine):
         self._atomic._from_testcase = True  # type: ignore[attr-defined]
         self._atomic.__enter__()
         self.now = LEDGER_T0
-        self.customers = [CustomerFactory(currency="usd"), CustomerFactory(currency="usd")]
+        # The second customer is taxed (20% exclusive plus 8.875% of a state): credit notes credit tax too.
+        TaxRate.objects.create(display_name="VAT", percentage=Decimal("20"), country="FR")
+        TaxRate.objects.create(display_name="City", percentage=Decimal("8.875"), country="FR", state="P")
+        self.customers = [
+            CustomerFactory(currency="usd"),
+            CustomerFactory(currency="usd", address_country="FR", address_state="P"),
+        ]
         self.plans = [fixed_price("2900", now=self.now), fixed_price("1000", now=self.now)]
         self.metered = metered_price(unit="0.5", now=self.now)
         self.coupon = CouponFactory(percent_off=Decimal("50"), duration=Coupon.Duration.FOREVER)
@@ -90,6 +98,7 @@ class BooksMachine(RuleBasedStateMachine):
             seen.update(f"intent {s}" for s in PaymentIntent.objects.values_list("status", flat=True))
             seen.update(f"refund {s}" for s in Refund.objects.values_list("status", flat=True))
             seen.update(f"credit note {s}" for s in CreditNote.objects.values_list("status", flat=True))
+            seen["credit note tax"] = sum(CreditNote.objects.values_list("tax", flat=True))
             print("simulation:", dict(sorted(seen.items())))
         transaction.set_rollback(True)
         self._atomic.__exit__(None, None, None)
@@ -122,6 +131,25 @@ class BooksMachine(RuleBasedStateMachine):
             except ApiError as error:
                 self._refused("confirm", error)
             event("authentication completed" if succeed else "authentication abandoned")
+
+    @staticmethod
+    def _exclusive_tax(line, value: int) -> int:
+        """The exclusive tax a credit of `value` on `line` takes with it, as the service computes it (the
+        line's tax share after the credit, less what live notes credited)."""
+        charged = line.amount - line.discount_amount
+        if charged <= 0 or value > charged - line.credited:
+            return 0
+        inclusive = dict(TaxRate.objects.values_list("id", "inclusive"))
+        live = CreditNoteLine.objects.filter(invoice_line=line, credit_note__status="issued").values_list(
+            "taxes", flat=True
+        )
+        total = 0
+        for tax in line.taxes or []:
+            if inclusive.get(tax["tax_rate"]):
+                continue
+            given = sum(t["amount"] for taxes in live for t in taxes if t["tax_rate"] == tax["tax_rate"])
+            total += round_fraction(Fraction(tax["amount"]) * (line.credited + value) / charged) - given
+        return total
 
     # --- rules ---------------------------------------------------------------------------------------
 
@@ -246,8 +274,7 @@ class BooksMachine(RuleBasedStateMachine):
                 return
             value = max((line.amount - line.discount_amount - line.credited) * pct // 100, 1)
             kwargs["lines"] = [{"invoice_line": line.pk, "amount": value}]
-            tax = 0  # lines carry no tax here (the customers have no address)
-            total = value + tax
+            total = value + self._exclusive_tax(line, value)
         else:
             total = max((invoice.total - invoice.credited) * pct // 100, 1)
             kwargs["amount"] = total
