@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db.models import Q, Sum
 from django.utils import timezone
@@ -25,6 +25,7 @@ from payments.models import (
     PaymentIntent,
     Refund,
 )
+from payments.services.intents import NOT_FOUND_GRACE, PROCESSING_STALE
 
 SETTLED = (Invoice.Status.OPEN, Invoice.Status.PAID)
 
@@ -357,7 +358,7 @@ def audit_given_back() -> list[str]:
 # An intent in flight that no job has settled this long after its last change is stuck: the resolver
 # settles unknown and stale processing payments every few minutes, and a provider that has no record of a
 # payment after NOT_FOUND_GRACE never took it.
-STUCK_AFTER = timedelta(minutes=15) + timedelta(hours=1)
+STUCK_AFTER = PROCESSING_STALE + NOT_FOUND_GRACE
 _STUCK = (
     PaymentIntent.Status.REQUIRES_CONFIRMATION,
     PaymentIntent.Status.PROCESSING,
