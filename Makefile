@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format migrate bench clean
+.PHONY: install run test lint format migrate bench clean simulate
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ run: install
 ## The whole suite. SQLite by default; set DATABASE_URL/REDIS_URL to run it on Postgres and Redis.
 test: install
 	$(BIN)/pytest
+
+## The books simulation, long: `make simulate SEED=7 STEPS=200 EXAMPLES=100` (billing_audit after every step).
+SEED     ?= 1
+STEPS    ?= 200
+EXAMPLES ?= 100
+simulate: install
+	SIM_SEED=$(SEED) SIM_STEPS=$(STEPS) SIM_EXAMPLES=$(EXAMPLES) $(BIN)/pytest payments/tests/test_simulation.py -q -p no:cacheprovider
 
 lint: install
 	$(BIN)/ruff check .

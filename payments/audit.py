@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import datetime
 
 from django.db.models import Q, Sum
+from django.utils import timezone
 
 from invoicing.models import Invoice, InvoiceLine
 from payments.models import (
@@ -23,6 +25,7 @@ from payments.models import (
     PaymentIntent,
     Refund,
 )
+from payments.services.intents import NOT_FOUND_GRACE, PROCESSING_STALE
 
 SETTLED = (Invoice.Status.OPEN, Invoice.Status.PAID)
 
@@ -293,6 +296,144 @@ def audit_disputes() -> list[str]:
     return problems
 
 
+def _provider_applied() -> dict[str, int]:
+    """Per invoice: what its succeeded provider payments received, less what went to the balance as
+    unapplied (`overpayment`)."""
+    overpaid = dict(
+        BalanceTransaction.objects.filter(type=BalanceTransaction.Type.OVERPAYMENT).values_list(
+            "payment_intent_id", "amount"
+        )
+    )
+    applied: dict[str, int] = defaultdict(int)
+    rows = PaymentIntent.objects.filter(status=PaymentIntent.Status.SUCCEEDED, invoice__isnull=False).values_list(
+        "id", "invoice_id", "amount_received"
+    )
+    for pi_id, invoice_id, received in rows.iterator(chunk_size=2000):
+        applied[invoice_id] += received - overpaid.get(pi_id, 0)
+    return applied
+
+
+def audit_invoice_payments() -> list[str]:
+    """Provider money received = applied to invoices + credited to the balance (unapplied money a payment
+    brought, `overpayment`); so on every invoice, credits + balance + provider money applied is exactly
+    `amount_paid`, which is at most its total. A payment without an invoice is a direct charge: held as
+    received, explained by itself. (Refunds and lost disputes are what `given back` checks.)"""
+    problems = []
+    applied = _provider_applied()
+    invoices = Invoice.objects.filter(Q(pk__in=list(applied)) | ~Q(amount_paid=0)).values_list(
+        "id", "total", "amount_paid", "credits_applied", "balance_applied"
+    )
+    for inv_id, total, paid, credits, balance in invoices.iterator(chunk_size=2000):
+        provider = applied.get(inv_id, 0)
+        if credits + balance + provider != paid:
+            problems.append(
+                f"invoice {inv_id}: credits {credits} + balance {balance} + provider money applied {provider} = "
+                f"{credits + balance + provider}, but amount_paid is {paid}"
+            )
+        if paid > max(total, 0):
+            problems.append(f"invoice {inv_id}: amount_paid {paid} is more than its total {total}")
+    return problems
+
+
+def audit_given_back() -> list[str]:
+    """Per invoice, what was given back (credit notes' balance, refund and out-of-band parts, refunds
+    outside credit notes, lost disputes: `payments.services.giveback`) is at most what it was paid."""
+    from payments.services.giveback import invoice_given_back
+
+    candidates = set(
+        CreditNote.objects.filter(status=CreditNote.Status.ISSUED).values_list("invoice_id", flat=True)
+    ) | set(Refund.objects.exclude(status=Refund.Status.FAILED).values_list("payment_intent__invoice_id", flat=True))
+    candidates |= set(
+        Dispute.objects.filter(status=Dispute.Status.LOST).values_list("payment_intent__invoice_id", flat=True)
+    )
+    candidates.discard(None)
+    problems = []
+    for inv_id, paid in Invoice.objects.filter(pk__in=candidates).values_list("id", "amount_paid"):
+        back = invoice_given_back(inv_id)
+        if back > paid:
+            problems.append(f"invoice {inv_id}: {back} given back (refunds, credit notes, lost disputes), paid {paid}")
+    return problems
+
+
+# An intent in flight that no job has settled this long after its last change is stuck: the resolver
+# settles unknown and stale processing payments every few minutes, and a provider that has no record of a
+# payment after NOT_FOUND_GRACE never took it.
+STUCK_AFTER = PROCESSING_STALE + NOT_FOUND_GRACE
+_STUCK = (
+    PaymentIntent.Status.REQUIRES_CONFIRMATION,
+    PaymentIntent.Status.PROCESSING,
+    PaymentIntent.Status.UNKNOWN,
+)
+
+
+def audit_stuck_intents(now: datetime | None = None) -> list[str]:
+    """No open invoice waits on a payment intent stuck in flight (requires_confirmation, processing,
+    unknown) for longer than the resolver's window: every later attempt would answer payment_in_progress."""
+    now = now or timezone.now()
+    rows = PaymentIntent.objects.filter(
+        status__in=_STUCK, invoice__status=Invoice.Status.OPEN, updated_at__lt=now - STUCK_AFTER
+    ).values_list("id", "invoice_id", "status", "updated_at")
+    return [
+        f"payment intent {pi_id} on open invoice {inv_id}: {status} since {updated:%Y-%m-%dT%H:%M:%SZ}, past the "
+        "resolver's window"
+        for pi_id, inv_id, status, updated in rows
+    ]
+
+
+def audit_settled_invoice_intents() -> list[str]:
+    """No payment intent on a paid or void invoice is still in flight (it could still take money the
+    invoice no longer owes)."""
+    rows = PaymentIntent.objects.filter(
+        status__in=PaymentIntent.IN_FLIGHT, invoice__status__in=(Invoice.Status.PAID, Invoice.Status.VOID)
+    ).values_list("id", "invoice_id", "invoice__status", "status")
+    return [
+        f"payment intent {pi_id} on {inv_status} invoice {inv_id} is {status}"
+        for pi_id, inv_id, inv_status, status in rows
+    ]
+
+
+def audit_credit_note_taxes() -> list[str]:
+    """Every issued credit note's tax is the tax of what it credits: its `tax` and `taxes` are the sum of
+    its lines' taxes per rate, its amount is its lines plus their exclusive tax (notes with lines), and per
+    invoice line and rate the live notes never credit more tax than the line carried, nor less than all
+    of it once the whole line is credited."""
+    problems = []
+    notes = CreditNote.objects.filter(status=CreditNote.Status.ISSUED).prefetch_related("lines")
+    per_line: dict[tuple[str, str], int] = defaultdict(int)
+    for note in notes.iterator(chunk_size=500):
+        lines = list(note.lines.all())
+        by_rate: dict[str, int] = defaultdict(int)
+        exclusive = 0
+        for line in lines:
+            for tax in line.taxes or []:
+                by_rate[tax["tax_rate"]] += tax["amount"]
+                exclusive += 0 if tax.get("inclusive") else tax["amount"]
+                if line.invoice_line_id:
+                    per_line[(line.invoice_line_id, tax["tax_rate"])] += tax["amount"]
+        stated = {t["tax_rate"]: t["amount"] for t in note.taxes or []}
+        if note.tax != sum(by_rate.values()) or stated != {k: v for k, v in by_rate.items()}:
+            problems.append(f"credit note {note.id}: tax {note.tax} {stated}, but its lines credit {dict(by_rate)}")
+        linked = [line for line in lines if line.invoice_line_id]
+        if linked and note.amount != sum(line.amount for line in lines) + exclusive:
+            problems.append(
+                f"credit note {note.id}: amount {note.amount}, but its lines and their exclusive tax make "
+                f"{sum(line.amount for line in lines) + exclusive}"
+            )
+    lines = InvoiceLine.objects.filter(~Q(credited=0)).values_list(
+        "id", "amount", "discount_amount", "credited", "taxes"
+    )
+    for line_id, amount, discount, credited, taxes in lines.iterator(chunk_size=2000):
+        for tax in taxes or []:
+            given = per_line.get((line_id, tax["tax_rate"]), 0)
+            full = credited >= amount - discount
+            if (full and given != tax["amount"]) or abs(given) > abs(tax["amount"]):
+                problems.append(
+                    f"invoice line {line_id}: credited {credited} of {amount - discount} and {given} of its "
+                    f"{tax['amount']} tax at {tax['tax_rate']}"
+                )
+    return problems
+
+
 CHECKS: dict[str, Callable[[], list[str]]] = {
     "balances": audit_balances,
     "credit grants": audit_grants,
@@ -303,8 +444,18 @@ CHECKS: dict[str, Callable[[], list[str]]] = {
     "payments": audit_payments,
     "credit note refunds": audit_credit_note_refunds,
     "disputes": audit_disputes,
+    "invoice payments": audit_invoice_payments,
+    "given back": audit_given_back,
+    "stuck intents": audit_stuck_intents,
+    "settled invoice intents": audit_settled_invoice_intents,
+    "credit note taxes": audit_credit_note_taxes,
 }
 
 
-def audit_all() -> list[str]:
-    return [f"{name}: {problem}" for name, check in CHECKS.items() for problem in check()]
+def audit_all(now: datetime | None = None) -> list[str]:
+    """Every check. `now` (a test's clock) is what the time-based checks measure from."""
+    results = []
+    for name, check in CHECKS.items():
+        found = check(now) if check is audit_stuck_intents else check()  # type: ignore[call-arg]
+        results.extend(f"{name}: {problem}" for problem in found)
+    return results

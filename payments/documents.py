@@ -23,7 +23,7 @@ from invoicing.documents.formatting import Formatter
 from invoicing.documents.hooks import CreditNoteEntry, InvoiceSettlement, PaymentEntry, RefundEntry
 from invoicing.documents.invoice import customer_snapshot_of, invoice_document_context, party_context
 from invoicing.documents.store import Pdf, stored_pdf_get_or_render
-from invoicing.models import Invoice, StoredDocument
+from invoicing.models import Invoice, StoredDocument, TaxRate
 from payments.models import CreditNote, PaymentIntent, PaymentMethod, Refund
 
 CREDIT_NOTE_TEMPLATE = "documents/credit_note.html"
@@ -124,6 +124,10 @@ def credit_note_document_context(*, credit_note: CreditNote, locale: str | None 
         (credit_note.refund_amount, "Refunded to the payment method"),
         (credit_note.out_of_band_amount, "Returned outside this system"),
     ]
+    rates = {
+        r.pk: f"{r.display_name} {r.percentage.normalize()}%"
+        for r in TaxRate.objects.filter(pk__in=[t["tax_rate"] for t in credit_note.taxes])
+    }
     refunds = Refund.objects.filter(credit_note=credit_note).exclude(status=Refund.Status.FAILED).order_by("pk")
     notes = []
     if credit_note.status == CreditNote.Status.VOID:
@@ -139,6 +143,13 @@ def credit_note_document_context(*, credit_note: CreditNote, locale: str | None 
         "currency": credit_note.currency.upper(),
         "lines": lines,
         "total": fmt.money(credit_note.amount),
+        "taxes": [
+            {
+                "label": f"{rates.get(t['tax_rate'], t['tax_rate'])}{' (included)' if t['inclusive'] else ''}",
+                "amount": fmt.money(t["amount"]),
+            }
+            for t in credit_note.taxes
+        ],
         "applied": [{"label": label, "amount": fmt.money(amount)} for amount, label in applied if amount],
         "refunds": [
             {"date": fmt.date(r.created_at), "reference": r.id, "status": r.status, "amount": fmt.money(r.amount)}

@@ -469,6 +469,10 @@ class CreditNote(TimestampedModel):
     credit_amount = models.BigIntegerField(default=0, help_text="Credited to the customer's balance.")
     refund_amount = models.BigIntegerField(default=0, help_text="Refunded to the payment method.")
     out_of_band_amount = models.BigIntegerField(default=0, help_text="Returned outside this system.")
+    # The tax credited with the lines (inclusive and exclusive; only exclusive tax is added to `amount`),
+    # and per rate: [{"tax_rate": "txr_...", "amount": 15380, "inclusive": false}].
+    tax = models.BigIntegerField(default=0, help_text="Tax credited with the lines (every rate).")
+    taxes = models.JSONField(default=list, blank=True)
     reason = models.CharField(max_length=30, choices=Reason.choices, blank=True)
     memo = models.CharField(max_length=1000, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ISSUED)
@@ -502,7 +506,10 @@ class CreditNoteLine(models.Model):
     )
     description = models.CharField(max_length=500)
     quantity = models.DecimalField(max_digits=38, decimal_places=12, null=True, blank=True)
+    # What is credited of the invoice line's own amount (exclusive tax comes on top, as on the invoice).
     amount = models.BigIntegerField()
+    # The line's tax credited with it, per rate: [{"tax_rate": "txr_...", "amount": 15380, "inclusive": false}].
+    taxes = models.JSONField(default=list, blank=True)
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="credit_note_line_amount_positive")]

@@ -363,11 +363,18 @@ class CreditNoteCreateInput(InputSerializer):
         return attrs
 
 
+class CreditNoteTaxOutput(serializers.Serializer):
+    tax_rate = serializers.CharField()
+    amount = serializers.IntegerField()
+    inclusive = serializers.BooleanField()
+
+
 class CreditNoteLineOutput(serializers.Serializer):
     invoice_line = serializers.CharField(source="invoice_line_id", allow_null=True)
     description = serializers.CharField()
     quantity = DecimalString()
-    amount = serializers.IntegerField()
+    amount = serializers.IntegerField(help_text="Credited of the invoice line's amount (exclusive tax on top).")
+    taxes = CreditNoteTaxOutput(many=True, help_text="The line's tax credited with it, per rate.")
 
 
 class CreditNoteOutput(serializers.Serializer):
@@ -383,6 +390,8 @@ class CreditNoteOutput(serializers.Serializer):
     credit_amount = serializers.IntegerField(help_text="Credited to the customer's balance.")
     refund_amount = serializers.IntegerField(help_text="Refunded to the payment method.")
     out_of_band_amount = serializers.IntegerField(help_text="Returned outside this system.")
+    tax = serializers.IntegerField(help_text="Tax credited with the lines, every rate (exclusive tax is in amount).")
+    taxes = CreditNoteTaxOutput(many=True, help_text="Tax credited per rate.")
     reason = NullableCharField()
     memo = NullableCharField()
     lines = CreditNoteLineOutput(many=True, source="lines.all")

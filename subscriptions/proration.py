@@ -11,6 +11,10 @@ subscriptions.periods always start on the anchor's sub-second, so for the usual 
 this is exactly truncating `at` to the second. Counting whole seconds keeps the fraction a ratio of
 small integers that anyone can recompute from the invoice dates.
 
+The credit for unused time is a share of what the period's line actually charged (after discounts and
+coupons: `ProrationItem.charged`), not of the list price; without such a line (an item added during the
+period, whose charge is itself a proration) it is the list price's share.
+
 Metered items are never passed in: their usage is billed in arrears for what was actually used, so
 there is nothing paid in advance to credit or charge (the caller leaves them out).
 """
@@ -56,6 +60,11 @@ class ProrationItem:
     description: str  # the price's display name, shown in "Unused time on <description>"
     full_amount: int
     quantity: Decimal
+    # What the current period's invoice line actually charged for this item (after its discount) and the
+    # period that line covered, when there is one: the unused-time credit is a share of what was paid,
+    # never of the list price (a 50%-off item that paid 1450 is credited at most 1450).
+    charged: int | None = None
+    charged_period: Period | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.price_id, str) or not self.price_id:
@@ -185,12 +194,18 @@ def proration_lines(
     fraction = remaining_fraction(checked, at)
     start = truncate_to_second(checked, at)
 
+    def unused(item: ProrationItem) -> int:
+        if item.charged is not None and item.charged_period is not None and item.charged_period.contains(at):
+            # The line's own period: for a partial first period it charged the same rate per second.
+            return round_fraction(max(item.charged, 0) * remaining_fraction(item.charged_period, at))
+        return round_fraction(item.full_amount * fraction)
+
     def line(item: ProrationItem, prefix: str, sign: int) -> ProrationLine:
         return ProrationLine(
             price_id=item.price_id,
             description=f"{prefix} {item.description}",
             quantity=item.quantity,
-            amount=sign * round_fraction(item.full_amount * fraction),
+            amount=-unused(item) if sign < 0 else round_fraction(item.full_amount * fraction),
             period_start=start,
             period_end=checked.end,
         )

@@ -245,7 +245,7 @@ class SandboxProcessor:
             raise ProcessorError("resource_missing", f"No such payment: '{payment_ref}'")
         return row
 
-    def capture(self, *, payment_ref: str, amount: int, idempotency_key: str) -> ProviderPayment:
+    def capture(self, *, payment_ref: str, amount: int, idempotency_key: str, currency: str = "") -> ProviderPayment:
         with transaction.atomic():
             row = self._locked(payment_ref)
             if row.status == "succeeded":  # captured already (a retry): the first result
@@ -268,7 +268,9 @@ class SandboxProcessor:
                 raise ProcessorError("payment_intent_unexpected_state", f"A {row.status} payment cannot be canceled.")
         return _payment(row)
 
-    def refund(self, *, payment_ref: str, amount: int, reason: str, idempotency_key: str) -> ProviderRefund:
+    def refund(
+        self, *, payment_ref: str, amount: int, reason: str, idempotency_key: str, currency: str = ""
+    ) -> ProviderRefund:
         row = SandboxPayment.objects.filter(idempotency_key=idempotency_key).first()
         if row is None:
             try:

@@ -29,6 +29,7 @@ from payments.processors.base import (
     ProviderRefund,
     ProviderSetup,
 )
+from payments.processors.currencies import from_provider, to_provider
 
 # Tests put a fake here (recorded responses, no network); None is the SDK's own HTTP client.
 HTTP_CLIENT: stripe.HTTPClient | None = None
@@ -114,16 +115,22 @@ def _plain(value: Any) -> dict[str, Any] | None:
     return value.to_dict() if hasattr(value, "to_dict") else dict(value)
 
 
+def _ours(amount: int, currency: Any) -> int:
+    """A Stripe amount in our minor units (`payments.processors.currencies`)."""
+    return from_provider(amount, currency) if isinstance(currency, str) and currency else amount
+
+
 def _payment(pi: Any) -> ProviderPayment:
     error = _get(pi, "last_payment_error")
     status = _PAYMENT_STATUS.get(pi.status, "processing")
     failed = status == "failed"
+    currency = _get(pi, "currency", "")
     return ProviderPayment(
         ref=pi.id,
         status=status,
-        amount=pi.amount,
-        amount_received=_get(pi, "amount_received", 0),
-        amount_capturable=_get(pi, "amount_capturable", 0),
+        amount=_ours(pi.amount, currency),
+        amount_received=_ours(_get(pi, "amount_received", 0), currency),
+        amount_capturable=_ours(_get(pi, "amount_capturable", 0), currency),
         error_code=(_get(error, "code") or "payment_failed") if failed else None,
         error_message=redact(_get(error, "message", "The payment failed.")) if failed else None,
         decline_code=_get(error, "decline_code") if failed else None,
@@ -170,7 +177,11 @@ def method_from_object(obj: dict[str, Any]) -> ProviderMethod:
 def refund_from_object(obj: dict[str, Any]) -> ProviderRefund:
     """Stripe's refund statuses: pending, requires_action (both still on their way), succeeded, failed and
     canceled (the money did not go back: failed for us)."""
-    return ProviderRefund(ref=obj["id"], status=_REFUND_STATUS.get(obj.get("status"), "failed"), amount=obj["amount"])
+    return ProviderRefund(
+        ref=obj["id"],
+        status=_REFUND_STATUS.get(obj.get("status"), "failed"),
+        amount=_ours(obj["amount"], obj.get("currency")),
+    )
 
 
 class StripeProcessor:
@@ -275,7 +286,7 @@ class StripeProcessor:
         off_session: bool = False,
     ) -> ProviderPayment:
         params: dict[str, Any] = {
-            "amount": amount,
+            "amount": to_provider(amount, currency),
             "currency": currency,
             "customer": provider_customer,
             "payment_method": method_ref,
@@ -290,10 +301,11 @@ class StripeProcessor:
         with _mapped_errors():
             return _payment(self._v1.payment_intents.create(params, {"idempotency_key": idempotency_key}))
 
-    def capture(self, *, payment_ref: str, amount: int, idempotency_key: str) -> ProviderPayment:
+    def capture(self, *, payment_ref: str, amount: int, idempotency_key: str, currency: str = "") -> ProviderPayment:
+        value = to_provider(amount, currency) if currency else amount
         with _mapped_errors():
             pi = self._v1.payment_intents.capture(
-                payment_ref, {"amount_to_capture": amount}, {"idempotency_key": idempotency_key}
+                payment_ref, {"amount_to_capture": value}, {"idempotency_key": idempotency_key}
             )
         return _payment(pi)
 
@@ -302,17 +314,23 @@ class StripeProcessor:
         with _mapped_errors():
             return _payment(self._v1.payment_intents.cancel(payment_ref, params, {"idempotency_key": idempotency_key}))
 
-    def refund(self, *, payment_ref: str, amount: int, reason: str, idempotency_key: str) -> ProviderRefund:
+    def refund(
+        self, *, payment_ref: str, amount: int, reason: str, idempotency_key: str, currency: str = ""
+    ) -> ProviderRefund:
         params: dict[str, Any] = {
             "payment_intent": payment_ref,
-            "amount": amount,
+            "amount": to_provider(amount, currency) if currency else amount,
             "metadata": {"idempotency_key": idempotency_key},
         }
         if reason:
             params["reason"] = reason
         with _mapped_errors():
             refund = self._v1.refunds.create(params, {"idempotency_key": idempotency_key})
-        return ProviderRefund(ref=refund.id, status=_REFUND_STATUS.get(refund.status, "failed"), amount=refund.amount)
+        return ProviderRefund(
+            ref=refund.id,
+            status=_REFUND_STATUS.get(refund.status, "failed"),
+            amount=_ours(refund.amount, _get(refund, "currency", "") or currency),
+        )
 
     def fetch_payment(self, *, idempotency_key: str, payment_ref: str = "") -> ProviderPayment | None:
         """By id when we have it; otherwise by the idempotency key in the payment's metadata (Stripe's

@@ -2,11 +2,14 @@
 
 Amounts
 - By line (`amount`, or `quantity` x the line's unit amount; a line without one uses its average,
-  amount / quantity), or by a plain `amount`. Line credits are taken as given: tax is not recomputed.
+  amount / quantity), or by a plain `amount`. A line credit takes the line's tax with it, per rate,
+  proportionally to what it credits of what the line charged (`_LineTaxes`: exact to the minor unit,
+  the whole line credits exactly its whole tax); exclusive tax is added to the note's total, inclusive
+  tax is inside the line amount. A plain `amount` credits no line and no tax.
 - The total never exceeds what is left to credit on the invoice (`total - credited`), and a line's
-  credit never exceeds `amount - credited` of that line. Both are checked under the invoice's row lock,
-  so concurrent credit notes on one invoice cannot together pass either limit (and the database checks
-  `credited <= total` / `<= amount` as a last guard).
+  credit never exceeds `amount - discount_amount - credited` of that line (what it charged). Both are
+  checked under the invoice's row lock, so concurrent credit notes on one invoice cannot together pass
+  either limit (and the database checks `credited <= total` / `<= amount` as a last guard).
 
 Split
 - Open invoice: the credit first reduces what is still due (`invoice_amount` = min(total,
@@ -28,7 +31,7 @@ Numbers come from the gapless `credit_note` sequence, taken last in the transact
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -43,8 +46,9 @@ from django.utils import timezone
 from billing_site.errors import Conflict, InvalidRequest
 from billing_site.money import round_fraction
 from invoicing.finalization import allocate_numbers, invoice_snapshot
-from invoicing.models import Invoice, InvoiceLine
+from invoicing.models import Invoice, InvoiceLine, TaxRate
 from payments.models import BalanceTransaction, CreditNote, CreditNoteLine, Refund
+from payments.services.giveback import giveback_check
 from payments.services.ledger import balance_adjust, balance_row_lock
 from webhooks.services import event_emit
 
@@ -110,6 +114,48 @@ def _line_value(line: InvoiceLine, spec: _LineSpec) -> int:
     return value
 
 
+class _LineTaxes:
+    """The tax a line credit takes with it, per rate of the invoice line, proportionally to what it credits
+    of what the line charged: after a credit the line's credited tax for a rate is round(rate's tax x
+    credited / charged), less what live credit notes already credited of that rate. Cumulative, so the
+    remainders land where they must and crediting the whole line credits exactly its whole tax."""
+
+    def __init__(self, lines: Iterable[InvoiceLine]) -> None:
+        lines = list(lines)
+        rate_ids = {t["tax_rate"] for line in lines for t in line.taxes or []}
+        self.inclusive = dict(TaxRate.objects.filter(pk__in=rate_ids).values_list("id", "inclusive"))
+        self.credited: dict[tuple[str, str], int] = defaultdict(int)
+        live = CreditNoteLine.objects.filter(
+            invoice_line__in=[line.pk for line in lines], credit_note__status=CNStatus.ISSUED
+        ).values_list("invoice_line_id", "taxes")
+        for line_id, taxes in live:
+            for tax in taxes or []:
+                self.credited[(line_id, tax["tax_rate"])] += tax["amount"]
+
+    def credit(self, line: InvoiceLine, *, credited_after: int) -> list[dict[str, Any]]:
+        charged = line.amount - line.discount_amount
+        out = []
+        for tax in line.taxes or []:
+            rate_id = tax["tax_rate"]
+            due = round_fraction(Fraction(tax["amount"]) * credited_after / charged)
+            value = due - self.credited[(line.pk, rate_id)]
+            self.credited[(line.pk, rate_id)] = due
+            out.append({"tax_rate": rate_id, "amount": value, "inclusive": bool(self.inclusive.get(rate_id, False))})
+        return out
+
+
+def _sum_taxes(groups: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per rate, in the order rates first appear."""
+    by_rate: dict[str, dict[str, Any]] = {}
+    for taxes in groups:
+        for tax in taxes:
+            row = by_rate.setdefault(
+                tax["tax_rate"], {"tax_rate": tax["tax_rate"], "amount": 0, "inclusive": tax["inclusive"]}
+            )
+            row["amount"] += tax["amount"]
+    return list(by_rate.values())
+
+
 def credit_note_snapshot(note: CreditNote) -> dict[str, Any]:
     return {
         "id": note.id,
@@ -122,6 +168,7 @@ def credit_note_snapshot(note: CreditNote) -> dict[str, Any]:
         "credit_amount": note.credit_amount,
         "refund_amount": note.refund_amount,
         "out_of_band_amount": note.out_of_band_amount,
+        "tax": note.tax,
         "reason": note.reason or None,
         "status": note.status,
     }
@@ -196,6 +243,7 @@ def credit_note_create(
         locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
         _check_status(locked)
         rows = {row.pk: row for row in InvoiceLine.objects.filter(invoice=locked, pk__in=[s.line_id for s in specs])}
+        taxing = _LineTaxes(rows.values())
         per_line: dict[str, int] = defaultdict(int)
         note_lines: list[CreditNoteLine] = []
         for spec in specs:
@@ -207,7 +255,8 @@ def credit_note_create(
                     code="resource_missing",
                 )
             value = _line_value(line, spec)
-            left = line.amount - line.credited - per_line[line.pk]
+            # What the line charged: its amount after its discount (its tax was computed on that).
+            left = line.amount - line.discount_amount - line.credited - per_line[line.pk]
             if value > left:
                 raise InvalidRequest(
                     f"Line {line.pk} has {max(left, 0)} left to credit; this asks for {value}.",
@@ -216,12 +265,23 @@ def credit_note_create(
                 )
             per_line[line.pk] += value
             note_lines.append(
-                CreditNoteLine(invoice_line=line, description=line.description, quantity=spec.quantity, amount=value)
+                CreditNoteLine(
+                    invoice_line=line,
+                    description=line.description,
+                    quantity=spec.quantity,
+                    amount=value,
+                    taxes=taxing.credit(line, credited_after=line.credited + per_line[line.pk]),
+                )
             )
-        total = sum(per_line.values()) if specs else amount
+        note_taxes = _sum_taxes(note_line.taxes for note_line in note_lines)
+        exclusive_tax = sum(t["amount"] for t in note_taxes if not t["inclusive"])
+        total = sum(per_line.values()) + exclusive_tax if specs else amount
         assert total is not None
         if specs and amount is not None and amount != total:
-            raise InvalidRequest(f"amount ({amount}) must equal the sum of the lines ({total}).", param="amount")
+            raise InvalidRequest(
+                f"amount ({amount}) must equal the sum of the lines with their exclusive tax ({total}).",
+                param="amount",
+            )
         left = locked.total - locked.credited
         if total > left:
             raise InvalidRequest(
@@ -242,6 +302,13 @@ def credit_note_create(
                     f"refund_amount + credit_amount + out_of_band_amount must equal the credit note's total ({total})."
                 )
             raise _split_error(message, parts)
+        # What is given back of what was paid (the balance credit, the refund, out of band) shares one
+        # limit with the invoice's refunds and lost disputes.
+        giveback_check(
+            invoice=locked,
+            amount=rest,
+            param=next((name for name in _SPLIT_FIELDS if parts[name]), "credit_amount"),
+        )
 
         note = CreditNote(
             invoice=locked,
@@ -249,6 +316,8 @@ def credit_note_create(
             currency=locked.currency,
             amount=total,
             invoice_amount=invoice_amount,
+            tax=sum(t["amount"] for t in note_taxes),
+            taxes=note_taxes,
             reason=reason,
             memo=memo,
             **parts,

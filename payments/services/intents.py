@@ -489,7 +489,10 @@ def payment_intent_capture(*, payment_intent: PaymentIntent, now: datetime, amou
     processor = processor_named(intent.provider)
     try:
         result = processor.capture(
-            payment_ref=intent.provider_ref, amount=amount, idempotency_key=f"{intent.id}:capture"
+            payment_ref=intent.provider_ref,
+            amount=amount,
+            idempotency_key=f"{intent.id}:capture",
+            currency=intent.currency,
         )
     except ProcessorTimeout:
         return _settle_unknown(intent, expected=Status.REQUIRES_CAPTURE, now=now)

@@ -46,6 +46,7 @@ from customers.locks import lock_customer
 from customers.models import Customer
 from payments.models import Dispute, PaymentIntent, PaymentMethod, Refund, SetupIntent
 from payments.processors import get_processor
+from payments.processors.currencies import from_provider
 from payments.processors.stripe import (
     StripeProcessor,
     method_from_object,
@@ -174,7 +175,10 @@ def stripe_payment_intent(*, event: ProviderEvent, now: datetime) -> str:
     intent, why = _our_intent(obj)
     if intent is None:
         return why
-    if obj.get("amount") != intent.amount or str(obj.get("currency", "")).lower() != intent.currency:
+    amount = obj.get("amount")
+    if isinstance(amount, int) and not isinstance(amount, bool) and isinstance(obj.get("currency"), str):
+        amount = from_provider(amount, obj["currency"].lower())  # Stripe's units -> ours
+    if amount != intent.amount or str(obj.get("currency", "")).lower() != intent.currency:
         raise ProviderStateConflict(
             f"{obj['id']} is {obj.get('amount')} {obj.get('currency')}; "
             f"{intent.id} is {intent.amount} {intent.currency}"
@@ -347,6 +351,8 @@ def _dispute_fields(obj: dict[str, Any], now: datetime) -> dict[str, Any]:
     amount = obj.get("amount")
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise ProviderStateConflict(f"{obj['id']}: the dispute has no amount")
+    if isinstance(obj.get("currency"), str) and obj["currency"]:
+        amount = from_provider(amount, obj["currency"].lower())  # Stripe's units -> ours
     details = obj.get("evidence_details")
     closed = status in Dispute.CLOSED
     return {

@@ -22,9 +22,11 @@ from django.db.models import F
 
 from billing_site.errors import Conflict, InvalidRequest
 from billing_site.locks import LockRank, lock_one
+from invoicing.locks import lock_invoice
 from invoicing.models import Invoice
 from payments.models import BalanceTransaction, Dispute, PaymentIntent, Refund
 from payments.processors import ProcessorError, ProcessorTimeout, ProviderRefund
+from payments.services.giveback import giveback_check, invoice_giveback_left, payment_refundable
 from payments.services.ledger import balance_adjust, balance_row_lock
 from payments.services.methods import TIMEOUT_ERROR, error_data, in_callers_transaction, processor_named
 from webhooks.services import event_emit
@@ -125,8 +127,12 @@ def refund_create(
         intent_id = _intent_of_invoice(invoice, amount)
 
     nested = in_callers_transaction()
+    invoice_id = PaymentIntent.objects.filter(pk=intent_id).values_list("invoice_id", flat=True).first()
     with transaction.atomic(durable=not nested):
-        intent = PaymentIntent.objects.select_for_update().get(pk=intent_id)
+        # The invoice before its payment (the one lock order): what an invoice can still give back is
+        # shared by its refunds and credit notes (`payments.services.giveback`).
+        locked_invoice = lock_invoice(invoice_id) if invoice_id else None
+        intent = lock_one(PaymentIntent.objects.filter(pk=intent_id), LockRank.PAYMENT_INTENT)
         if intent.status != PaymentIntent.Status.SUCCEEDED:
             raise Conflict(
                 f"PaymentIntent {intent.id} is {intent.status}; only succeeded payments are refunded.",
@@ -137,17 +143,26 @@ def refund_create(
             # As at the provider: a payment under a chargeback is not refunded (the dispute decides).
             raise Conflict(f"PaymentIntent {intent.id} is disputed; it cannot be refunded.", code="charge_disputed")
         # Money a lost dispute returned cannot be refunded again.
-        left = intent.amount_received - intent.amount_refunded - sum(lost for _, lost in disputes)
+        left = payment_refundable(intent)
         if left <= 0:
             why = "refunded in full" if not any(lost for _, lost in disputes) else "refunded or lost in a dispute"
             raise Conflict(f"PaymentIntent {intent.id} is {why}.", code="charge_already_refunded")
         value = left if amount is None else amount
+        if amount is None and locked_invoice is not None and credit_note is None:
+            value = min(value, invoice_giveback_left(locked_invoice))
+            if value <= 0:
+                raise Conflict(
+                    f"Invoice {locked_invoice.id} has nothing left to give back.", code="charge_already_refunded"
+                )
         if value > left:
             raise InvalidRequest(
                 f"amount is more than the {left} left to refund on {intent.id}.",
                 param="amount",
                 code="amount_too_large",
             )
+        if locked_invoice is not None and credit_note is None:
+            # A credit note's refund part was checked against the invoice with the note.
+            giveback_check(invoice=locked_invoice, amount=value, param="amount")
         PaymentIntent.objects.filter(pk=intent.pk).update(amount_refunded=F("amount_refunded") + value, updated_at=now)
         refund = Refund(
             payment_intent=intent,
@@ -181,6 +196,7 @@ def refund_send(*, refund_id: str, now: datetime) -> Refund:
             amount=refund.amount,
             reason=refund.reason,
             idempotency_key=refund.idempotency_key,
+            currency=refund.currency,
         )
     except ProcessorError as exc:
         return _settle(refund, now=now, error=error_data(exc))

@@ -97,6 +97,20 @@ def ledger_invoice(
         finalized_at=None if status == Invoice.Status.DRAFT else now,
         paid_at=now if status == Invoice.Status.PAID else None,
     )
+    if paid:
+        # Paid by a provider payment, as the books must say (`billing_audit`: amount_paid is explained).
+        from payments.models import PaymentIntent
+
+        PaymentIntent.objects.create(
+            customer=customer,
+            invoice=invoice,
+            amount=paid,
+            currency=currency,
+            status=PaymentIntent.Status.SUCCEEDED,
+            amount_received=paid,
+            provider="sandbox",
+            succeeded_at=now,
+        )
     for position, spec in enumerate(specs, start=1):
         InvoiceLine.objects.create(
             invoice=invoice,

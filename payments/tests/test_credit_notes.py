@@ -334,7 +334,9 @@ def test_a_refund_beyond_what_was_received_refuses_the_whole_credit_note(charged
     # 700 of the invoice is left to credit, but only 200 of the payment is left to refund.
     with pytest.raises(InvalidRequest) as error:
         issue(invoice, amount=700, refund_amount=300, credit_amount=400)
-    assert (error.value.param, error.value.code) == ("amount", "amount_too_large")
+    # 800 of the 1000 paid was given back already: the one give-back rule refuses the note first.
+    assert (error.value.param, error.value.code) == ("refund_amount", "amount_exceeds_paid")
+
     assert CreditNote.objects.count() == 1 and balance_get(invoice.customer, "usd") == 0
     invoice.refresh_from_db()
     assert invoice.credited == 300

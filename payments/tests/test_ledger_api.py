@@ -214,7 +214,9 @@ def test_issue_read_list_and_void_credit_notes(api):
         250,
         250,
     )
-    assert body["lines"] == [{"invoice_line": line.id, "description": "Line 1", "quantity": None, "amount": 250}]
+    assert body["lines"] == [
+        {"invoice_line": line.id, "description": "Line 1", "quantity": None, "amount": 250, "taxes": []}
+    ]
     assert (body["reason"], body["memo"], body["voided_at"]) == ("order_change", None, None)
     invoice.refresh_from_db()
     assert (invoice.amount_due, invoice.amount_remaining, invoice.credited) == (750, 750, 250)

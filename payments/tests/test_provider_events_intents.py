@@ -305,3 +305,26 @@ def test_a_webhook_success_racing_the_resolver_applies_the_payment_once(settings
         assert not BalanceTransaction.objects.filter(customer=customer).exists()  # applied, not credited
     assert charges_asked(http) == 5  # one charge per invoice: settling only ever read Stripe
     assert audit_all() == []
+
+
+# --- Stripe's currency units (issue 10, item 8) -----------------------------------------------------
+
+
+def test_a_webhook_amount_in_stripes_units_settles_our_isk_payment(http):
+    """ISK: 0 decimals for us (ISO), two for Stripe: our 2000 krona are Stripe's 200000."""
+    customer = stripe_customer()
+    stripe_method(customer)
+    customer.currency = "isk"
+    customer.save(update_fields=["currency"])
+    invoice = open_invoice(customer, amount=2000, currency="isk")
+    intent = charge(invoice, http, None)
+    sent = [s for s in http.sent if (s.method, s.path) == ("POST", "/v1/payment_intents")][-1]
+    assert sent.params["amount"] == "200000"
+    obj = pi_object(intent, "succeeded", amount=200000, amount_received=200000, currency="isk")
+    row = deliver("payment_intent.succeeded", obj, event_id="evt_isk", created=T)
+    assert row.status == "processed", row.result
+    intent.refresh_from_db()
+    invoice.refresh_from_db()
+    assert (intent.status, intent.amount_received) == (S.SUCCEEDED, 2000)
+    assert (invoice.status, invoice.amount_paid) == ("paid", 2000)
+    assert audit_all() == []

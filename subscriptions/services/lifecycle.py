@@ -93,6 +93,20 @@ def _first_period(anchor: datetime, unit: str, amount: int, start: datetime) -> 
     return Period(start, full.end), remaining_fraction(full, start)
 
 
+def _check_customer_currency(customer: Customer, specs: list[ItemSpec]) -> None:
+    """A customer billed in one currency (its `currency`, once set) is never sold a price in another."""
+    if not customer.currency:
+        return
+    for index, spec in enumerate(specs):
+        if spec.price.currency != customer.currency:
+            raise InvalidRequest(
+                f"Customer {customer.id} is billed in {customer.currency.upper()}; {spec.price.id} is in "
+                f"{spec.price.currency.upper()}.",
+                param=f"items[{index}].price",
+                code="currency_mismatch",
+            )
+
+
 def _validate_items(
     specs: list[ItemSpec],
     *,
@@ -188,6 +202,7 @@ def subscription_create(
         locked = lock_customer(customer.pk)
         if locked.status == Customer.Status.DELETED:
             raise InvalidRequest(f"Customer {customer.id} is deleted.", param="customer", code="customer_deleted")
+        _check_customer_currency(locked, items)
         coupon_periods = _redeem_coupon(coupon, currency=first.currency, now=now) if coupon else None
         if trial_end is not None:
             period, fraction = Period(start, trial_end), None
@@ -260,7 +275,8 @@ def subscription_end(
         sub, now=now, ended=ended, advance=None, reason=Reason.SUBSCRIPTION_CANCEL, usage_until=at, ctx=ctx
     )
     if prorate and sub.status != Status.TRIALING and period.start <= at < period.end:
-        old = [_proration_item(i) for i in ctx.live_items(sub) if i.price.meter_id is None]
+        licensed = [i for i in ctx.live_items(sub) if i.price.meter_id is None]
+        old = [_proration_item(i, _charged(licensed, at)) for i in licensed]
         for line in proration_lines(old, [], _billing_cycle(sub, period), at):
             draft.lines.append(_proration_draft_line(line))
         draft = subscription_draft_finish(draft_reset_totals(draft), sub, ctx=ctx)
@@ -324,13 +340,33 @@ def subscription_reactivate(*, subscription: Subscription, now: datetime) -> Sub
     return sub
 
 
-def _proration_item(item: SubscriptionItem) -> ProrationItem:
+def _charged(items: list[SubscriptionItem], at: datetime) -> dict[str, tuple[int, Period]]:
+    """What each licensed item's line covering `at` charged (amount less its discount), with its period:
+    the base of an unused-time credit. Void invoices charged nothing."""
+    rows = (
+        InvoiceLine.objects.filter(
+            subscription_item_id__in=[i.pk for i in items],
+            kind=InvoiceLine.Kind.FIXED,
+            period_start__lte=at,
+            period_end__gt=at,
+        )
+        .exclude(invoice__status=Invoice.Status.VOID)
+        .order_by("pk")
+        .values_list("subscription_item_id", "amount", "discount_amount", "period_start", "period_end")
+    )
+    return {item_id: (amount - discount, Period(start, end)) for item_id, amount, discount, start, end in rows}
+
+
+def _proration_item(item: SubscriptionItem, charged: dict[str, tuple[int, Period]] | None = None) -> ProrationItem:
     quantity = item.quantity if item.quantity is not None else Decimal(1)
+    paid = (charged or {}).get(item.pk)
     return ProrationItem(
         price_id=item.price_id,
         description=item.price.name,
         full_amount=quote(item.price.engine_amount, quantity).amount,
         quantity=quantity,
+        charged=paid[0] if paid else None,
+        charged_period=paid[1] if paid else None,
     )
 
 
@@ -368,11 +404,13 @@ def subscription_change(
             amount=sub.interval_amount,
             kept=frozenset(i.price_id for i in current),
         )
+        _check_customer_currency(sub.customer, items)
         period = _period_of(sub)
         at = min(max(now, period.start), period.end)
         by_price = {i.price_id: i for i in current}
         wanted = {spec.price.id: spec for spec in items}
-        old_licensed = [_proration_item(i) for i in current if i.price.meter_id is None]
+        licensed = [i for i in current if i.price.meter_id is None]
+        old_licensed = [_proration_item(i, _charged(licensed, at)) for i in licensed]
         for item in current:
             spec = wanted.get(item.price_id)
             if spec is None or _quantity(spec) != item.quantity:

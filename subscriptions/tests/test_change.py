@@ -246,3 +246,67 @@ def test_an_archived_price_already_on_the_subscription_can_stay_but_not_be_added
     with pytest.raises(InvalidRequest) as exc:
         change(other, (seats, None), (legacy, None))
     assert exc.value.param == "items[1].price" and exc.value.code == "price_inactive"
+
+
+# --- Proration from what was actually charged (issue 10, item 5) -----------------------------------
+
+
+def test_unused_time_of_a_discounted_period_credits_what_it_paid_not_the_list_price():
+    from catalog.models import Coupon
+    from catalog.tests.factories import CouponFactory
+
+    half = CouponFactory(percent_off=Decimal("50"), duration=Coupon.Duration.FOREVER)
+    plan = fixed_price("2900")
+    sub, first = subscribe(None, plan, coupon=half)
+    assert first.total == 1450
+    # Canceled at the first second: the whole period is unused, and it paid 1450 (not 2900).
+    _, invoice = subscription_cancel(subscription=sub, at_period_end=False, prorate=True, now=T0)
+    assert kinds(invoice) == [("proration", -1450)]
+    # Half way through a period: half of what was paid.
+    sub, _ = subscribe(None, plan, coupon=half)
+    _, invoice = subscription_cancel(subscription=sub, at_period_end=False, prorate=True, now=MID)
+    assert kinds(invoice) == [("proration", -725)]
+    # A change half way: the credit is half of the 1450 paid (the charge for the new price is unchanged).
+    sub, _ = subscribe(None, plan, coupon=half)
+    _, invoice = change(sub, (fixed_price("5800"), None), behavior="always_invoice")
+    assert kinds(invoice) == [("proration", -725), ("proration", 2900)]
+
+
+def test_a_once_coupon_period_then_a_full_price_period():
+    from catalog.models import Coupon
+    from catalog.tests.factories import CouponFactory
+
+    once = CouponFactory(percent_off=Decimal("50"), duration=Coupon.Duration.ONCE)
+    plan = fixed_price("2800")
+    sub, first = subscribe(None, plan, coupon=once)
+    assert first.total == 1400
+    renew_subscriptions_job(now=FEB28)  # the second period is billed at full price
+    sub.refresh_from_db()
+    _, invoice = subscription_cancel(subscription=sub, at_period_end=False, prorate=True, now=FEB28)
+    assert kinds(invoice)[-1] == ("proration", -2800)
+
+
+# --- The customer's currency (issue 10, item 8) -----------------------------------------------------
+
+
+def test_a_customer_billed_in_jpy_is_never_given_a_usd_subscription():
+    customer = CustomerFactory(currency="jpy")
+    with pytest.raises(InvalidRequest) as error:
+        subscribe(customer, fixed_price("1000", currency="usd"))
+    assert (error.value.code, error.value.param) == ("currency_mismatch", "items[0].price")
+    assert not customer.subscriptions.exists()
+    sub, _ = subscribe(customer, fixed_price("1000", currency="jpy"))
+    with pytest.raises(InvalidRequest) as error:
+        change(sub, (fixed_price("2000", currency="usd"), None))
+    assert error.value.code == "currency_mismatch"
+
+
+def test_the_currency_mismatch_through_the_api(api):
+    customer = CustomerFactory(currency="jpy")
+    price = fixed_price("1000", currency="usd")
+    response = api.post(
+        "/api/v1/subscriptions", {"customer": customer.id, "items": [{"price": price.id}]}, format="json"
+    )
+    assert response.status_code == 400
+    body = response.json()["error"]
+    assert (body["code"], body["param"]) == ("currency_mismatch", "items[0].price")

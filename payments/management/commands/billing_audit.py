@@ -11,7 +11,10 @@ class Command(BaseCommand):
         "chain, no credit grant burned beyond its amount, open and paid invoices add up, credit notes never "
         "exceed invoice totals, refunds and lost disputes never exceed what was received, provider money for an "
         "invoice is applied or credited, a credit note's refund part is accounted for, disputes fit their "
-        "payments. Prints every problem; exits 1 if any."
+        "payments, credits + balance + provider money applied make each invoice's amount_paid, nothing is given "
+        "back beyond what was paid, no open invoice waits on a stuck payment, no payment is in flight on a paid "
+        "or void invoice, and every credit note credits the tax of what it credits. Prints every problem; exits "
+        "1 if any."
     )
 
     def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
