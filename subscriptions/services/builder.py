@@ -21,7 +21,7 @@ from django.db.models import F
 
 from billing_site.money import decimal_to_str, round_fraction
 from catalog.models import Coupon
-from catalog.pricing import FixedAmount, quote
+from catalog.pricing import FixedAmount, PercentageAmount, quote, quote_events
 from customers.models import Customer
 from invoicing.drafts import Draft, DraftLine, DraftWatermark, describe_period, draft_finish
 from invoicing.models import Invoice, InvoiceLine
@@ -40,6 +40,19 @@ CHANGE_MARGIN = timedelta(days=1)
 def _unit_amount(item: SubscriptionItem) -> Decimal | None:
     engine = item.price.engine_amount
     return engine.unit if isinstance(engine, FixedAmount) else None
+
+
+def usage_amount(
+    item: SubscriptionItem, customer: Customer, window: Period, value: Decimal, *, ctx: BillingContext
+) -> int:
+    """What `value` of the item's meter over `window` costs on the item's price. Every model is priced
+    from the window's aggregate, except a percentage price that charges per event (a fixed fee, per-event
+    bounds, free events): its events' values are read, in order, and priced one by one (`quote_events`)."""
+    amount = item.price.engine_amount
+    if isinstance(amount, PercentageAmount) and amount.needs_events:
+        values = ctx.event_values(item.price.meter, customer, window.start, window.end)
+        return quote_events(amount, values).amount
+    return quote(amount, value).amount
 
 
 # --- Lines ----------------------------------------------------------------------------------------
@@ -84,7 +97,7 @@ def metered_line(
     if end <= window.start:
         return None
     usage = ctx.usage(item.price.meter, customer, window.start, end)
-    amount = quote(item.price.engine_amount, usage.value).amount
+    amount = usage_amount(item, customer, Period(window.start, end), usage.value, ctx=ctx)
     return DraftLine(
         kind=Kind.USAGE,
         description=f"{item.price.name} — {decimal_to_str(usage.value)} {item.price.meter.name}",
@@ -130,7 +143,7 @@ def late_usage_lines(
         usage = ctx.usage(wm.meter, subscription.customer, window.start, window.end)
         if usage.value == wm.value and usage.event_count == wm.event_count:
             continue
-        amount = quote(item.price.engine_amount, usage.value).amount
+        amount = usage_amount(item, subscription.customer, window, usage.value, ctx=ctx)
         delta = amount - wm.amount_billed
         watermark = DraftWatermark(
             period=period, value=usage.value, event_count=usage.event_count, amount_billed=amount, supersedes=wm

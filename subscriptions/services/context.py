@@ -12,12 +12,19 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from customers.models import Customer
 from invoicing.models import PendingInvoiceItem, UsageWatermark
 from invoicing.selectors import TaxRateCache
 from metering.models import Meter
-from metering.selectors import UsageValue, usage_aggregate, usage_aggregate_many, usage_changed_hours
+from metering.selectors import (
+    UsageValue,
+    usage_aggregate,
+    usage_aggregate_many,
+    usage_changed_hours,
+    usage_event_values,
+)
 from subscriptions.models import Subscription, SubscriptionItem
 
 UsageKey = tuple[str, str, datetime, datetime]  # meter, customer, start, end
@@ -31,6 +38,7 @@ class BillingContext:
         self._watermarks: dict[str, list[UsageWatermark]] = {}
         self.taxes = TaxRateCache()
         self._usage: dict[UsageKey, UsageValue] = {}
+        self._values: dict[UsageKey, list[Decimal]] = {}
         self._changed: dict[tuple[str, str], dict[datetime, datetime]] | None = None
         self._changed_since: datetime | None = None
         self.consumed_pending: set[str] = set()
@@ -112,6 +120,13 @@ class BillingContext:
         if key not in self._usage:
             self._usage[key] = usage_aggregate(meter=meter, customer=customer, start=start, end=end)
         return self._usage[key]
+
+    def event_values(self, meter: Meter, customer: Customer, start: datetime, end: datetime) -> list[Decimal]:
+        """Each event's value in order, for the per-event pricing model only (see builder.usage_amount)."""
+        key = (meter.id, customer.id, start, end)
+        if key not in self._values:
+            self._values[key] = usage_event_values(meter=meter, customer_id=customer.id, start=start, end=end)
+        return self._values[key]
 
     # --- late usage -------------------------------------------------------------------------------
 
