@@ -43,6 +43,12 @@ class Subscription(TimestampedModel):
     interval_amount = models.PositiveSmallIntegerField()
     start_date = models.DateTimeField()
     billing_cycle_anchor = models.DateTimeField()
+    timezone = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The customer's IANA time zone when the subscription started: its periods follow that "
+        "zone's calendar (stored in UTC). Blank: UTC.",
+    )
     current_period_start = models.DateTimeField()
     current_period_end = models.DateTimeField()
     trial_start = models.DateTimeField(null=True, blank=True)

@@ -71,8 +71,14 @@ def _period_of(sub: Subscription) -> Period:
     return Period(sub.current_period_start, sub.current_period_end)
 
 
+def zone_of(sub: Subscription) -> str:
+    """The calendar the subscription's periods follow (the customer's zone when it started)."""
+    return sub.timezone or "UTC"
+
+
 def _next_period(sub: Subscription, period: Period) -> Period:
-    return periods.next_period(sub.billing_cycle_anchor, sub.interval_unit, sub.interval_amount, period)
+    anchor, unit, amount = sub.billing_cycle_anchor, sub.interval_unit, sub.interval_amount
+    return periods.next_period(anchor, unit, amount, period, tz=zone_of(sub))
 
 
 def _billing_cycle(sub: Subscription, period: Period) -> Period:
@@ -80,14 +86,18 @@ def _billing_cycle(sub: Subscription, period: Period) -> Period:
     anchor boundaries), which was billed as a fraction of the cycle it ends. Prorating against the cycle
     keeps credits and charges at the price's rate per second; prorating against the short period would
     credit a full period's price for part of it."""
-    return periods.period_containing(sub.billing_cycle_anchor, sub.interval_unit, sub.interval_amount, period.start)
+    return periods.period_containing(
+        sub.billing_cycle_anchor, sub.interval_unit, sub.interval_amount, period.start, tz=zone_of(sub)
+    )
 
 
-def _first_period(anchor: datetime, unit: str, amount: int, start: datetime) -> tuple[Period, Fraction | None]:
+def _first_period(
+    anchor: datetime, unit: str, amount: int, start: datetime, tz: str = "UTC"
+) -> tuple[Period, Fraction | None]:
     """The first billed period from `start` to the next anchor boundary, and the fraction of a full
     period it is (None when `start` is itself a boundary): a start between two boundaries bills a
     partial first period, prorated by the second."""
-    full = periods.period_containing(anchor, unit, amount, start)
+    full = periods.period_containing(anchor, unit, amount, start, tz=tz)
     if full.start == start:
         return full, None
     return Period(start, full.end), remaining_fraction(full, start)
@@ -183,17 +193,27 @@ def subscription_create(
         raise InvalidRequest("trial_end must be after the start.", param="trial_end")
     if collection_method == Subscription.CollectionMethod.SEND_INVOICE and days_until_due is None:
         days_until_due = settings.INVOICE_DAYS_UNTIL_DUE
-    anchor = billing_cycle_anchor or trial_end or start
     with transaction.atomic():
         locked = lock_customer(customer.pk)
         if locked.status == Customer.Status.DELETED:
             raise InvalidRequest(f"Customer {customer.id} is deleted.", param="customer", code="customer_deleted")
+        zone = locked.timezone or "UTC"
+        anchor = billing_cycle_anchor or trial_end or start
+        # A customer with a time zone has calendar periods: they start at local midnight of the anchor day
+        # (an explicit anchor is the operator's own instant and is kept).
+        calendar = bool(locked.timezone) and billing_cycle_anchor is None
+        if calendar:
+            anchor = periods.start_of_local_day(anchor, zone)
         coupon_periods = _redeem_coupon(coupon, currency=first.currency, now=now) if coupon else None
         if trial_end is not None:
             period, fraction = Period(start, trial_end), None
             status = Status.TRIALING
+        elif calendar:
+            # The first period is the whole local day's period: the day it starts on is billed as a day.
+            period, fraction = _first_period(anchor, first.duration_unit, first.duration_amount, anchor, zone)
+            status = Status.ACTIVE
         else:
-            period, fraction = _first_period(anchor, first.duration_unit, first.duration_amount, start)
+            period, fraction = _first_period(anchor, first.duration_unit, first.duration_amount, start, zone)
             status = Status.ACTIVE
         sub = Subscription.objects.create(
             customer=locked,
@@ -203,6 +223,7 @@ def subscription_create(
             interval_amount=first.duration_amount,
             start_date=start,
             billing_cycle_anchor=anchor,
+            timezone=locked.timezone,
             current_period_start=period.start,
             current_period_end=period.end,
             trial_start=start if trial_end else None,

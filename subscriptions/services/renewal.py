@@ -42,7 +42,7 @@ from subscriptions.services.builder import (
     subscription_draft_finish,
 )
 from subscriptions.services.context import BillingContext
-from subscriptions.services.lifecycle import _first_period, _next_period, _period_of, subscription_end
+from subscriptions.services.lifecycle import _first_period, _next_period, _period_of, subscription_end, zone_of
 from subscriptions.services.status import LIVE, Status, subscription_event_emit, subscription_status_change
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,9 @@ def plan_step(sub: Subscription, *, now: datetime, ctx: BillingContext) -> Step:
             ends=True,
         )
     if sub.status == Status.TRIALING:
-        first, fraction = _first_period(sub.billing_cycle_anchor, sub.interval_unit, sub.interval_amount, at)
+        first, fraction = _first_period(
+            sub.billing_cycle_anchor, sub.interval_unit, sub.interval_amount, at, zone_of(sub)
+        )
         draft = draft_for_cycle(
             sub,
             now=now,
