@@ -178,6 +178,7 @@ class InvoiceLine(models.Model):
         PRORATION = "proration"
         DISCOUNT = "discount"
         INVOICE_ITEM = "invoice_item"  # a one-off item added by the operator (POST /invoice-items)
+        MINIMUM = "minimum"  # the true-up of a minimum spend the period's lines fell short of
 
     id = PublicIdField("il")
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")

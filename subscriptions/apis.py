@@ -42,7 +42,7 @@ def _item_specs(items: list[dict[str, Any]]) -> list[ItemSpec]:
             raise InvalidRequest(
                 f"No such price: {item['price']}", param=f"items[{index}].price", code="resource_missing"
             )
-        specs.append(ItemSpec(price=price, quantity=item.get("quantity")))
+        specs.append(ItemSpec(price=price, quantity=item.get("quantity"), minimum_amount=item.get("minimum_amount")))
     return specs
 
 
@@ -83,6 +83,7 @@ class SubscriptionListCreateApi(ApiView):
             collection_method=data.get("collection_method", "charge_automatically"),
             days_until_due=data.get("days_until_due"),
             coupon=coupon,
+            minimum_amount=data.get("minimum_amount"),
             metadata={k: v for k, v in data.get("metadata", {}).items() if v},
         )
         body = SubscriptionOutput(sub).data

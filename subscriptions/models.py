@@ -64,6 +64,9 @@ class Subscription(TimestampedModel):
     coupon = models.ForeignKey(Coupon, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     # How many more invoices the coupon discounts: 1 for "once", N for "repeating", NULL for "forever".
     coupon_periods_remaining = models.PositiveIntegerField(null=True, blank=True)
+    # Minimum spend of the whole subscription per period, minor units of `currency` (catalog.minimums):
+    # a period whose lines add up to less is billed a true-up line, prorated for a partial period.
+    minimum_amount = models.BigIntegerField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
 
     class Meta:
@@ -77,6 +80,9 @@ class Subscription(TimestampedModel):
             models.CheckConstraint(
                 condition=~Q(collection_method="send_invoice") | Q(days_until_due__isnull=False),
                 name="subscription_send_invoice_has_terms",
+            ),
+            models.CheckConstraint(
+                condition=Q(minimum_amount__isnull=True) | Q(minimum_amount__gt=0), name="subscription_minimum_positive"
             ),
         ]
         indexes = [
@@ -104,9 +110,15 @@ class SubscriptionItem(TimestampedModel):
     # of its own part of the period. Removed items stay, since lines and watermarks refer to them.
     added_at = models.DateTimeField()
     removed_at = models.DateTimeField(null=True, blank=True)
+    # This item's minimum spend per period (minor units), prorated by the part of the period it served.
+    minimum_amount = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
+            models.CheckConstraint(
+                condition=Q(minimum_amount__isnull=True) | Q(minimum_amount__gt=0),
+                name="subscription_item_minimum_positive",
+            ),
             models.UniqueConstraint(
                 fields=["subscription", "price"],
                 condition=Q(removed_at__isnull=True),

@@ -20,12 +20,14 @@ from django.conf import settings
 from django.db.models import F
 
 from billing_site.money import decimal_to_str, round_fraction
+from catalog.minimums import minimum_true_up
 from catalog.models import Coupon
 from catalog.pricing import FixedAmount, PercentageAmount, quote, quote_events
 from customers.models import Customer
 from invoicing.drafts import Draft, DraftLine, DraftWatermark, describe_period, draft_finish
 from invoicing.models import Invoice, InvoiceLine
 from invoicing.writer import InvoiceWriter
+from subscriptions import periods
 from subscriptions.models import Subscription, SubscriptionItem
 from subscriptions.periods import Period
 from subscriptions.services.context import BillingContext
@@ -40,6 +42,18 @@ CHANGE_MARGIN = timedelta(days=1)
 def _unit_amount(item: SubscriptionItem) -> Decimal | None:
     engine = item.price.engine_amount
     return engine.unit if isinstance(engine, FixedAmount) else None
+
+
+def zone_of(sub: Subscription) -> str:
+    """The calendar the subscription's periods follow (the customer's zone when it started)."""
+    return sub.timezone or "UTC"
+
+
+def billing_cycle(sub: Subscription, period: Period) -> Period:
+    """The whole cycle `period` belongs to: itself, except for a partial first period (a start between two
+    anchor boundaries), which was billed as a fraction of the cycle it ends."""
+    anchor, unit, amount = sub.billing_cycle_anchor, sub.interval_unit, sub.interval_amount
+    return periods.period_containing(anchor, unit, amount, period.start, tz=zone_of(sub))
 
 
 def usage_amount(
@@ -168,6 +182,67 @@ def late_usage_lines(
     return lines
 
 
+def minimum_lines(
+    sub: Subscription, period: Period, lines: list[DraftLine], *, ctx: BillingContext, until: datetime | None = None
+) -> list[DraftLine]:
+    """True-ups of the minimum spends (`catalog.minimums`) for `period`, billed when it ends (in arrears,
+    with its usage): each item with a minimum, then the subscription's.
+
+    What an item spent: a metered item its usage line of `lines`; a licensed item its price for the part of
+    the period it served. A minimum is prorated by the share of the whole cycle served: the item's window
+    (a change mid-period), the part of a partial first period, or up to `until` (an end mid-period)."""
+    items = ctx.items(sub)
+    if sub.minimum_amount is None and all(item.minimum_amount is None for item in items):
+        return []
+    end = min(period.end, until) if until is not None else period.end
+    if end <= period.start:
+        return []
+    served = Period(period.start, end)
+    cycle_seconds = billing_cycle(sub, period).seconds
+    usage = {line.subscription_item_id: line.amount for line in lines if line.kind == Kind.USAGE}
+    true_ups: list[DraftLine] = []
+    spent_total = 0
+    for item in items:
+        window = item_usage_window(item, served)
+        if window is None:
+            continue
+        share = Fraction(window.seconds, cycle_seconds)
+        if item.price.meter_id is not None:
+            spent = max(usage.get(item.id, 0), 0)
+        else:
+            quantity = item.quantity if item.quantity is not None else Decimal(1)
+            spent = round_fraction(quote(item.price.engine_amount, quantity).amount * share)
+        spent_total += spent
+        if item.minimum_amount is None:
+            continue
+        true_up = minimum_true_up(minimum=item.minimum_amount, spent=spent, fraction=min(share, Fraction(1)))
+        spent_total += true_up.amount
+        if true_up.owed:
+            true_ups.append(
+                DraftLine(
+                    kind=Kind.MINIMUM,
+                    description=f"Minimum spend: {item.price.name} (minimum {true_up.minimum}, spent {spent})",
+                    amount=true_up.amount,
+                    price_id=item.price_id,
+                    subscription_item_id=item.id,
+                    period=window,
+                )
+            )
+    if sub.minimum_amount is not None:
+        share = min(Fraction(served.seconds, cycle_seconds), Fraction(1))
+        true_up = minimum_true_up(minimum=sub.minimum_amount, spent=spent_total, fraction=share)
+        if true_up.owed:
+            true_ups.append(
+                DraftLine(
+                    kind=Kind.MINIMUM,
+                    description=f"Minimum spend (minimum {true_up.minimum}, spent {spent_total})",
+                    amount=true_up.amount,
+                    period=served,
+                )
+            )
+    return true_ups
+
+
 def pending_lines(subscription: Subscription, *, ctx: BillingContext) -> list[DraftLine]:
     return [
         DraftLine(
@@ -255,6 +330,7 @@ def draft_for_cycle(
                 line = metered_line(item, ended, sub.customer, until=usage_until, ctx=ctx)
                 if line is not None:
                     draft.lines.append(line)
+        draft.lines.extend(minimum_lines(sub, ended, draft.lines, ctx=ctx, until=usage_until))
     draft.lines.extend(pending_lines(sub, ctx=ctx))
     exclude = {ended.start} if ended is not None else set()
     draft.lines.extend(late_usage_lines(sub, now=now, exclude=exclude, ctx=ctx))

@@ -41,6 +41,7 @@ from subscriptions.services.builder import (
     draft_save,
     new_draft,
     subscription_draft_finish,
+    zone_of,
 )
 from subscriptions.services.context import BillingContext
 from subscriptions.services.status import LIVE, subscription_event_emit, subscription_status_change
@@ -56,6 +57,7 @@ __all__ = ["LIVE"]
 class ItemSpec:
     price: Price
     quantity: Decimal | None
+    minimum_amount: int | None = None  # the item's minimum spend per period, minor units
 
 
 # Items in the order they were given: ids are random within a millisecond, so they cannot break the tie
@@ -71,11 +73,6 @@ def _period_of(sub: Subscription) -> Period:
     return Period(sub.current_period_start, sub.current_period_end)
 
 
-def zone_of(sub: Subscription) -> str:
-    """The calendar the subscription's periods follow (the customer's zone when it started)."""
-    return sub.timezone or "UTC"
-
-
 def _next_period(sub: Subscription, period: Period) -> Period:
     anchor, unit, amount = sub.billing_cycle_anchor, sub.interval_unit, sub.interval_amount
     return periods.next_period(anchor, unit, amount, period, tz=zone_of(sub))
@@ -86,9 +83,7 @@ def _billing_cycle(sub: Subscription, period: Period) -> Period:
     anchor boundaries), which was billed as a fraction of the cycle it ends. Prorating against the cycle
     keeps credits and charges at the price's rate per second; prorating against the short period would
     credit a full period's price for part of it."""
-    return periods.period_containing(
-        sub.billing_cycle_anchor, sub.interval_unit, sub.interval_amount, period.start, tz=zone_of(sub)
-    )
+    return builder.billing_cycle(sub, period)
 
 
 def _first_period(
@@ -101,6 +96,15 @@ def _first_period(
     if full.start == start:
         return full, None
     return Period(start, full.end), remaining_fraction(full, start)
+
+
+def _check_minimum(value: object, param: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**63 - 1:
+        raise InvalidRequest(
+            "A minimum spend is a positive integer amount in minor units.", param=param, code="parameter_invalid"
+        )
 
 
 def _validate_items(
@@ -126,6 +130,7 @@ def _validate_items(
                 f"Price {price.id} is on the subscription twice.", param=f"{param}.price", code="duplicate_price"
             )
         seen.add(price.id)
+        _check_minimum(spec.minimum_amount, f"{param}.minimum_amount")
         if price.meter_id is not None and spec.quantity is not None:
             raise InvalidRequest(
                 "A metered price takes its quantity from usage; do not send one.",
@@ -180,11 +185,13 @@ def subscription_create(
     collection_method: str = Subscription.CollectionMethod.CHARGE_AUTOMATICALLY,
     days_until_due: int | None = None,
     coupon: Coupon | None = None,
+    minimum_amount: int | None = None,
     metadata: dict[str, str] | None = None,
 ) -> tuple[Subscription, Invoice | None]:
     """Start a subscription. Without a trial the first invoice (licensed items in advance) is issued at
     once; with one, the first period starts at trial end and the trial-end job issues it."""
     _validate_items(items, currency=None, unit=None, amount=None)
+    _check_minimum(minimum_amount, "minimum_amount")
     first = items[0].price
     start = start_date or now
     if start > now + timedelta(minutes=5):
@@ -232,11 +239,18 @@ def subscription_create(
             days_until_due=days_until_due,
             coupon=coupon,
             coupon_periods_remaining=coupon_periods,
+            minimum_amount=minimum_amount,
             metadata=metadata or {},
         )
         for spec in items:
             quantity = None if spec.price.meter_id else (spec.quantity if spec.quantity is not None else Decimal(1))
-            SubscriptionItem.objects.create(subscription=sub, price=spec.price, quantity=quantity, added_at=start)
+            SubscriptionItem.objects.create(
+                subscription=sub,
+                price=spec.price,
+                quantity=quantity,
+                added_at=start,
+                minimum_amount=spec.minimum_amount,
+            )
         subscription_event_emit(sub, "subscription.created", now=now)
         invoice = None
         if status == Status.ACTIVE:
@@ -396,13 +410,19 @@ def subscription_change(
         old_licensed = [_proration_item(i) for i in current if i.price.meter_id is None]
         for item in current:
             spec = wanted.get(item.price_id)
-            if spec is None or _quantity(spec) != item.quantity:
+            if spec is None or (_quantity(spec), spec.minimum_amount) != (item.quantity, item.minimum_amount):
                 SubscriptionItem.objects.filter(pk=item.pk).update(removed_at=at)
         for spec in items:
             item = by_price.get(spec.price.id)
             quantity = _quantity(spec)
-            if item is None or quantity != item.quantity:
-                SubscriptionItem.objects.create(subscription=sub, price=spec.price, quantity=quantity, added_at=at)
+            if item is None or (quantity, spec.minimum_amount) != (item.quantity, item.minimum_amount):
+                SubscriptionItem.objects.create(
+                    subscription=sub,
+                    price=spec.price,
+                    quantity=quantity,
+                    added_at=at,
+                    minimum_amount=spec.minimum_amount,
+                )
         new_licensed = [_proration_item(i) for i in live_items(sub) if i.price.meter_id is None]
         invoice = None
         billed_in_advance = sub.status != Status.TRIALING and period.start <= at < period.end
