@@ -191,3 +191,52 @@ class TierItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.lookup_key} x {self.quantity}"
+
+
+class PriceMigration(TimestampedModel):
+    """An operator's move of every subscription on `from_price` to `to_price` (one action), now (through
+    the change path, with prorations) or at each subscription's next renewal (`SubscriptionPriceMigration`
+    rows, applied by renewal at the boundary)."""
+
+    class When(models.TextChoices):
+        NEXT_RENEWAL = "next_renewal"
+        NOW = "now"
+
+    id = PublicIdField("pmig")
+    from_price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="+")
+    to_price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="+")
+    when = models.CharField(max_length=12, choices=When.choices)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(from_price=F("to_price")), name="price_migration_prices_differ"),
+        ]
+
+
+class SubscriptionPriceMigration(TimestampedModel):
+    """One subscription item moved by a price migration: `pending` until renewal applies it at
+    `effective_at` (its period's end), `applied` once its item moved, `skipped` when the item was gone by
+    then (changed or ended). At most one pending move per item, by constraint."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPLIED = "applied"
+        SKIPPED = "skipped"
+
+    migration = models.ForeignKey(PriceMigration, on_delete=models.CASCADE, related_name="entries")
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="price_migrations")
+    item = models.ForeignKey(SubscriptionItem, on_delete=models.CASCADE, related_name="+")
+    to_price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="+")
+    effective_at = models.DateTimeField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item"], condition=Q(status="pending"), name="subscription_price_migration_one_pending"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["subscription"], condition=Q(status="pending"), name="sub_price_migration_pending"),
+        ]

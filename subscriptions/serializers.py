@@ -52,6 +52,33 @@ class ChangeInput(InputSerializer):
     )
 
 
+class PriceMigrateInput(InputSerializer):
+    to_price = serializers.CharField(max_length=40)
+    when = serializers.ChoiceField(choices=["next_renewal", "now"], required=False, default="next_renewal")
+    dry_run = serializers.BooleanField(required=False, default=False)
+
+
+class PriceMigrationRowOutput(serializers.Serializer):
+    subscription = serializers.CharField()
+    item = serializers.CharField()
+    quantity = serializers.CharField(allow_null=True)
+    effective_at = serializers.DateTimeField()
+    status = serializers.ChoiceField(
+        choices=["would_migrate", "would_schedule", "migrated", "scheduled", "already_scheduled", "skipped", "failed"]
+    )
+    message = serializers.CharField(allow_null=True)
+
+
+class PriceMigrationOutput(serializers.Serializer):
+    object = serializers.CharField()
+    id = serializers.CharField(allow_null=True)
+    from_price = serializers.CharField()
+    to_price = serializers.CharField()
+    when = serializers.CharField()
+    dry_run = serializers.BooleanField()
+    subscriptions = PriceMigrationRowOutput(many=True)
+
+
 class SubscriptionItemOutput(serializers.Serializer):
     id = serializers.CharField()
     price = serializers.CharField(source="price_id")

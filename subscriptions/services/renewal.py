@@ -30,7 +30,7 @@ from billing_site.tasks import enqueue_each
 from customers.models import Customer
 from invoicing.drafts import Draft
 from subscriptions.locks import claim_subscriptions
-from subscriptions.models import Subscription
+from subscriptions.models import Subscription, SubscriptionItem, SubscriptionPriceMigration
 from subscriptions.services.builder import (
     CHANGE_MARGIN,
     Reason,
@@ -41,7 +41,7 @@ from subscriptions.services.builder import (
     new_draft,
     subscription_draft_finish,
 )
-from subscriptions.services.context import BillingContext
+from subscriptions.services.context import BillingContext, ItemMove
 from subscriptions.services.lifecycle import _first_period, _next_period, _period_of, subscription_end, zone_of
 from subscriptions.services.status import LIVE, Status, subscription_event_emit, subscription_status_change
 
@@ -56,6 +56,7 @@ class Step:
     draft: Draft | None = None
     status: str | None = None  # the status the step moves to, when it changes one
     ends: bool = False  # a pending cancellation takes effect: `subscription_end` applies it
+    moves: list[ItemMove] = field(default_factory=list)  # price migrations applied at this boundary
 
 
 def plan_step(sub: Subscription, *, now: datetime, ctx: BillingContext) -> Step:
@@ -75,6 +76,7 @@ def plan_step(sub: Subscription, *, now: datetime, ctx: BillingContext) -> Step:
             status=Status.CANCELED,
             ends=True,
         )
+    moves = ctx.move_items(sub, at=at)
     if sub.status == Status.TRIALING:
         first, fraction = _first_period(
             sub.billing_cycle_anchor, sub.interval_unit, sub.interval_amount, at, zone_of(sub)
@@ -94,6 +96,7 @@ def plan_step(sub: Subscription, *, now: datetime, ctx: BillingContext) -> Step:
             updates={"current_period_start": first.start, "current_period_end": first.end},
             draft=draft,
             status=Status.ACTIVE,
+            moves=moves,
         )
     following = _next_period(sub, ended)
     draft = draft_for_cycle(sub, now=now, ended=ended, advance=following, reason=Reason.SUBSCRIPTION_CYCLE, ctx=ctx)
@@ -102,7 +105,22 @@ def plan_step(sub: Subscription, *, now: datetime, ctx: BillingContext) -> Step:
         previous={"current_period_start": ended.start.isoformat()},
         updates={"current_period_start": following.start, "current_period_end": following.end},
         draft=draft,
+        moves=moves,
     )
+
+
+def moves_write(moves: list[ItemMove], *, now: datetime) -> None:
+    """Write the price migrations a renewal step applied in memory, before its invoice (whose lines refer
+    to the new items): the old item ends at the boundary, the new one is inserted, the move is marked."""
+    for move in moves:
+        status = SubscriptionPriceMigration.Status.SKIPPED
+        if move.new is not None and move.old is not None:
+            SubscriptionItem.objects.filter(pk=move.old.pk).update(removed_at=move.at)
+            move.new.save(force_insert=True)
+            status = SubscriptionPriceMigration.Status.APPLIED
+        SubscriptionPriceMigration.objects.filter(
+            pk=move.move.pk, status=SubscriptionPriceMigration.Status.PENDING
+        ).update(status=status, applied_at=now, updated_at=now)
 
 
 def renew_one(sub: Subscription, *, now: datetime, ctx: BillingContext, writer: SubscriptionInvoiceWriter) -> int:
@@ -115,6 +133,7 @@ def renew_one(sub: Subscription, *, now: datetime, ctx: BillingContext, writer: 
             issued += invoice is not None
             break
         step = plan_step(sub, now=now, ctx=ctx)
+        moves_write(step.moves, now=now)
         if step.draft is not None:
             writer.add_for(sub, step.draft)
             issued += 1
