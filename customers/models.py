@@ -40,6 +40,11 @@ class Customer(TimestampedModel):
     address_postal_code = models.CharField(max_length=64, blank=True)
     address_country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2, upper case.")
     tax_exempt = models.CharField(max_length=10, choices=TaxExempt.choices, default=TaxExempt.NONE)
+    invoice_consolidation = models.BooleanField(
+        default=False,
+        help_text="Bill the customer's subscriptions that renew together (same currency, collection method and "
+        "period) on one invoice.",
+    )
     timezone = models.CharField(
         max_length=64,
         blank=True,

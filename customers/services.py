@@ -21,6 +21,7 @@ from webhooks.services import event_emit, object_event_emit
 
 ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
 _UPDATABLE = ("name", "email", "currency", "tax_exempt", "provider", "timezone")
+_FLAGS = ("invoice_consolidation",)
 # The one provider that provider billing mode pushes usage to.
 BILLING_PROVIDER = "stripe"
 
@@ -52,6 +53,7 @@ def customer_snapshot(customer: Customer) -> dict[str, Any]:
         "address": customer.address,
         "tax_exempt": customer.tax_exempt,
         "timezone": customer.timezone or None,
+        "invoice_consolidation": customer.invoice_consolidation,
         "metadata": customer.metadata,
         "status": customer.status,
         "billing_mode": customer.billing_mode,
@@ -145,6 +147,7 @@ def customer_create(
     address: dict[str, str] | None = None,
     tax_exempt: str = Customer.TaxExempt.NONE,
     timezone: str = "",
+    invoice_consolidation: bool = False,
     metadata: dict[str, str | None] | None = None,
     billing_mode: str | None = None,
     provider_customer_id: str = "",
@@ -162,6 +165,7 @@ def customer_create(
         currency=currency,
         tax_exempt=tax_exempt,
         timezone=_check_timezone(timezone),
+        invoice_consolidation=bool(invoice_consolidation),
         metadata=metadata_clean(metadata or {}),
         provider=BILLING_PROVIDER if provider_customer_id else "",
         provider_customer_id=provider_customer_id,
@@ -214,6 +218,9 @@ def customer_update(
         before = customer_snapshot(locked)
         if "timezone" in changes:
             _check_timezone(changes["timezone"])
+        for field in _FLAGS:
+            if field in changes:
+                setattr(locked, field, bool(changes[field]))
         for field in _UPDATABLE:
             if field in changes:
                 setattr(locked, field, changes[field] or "")

@@ -190,6 +190,10 @@ class InvoiceLine(models.Model):
     subscription_item = models.ForeignKey(
         "subscriptions.SubscriptionItem", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # The subscription the line bills (a consolidated invoice bills several); null for one-off lines.
+    subscription = models.ForeignKey(
+        "subscriptions.Subscription", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     quantity = models.DecimalField(max_digits=38, decimal_places=12, null=True, blank=True)
     unit_amount = models.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, null=True, blank=True)
     amount = models.BigIntegerField()
@@ -292,3 +296,22 @@ class PendingInvoiceItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.description} {self.amount}"
+
+
+class InvoiceCycle(models.Model):
+    """The guard of a consolidated invoice: each further subscription it bills a cycle of, once per
+    (subscription, cycle_period_start), as `Invoice` guards its own subscription's cycle."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="cycles")
+    subscription = models.ForeignKey("subscriptions.Subscription", on_delete=models.PROTECT, related_name="+")
+    cycle_period_start = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "cycle_period_start"], name="invoice_cycle_one_per_subscription_period"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscription_id} @ {self.cycle_period_start:%Y-%m-%d} on {self.invoice_id}"

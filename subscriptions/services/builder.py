@@ -25,7 +25,7 @@ from catalog.models import Coupon
 from catalog.pricing import FixedAmount, PercentageAmount, quote, quote_events
 from customers.models import Customer
 from invoicing.drafts import Draft, DraftLine, DraftWatermark, describe_period, draft_finish
-from invoicing.models import Invoice, InvoiceLine
+from invoicing.models import Invoice, InvoiceCycle, InvoiceLine
 from invoicing.writer import InvoiceWriter
 from subscriptions import periods
 from subscriptions.models import Subscription, SubscriptionItem
@@ -337,6 +337,45 @@ def draft_for_cycle(
     return subscription_draft_finish(draft, sub, ctx=ctx)
 
 
+def consolidation_key(sub: Subscription, draft: Draft) -> tuple[Any, ...] | None:
+    """Cycle invoices of one customer that may share an invoice (the customer's setting): same currency,
+    collection method and terms, and the same period (aligned cycles). None: billed alone."""
+    if not sub.customer.invoice_consolidation or draft.billing_reason != Reason.SUBSCRIPTION_CYCLE:
+        return None
+    if draft.period is None or draft.cycle_period_start is None:
+        return None
+    period = (draft.period.start, draft.period.end)
+    return (sub.customer_id, draft.currency, draft.collection_method, draft.days_until_due, period)
+
+
+def drafts_merge(drafts: list[tuple[Subscription, Draft]]) -> Draft:
+    """One invoice of several subscriptions' finished cycle drafts: every line keeps its subscription (and
+    its own coupon's discount and its taxes), the totals add up. The first subscription is the invoice's
+    own (its cycle guard); the others are guarded by `InvoiceCycle` rows."""
+    first_sub, first = drafts[0]
+    lines: list[DraftLine] = []
+    for sub, draft in drafts:
+        for line in draft.lines:
+            line.subscription_id = sub.id
+            lines.append(line)
+    return Draft(
+        customer=first.customer,
+        currency=first.currency,
+        billing_reason=first.billing_reason,
+        subscription_id=first_sub.id,
+        collection_method=first.collection_method,
+        days_until_due=first.days_until_due,
+        cycle_period_start=first.cycle_period_start,
+        period=first.period,
+        lines=lines,
+        subtotal=sum(d.subtotal for _, d in drafts),
+        discount=sum(d.discount for _, d in drafts),
+        tax=sum(d.tax for _, d in drafts),
+        total=sum(d.total for _, d in drafts),
+        tax_note=first.tax_note,
+    )
+
+
 # --- Writing --------------------------------------------------------------------------------------
 
 
@@ -350,9 +389,27 @@ class SubscriptionInvoiceWriter(InvoiceWriter):
         self.ctx = ctx or BillingContext(now=now)
         self._coupons: Counter[str] = Counter()
         self._subs: dict[str, tuple[Subscription, set[str]]] = {}
+        self._cycles: list[InvoiceCycle] = []
+
+    def add_consolidated(self, drafts: list[tuple[Subscription, Draft]]) -> Invoice:
+        """Several subscriptions' cycle drafts on one invoice (`drafts_merge`)."""
+        if len(drafts) == 1:
+            return self.add_for(*drafts[0])
+        invoice = self.add(drafts_merge(drafts))
+        for sub, draft in drafts:
+            self._after_add(sub, draft)
+        for sub, draft in drafts[1:]:
+            self._cycles.append(
+                InvoiceCycle(invoice=invoice, subscription_id=sub.id, cycle_period_start=draft.cycle_period_start)
+            )
+        return invoice
 
     def add_for(self, sub: Subscription, draft: Draft, *, finalize: bool | None = None) -> Invoice:
         invoice = self.add(draft, finalize=finalize)
+        self._after_add(sub, draft)
+        return invoice
+
+    def _after_add(self, sub: Subscription, draft: Draft) -> None:
         items: dict[str, SubscriptionItem] | None = None
         for line in draft.lines:
             if line.pending_item_id is not None:
@@ -368,7 +425,6 @@ class SubscriptionInvoiceWriter(InvoiceWriter):
         if draft.coupon_applied and sub.coupon_periods_remaining is not None:
             self._coupons[sub.pk] += 1
             sub.coupon_periods_remaining -= 1
-        return invoice
 
     def update_subscription(self, sub: Subscription, **fields: Any) -> None:
         """Change a subscription in memory now and in the database at flush (one bulk UPDATE). The status
@@ -385,6 +441,8 @@ class SubscriptionInvoiceWriter(InvoiceWriter):
         entry[1].update(fields, {"updated_at"})
 
     def flush_related(self) -> None:
+        # The unique (subscription, cycle_period_start) refuses a consolidated invoice for a period billed.
+        InvoiceCycle.objects.bulk_create(self._cycles)
         for times in set(self._coupons.values()):
             ids = [pk for pk, n in self._coupons.items() if n == times]
             Subscription.objects.filter(pk__in=ids).update(

@@ -35,6 +35,7 @@ from subscriptions.services.builder import (
     CHANGE_MARGIN,
     Reason,
     SubscriptionInvoiceWriter,
+    consolidation_key,
     draft_for_cycle,
     item_usage_window,
     late_usage_lines,
@@ -123,9 +124,18 @@ def moves_write(moves: list[ItemMove], *, now: datetime) -> None:
         ).update(status=status, applied_at=now, updated_at=now)
 
 
-def renew_one(sub: Subscription, *, now: datetime, ctx: BillingContext, writer: SubscriptionInvoiceWriter) -> int:
+def renew_one(
+    sub: Subscription,
+    *,
+    now: datetime,
+    ctx: BillingContext,
+    writer: SubscriptionInvoiceWriter,
+    consolidate: dict[tuple[Any, ...], list[tuple[Subscription, Draft]]] | None = None,
+) -> int:
     """Bring one locked subscription up to `now` (one invoice per ended period, in order), collecting the
-    writes in `writer`. Returns the number of invoices it issued."""
+    writes in `writer`. Returns the number of invoices it issued. With `consolidate`, the cycle invoice of
+    the last step (the period renewal lands in, never a catch-up step) is set aside under its
+    `consolidation_key` for the batch to bill with its siblings."""
     issued = 0
     while sub.status in LIVE and sub.current_period_end <= now:
         if sub.cancel_at_period_end:
@@ -135,8 +145,13 @@ def renew_one(sub: Subscription, *, now: datetime, ctx: BillingContext, writer: 
         step = plan_step(sub, now=now, ctx=ctx)
         moves_write(step.moves, now=now)
         if step.draft is not None:
-            writer.add_for(sub, step.draft)
-            issued += 1
+            key = consolidation_key(sub, step.draft) if consolidate is not None else None
+            last = step.updates.get("current_period_end", now) > now
+            if key is not None and last and consolidate is not None:
+                consolidate.setdefault(key, []).append((sub, step.draft))
+            else:
+                writer.add_for(sub, step.draft)
+                issued += 1
         if step.status is not None:
             subscription_status_change(
                 subscription=sub,
@@ -170,9 +185,23 @@ def renew_batch(subs: list[Subscription], now: datetime) -> int:
                 wanted.append((item.price.meter, sub.customer_id, window.start, window.end))
     ctx.prefetch_usage(wanted)
     writer = SubscriptionInvoiceWriter(now=now, ctx=ctx)
-    issued = sum(renew_one(sub, now=now, ctx=ctx, writer=writer) for sub in subs)
+    consolidate: dict[tuple[Any, ...], list[tuple[Subscription, Draft]]] = {}
+    issued = sum(renew_one(sub, now=now, ctx=ctx, writer=writer, consolidate=consolidate) for sub in subs)
+    for group in consolidate.values():
+        writer.add_consolidated(sorted(group, key=lambda pair: pair[0].id))
+        issued += 1
     writer.flush()
     return issued
+
+
+def _claim_siblings(subs: list[Subscription], due: QuerySet[Subscription]) -> list[Subscription]:
+    """The due subscriptions of the batch's consolidating customers that another batch did not claim, so a
+    customer's aligned subscriptions are renewed (and invoiced) together."""
+    customers = {s.customer_id for s in subs if s.customer.invoice_consolidation}
+    if not customers:
+        return []
+    siblings = due.filter(customer_id__in=customers).exclude(pk__in=[s.pk for s in subs])
+    return claim_subscriptions(siblings, limit=settings.RENEWAL_BATCH_SIZE)
 
 
 def subscriptions_due(now: datetime) -> QuerySet[Subscription]:
@@ -201,6 +230,7 @@ def subscriptions_renew(*, now: datetime, ids: list[str] | None = None, limit: i
             )
             if not subs:
                 break
+            subs = subs + _claim_siblings(subs, due.exclude(pk__in=failed_ids))
             try:
                 with transaction.atomic():
                     invoices += renew_batch(subs, now)
