@@ -94,6 +94,7 @@ class Invoice(TimestampedModel):
         SUBSCRIPTION_CYCLE = "subscription_cycle"
         SUBSCRIPTION_UPDATE = "subscription_update"
         SUBSCRIPTION_CANCEL = "subscription_cancel"
+        SUBSCRIPTION_THRESHOLD = "subscription_threshold"  # progressive billing: a usage threshold crossed
         MANUAL = "manual"
 
     id = PublicIdField("in")
@@ -179,6 +180,7 @@ class InvoiceLine(models.Model):
         DISCOUNT = "discount"
         INVOICE_ITEM = "invoice_item"  # a one-off item added by the operator (POST /invoice-items)
         MINIMUM = "minimum"  # the true-up of a minimum spend the period's lines fell short of
+        PROGRESSIVE_CREDIT = "progressive_credit"  # usage of the period already billed at a threshold
 
     id = PublicIdField("il")
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")

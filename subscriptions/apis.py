@@ -87,6 +87,7 @@ class SubscriptionListCreateApi(ApiView):
             days_until_due=data.get("days_until_due"),
             coupon=coupon,
             minimum_amount=data.get("minimum_amount"),
+            progressive_billing_thresholds=data.get("progressive_billing_thresholds"),
             metadata={k: v for k, v in data.get("metadata", {}).items() if v},
         )
         body = SubscriptionOutput(sub).data

@@ -67,6 +67,9 @@ class Subscription(TimestampedModel):
     # Minimum spend of the whole subscription per period, minor units of `currency` (catalog.minimums):
     # a period whose lines add up to less is billed a true-up line, prorated for a partial period.
     minimum_amount = models.BigIntegerField(null=True, blank=True)
+    # Progressive billing: usage amounts (minor units, ascending) at which the period's usage so far is
+    # invoiced at once; the period's final invoice subtracts what was billed. Empty: off.
+    progressive_billing_thresholds = models.JSONField(default=list, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
 
     class Meta:
@@ -240,3 +243,25 @@ class SubscriptionPriceMigration(TimestampedModel):
         indexes = [
             models.Index(fields=["subscription"], condition=Q(status="pending"), name="sub_price_migration_pending"),
         ]
+
+
+class ProgressiveBilling(TimestampedModel):
+    """A threshold crossed in one period of a subscription, and the invoice it issued (several thresholds
+    crossed at once share one invoice). Once per (subscription, period, threshold), by constraint.
+    `amount` is what that invoice billed (the period's usage so far less what earlier ones billed)."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="progressive_billings")
+    period_start = models.DateTimeField()
+    threshold = models.BigIntegerField()
+    invoice = models.ForeignKey("invoicing.Invoice", on_delete=models.PROTECT, related_name="+")
+    amount = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "period_start", "threshold"], name="progressive_billing_once_per_threshold"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscription_id} {self.period_start:%Y-%m-%d} >= {self.threshold}"

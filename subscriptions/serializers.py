@@ -32,6 +32,9 @@ class SubscriptionCreateInput(InputSerializer):
     days_until_due = serializers.IntegerField(min_value=0, max_value=365, required=False)
     coupon = serializers.CharField(max_length=40, required=False, allow_null=True)
     minimum_amount = serializers.IntegerField(min_value=1, max_value=MAX_MINOR, required=False, allow_null=True)
+    progressive_billing_thresholds = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_MINOR), required=False, max_length=20
+    )
     metadata = MetadataField(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -107,6 +110,7 @@ class SubscriptionOutput(serializers.Serializer):
     days_until_due = serializers.IntegerField(allow_null=True)
     coupon = serializers.CharField(source="coupon_id", allow_null=True)
     minimum_amount = serializers.IntegerField(allow_null=True)
+    progressive_billing_thresholds = serializers.ListField(child=serializers.IntegerField())
     metadata = MetadataField()
     created_at = serializers.DateTimeField()
 
@@ -169,6 +173,7 @@ def subscription_data(sub: Subscription, items: list[SubscriptionItem] | None = 
         "days_until_due": sub.days_until_due,
         "coupon": sub.coupon_id,
         "minimum_amount": sub.minimum_amount,
+        "progressive_billing_thresholds": list(sub.progressive_billing_thresholds or []),
         "metadata": sub.metadata,
         "created_at": _time(sub.created_at),
     }

@@ -28,7 +28,7 @@ from invoicing.drafts import Draft, DraftLine, DraftWatermark, describe_period, 
 from invoicing.models import Invoice, InvoiceCycle, InvoiceLine
 from invoicing.writer import InvoiceWriter
 from subscriptions import periods
-from subscriptions.models import Subscription, SubscriptionItem
+from subscriptions.models import ProgressiveBilling, Subscription, SubscriptionItem
 from subscriptions.periods import Period
 from subscriptions.services.context import BillingContext
 
@@ -243,6 +243,16 @@ def minimum_lines(
     return true_ups
 
 
+def progressive_credit_line(already: int, period: Period) -> DraftLine:
+    """What threshold invoices already billed of `period`'s usage, taken off the next invoice of it."""
+    return DraftLine(
+        kind=Kind.PROGRESSIVE_CREDIT,
+        description=f"Usage already billed during {describe_period(period)}",
+        amount=-already,
+        period=period,
+    )
+
+
 def pending_lines(subscription: Subscription, *, ctx: BillingContext) -> list[DraftLine]:
     return [
         DraftLine(
@@ -331,6 +341,9 @@ def draft_for_cycle(
                 if line is not None:
                     draft.lines.append(line)
         draft.lines.extend(minimum_lines(sub, ended, draft.lines, ctx=ctx, until=usage_until))
+        already = ctx.progressive_billed(sub, ended.start) if sub.progressive_billing_thresholds else 0
+        if already:
+            draft.lines.append(progressive_credit_line(already, ended))
     draft.lines.extend(pending_lines(sub, ctx=ctx))
     exclude = {ended.start} if ended is not None else set()
     draft.lines.extend(late_usage_lines(sub, now=now, exclude=exclude, ctx=ctx))
@@ -390,6 +403,7 @@ class SubscriptionInvoiceWriter(InvoiceWriter):
         self._coupons: Counter[str] = Counter()
         self._subs: dict[str, tuple[Subscription, set[str]]] = {}
         self._cycles: list[InvoiceCycle] = []
+        self.progressive: list[ProgressiveBilling] = []
 
     def add_consolidated(self, drafts: list[tuple[Subscription, Draft]]) -> Invoice:
         """Several subscriptions' cycle drafts on one invoice (`drafts_merge`)."""
@@ -443,6 +457,8 @@ class SubscriptionInvoiceWriter(InvoiceWriter):
     def flush_related(self) -> None:
         # The unique (subscription, cycle_period_start) refuses a consolidated invoice for a period billed.
         InvoiceCycle.objects.bulk_create(self._cycles)
+        # Unique per (subscription, period, threshold): a crossing billed twice fails the whole batch.
+        ProgressiveBilling.objects.bulk_create(self.progressive)
         for times in set(self._coupons.values()):
             ids = [pk for pk, n in self._coupons.items() if n == times]
             Subscription.objects.filter(pk__in=ids).update(

@@ -26,7 +26,7 @@ from metering.selectors import (
     usage_changed_hours,
     usage_event_values,
 )
-from subscriptions.models import Subscription, SubscriptionItem, SubscriptionPriceMigration
+from subscriptions.models import ProgressiveBilling, Subscription, SubscriptionItem, SubscriptionPriceMigration
 
 UsageKey = tuple[str, str, datetime, datetime]  # meter, customer, start, end
 
@@ -52,6 +52,7 @@ class BillingContext:
         self._changed_since: datetime | None = None
         self.consumed_pending: set[str] = set()
         self._moves: dict[str, list[SubscriptionPriceMigration]] = {}
+        self._progressive: dict[str, list[ProgressiveBilling]] = {}
 
     # --- loading ----------------------------------------------------------------------------------
 
@@ -68,6 +69,7 @@ class BillingContext:
             self._pending[sub_id] = []
             self._watermarks[sub_id] = []
             self._moves[sub_id] = []
+            self._progressive[sub_id] = []
         items = (
             SubscriptionItem.objects.filter(subscription_id__in=ids)
             .select_related("price__meter")
@@ -82,6 +84,10 @@ class BillingContext:
         ).select_related("to_price__meter")
         for move in moves.order_by("effective_at", "id"):
             self._moves[move.subscription_id].append(move)
+        progressive = [s.id for s in subs if s.progressive_billing_thresholds]
+        if progressive:
+            for row in ProgressiveBilling.objects.filter(subscription_id__in=progressive).order_by("id"):
+                self._progressive[row.subscription_id].append(row)
         watermarks = UsageWatermark.objects.filter(subscription_item__subscription_id__in=ids, superseded=False)
         by_item = {item.id: item for items_ in self._items.values() for item in items_}
         for wm in watermarks.select_related("meter").order_by("period_start", "id"):
@@ -130,6 +136,16 @@ class BillingContext:
             items.append(new)
             result.append(ItemMove(move=move, old=old, new=new, at=at))
         return result
+
+    def progressive_billed(self, sub: Subscription, period_start: datetime) -> int:
+        """What threshold invoices of the period already billed (rows of one invoice share its amount)."""
+        self._ensure(sub)
+        by_invoice = {r.invoice_id: r.amount for r in self._progressive[sub.id] if r.period_start == period_start}
+        return sum(by_invoice.values())
+
+    def progressive_thresholds(self, sub: Subscription, period_start: datetime) -> set[int]:
+        self._ensure(sub)
+        return {r.threshold for r in self._progressive[sub.id] if r.period_start == period_start}
 
     def pending(self, sub: Subscription) -> list[PendingInvoiceItem]:
         self._ensure(sub)

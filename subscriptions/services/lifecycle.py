@@ -34,7 +34,7 @@ from subscriptions.locks import lock_subscription
 from subscriptions.models import Subscription, SubscriptionItem
 from subscriptions.periods import Period
 from subscriptions.proration import ProrationItem, proration_lines, remaining_fraction
-from subscriptions.services import builder
+from subscriptions.services import builder, progressive
 from subscriptions.services.builder import (
     SubscriptionInvoiceWriter,
     draft_for_cycle,
@@ -186,12 +186,14 @@ def subscription_create(
     days_until_due: int | None = None,
     coupon: Coupon | None = None,
     minimum_amount: int | None = None,
+    progressive_billing_thresholds: list[int] | None = None,
     metadata: dict[str, str] | None = None,
 ) -> tuple[Subscription, Invoice | None]:
     """Start a subscription. Without a trial the first invoice (licensed items in advance) is issued at
     once; with one, the first period starts at trial end and the trial-end job issues it."""
     _validate_items(items, currency=None, unit=None, amount=None)
     _check_minimum(minimum_amount, "minimum_amount")
+    thresholds = progressive.thresholds_clean(progressive_billing_thresholds)
     first = items[0].price
     start = start_date or now
     if start > now + timedelta(minutes=5):
@@ -240,6 +242,7 @@ def subscription_create(
             coupon=coupon,
             coupon_periods_remaining=coupon_periods,
             minimum_amount=minimum_amount,
+            progressive_billing_thresholds=thresholds,
             metadata=metadata or {},
         )
         for spec in items:
