@@ -122,3 +122,19 @@ def test_bad_thresholds_are_400_naming_the_field(api, thresholds, param):
         format="json",
     )
     assert ok.status_code == 201 and ok.json()["progressive_billing_thresholds"] == [100, 900]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_evaluations_bill_each_crossing_once(settings):
+    from subscriptions.tests.test_renewal import _in_threads
+
+    settings.RENEWAL_BATCH_SIZE = 3
+    customer = CustomerFactory()
+    calls = metered_price(unit="1")
+    subs = [_subscribe(customer, calls, thresholds=(100,)) for _ in range(8)]
+    use(customer, calls, 500, at(2, 3))  # one customer: every subscription of it sees the same usage
+    results = _in_threads(4, lambda _: progressive_billing_job(now=at(2, 4)))
+    assert sum(r["invoices"] for r in results) == 8
+    assert ProgressiveBilling.objects.count() == 8
+    assert {s.id: len(_threshold_invoices(s)) for s in subs} == {s.id: 1 for s in subs}
