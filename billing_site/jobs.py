@@ -66,6 +66,13 @@ JOBS: tuple[Job, ...] = (
         "canceled at period end.",
     ),
     Job(
+        name="progressive_billing",
+        function="subscriptions.services.progressive.progressive_billing_job",
+        schedule=timedelta(minutes=15),
+        description="Progressive billing: invoice the current period's usage of subscriptions whose usage "
+        "amount crossed one of their thresholds.",
+    ),
+    Job(
         name="bill_ended_late_usage",
         function="subscriptions.services.renewal.ended_late_usage_job",
         schedule=crontab(minute="37"),

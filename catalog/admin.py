@@ -16,7 +16,7 @@ from django.utils.safestring import SafeString
 from billing_site.money import decimal_to_str, format_amount
 from catalog import services
 from catalog.models import Coupon, Price, Product
-from catalog.pricing import FixedAmount, PricingError, generate_price_name
+from catalog.pricing import FixedAmount, PricingError, TieredAmount, generate_price_name
 
 
 def _changes(form: ModelForm) -> dict[str, Any]:
@@ -116,13 +116,15 @@ class PriceAdmin(admin.ModelAdmin):
                 f"(unit {decimal_to_str(amount.unit)}), plus {format_amount(amount.flat, currency)} flat "
                 f"(flat {amount.flat})"
             )
+        if not isinstance(amount, TieredAmount):
+            return price.name
         mode = "Graduated (each unit priced by its tier)" if amount.mode == "graduated" else "Volume (total)"
         return f"Tiered, {currency.upper()}: {mode}, {len(amount.tiers)} tier(s)"
 
     @admin.display(description="Tiers")
     def tiers_table(self, price: Price) -> SafeString | str:
         amount = price.engine_amount
-        if isinstance(amount, FixedAmount):
+        if not isinstance(amount, TieredAmount):
             return "-"
         currency = price.currency
         rows = []

@@ -114,7 +114,8 @@ class PriceQuoteApi(ApiView):
     def post(self, request: Request, price_id: str) -> Response:
         price = selectors.price_get(price_id=price_id)
         data = validate_input(QuoteInput, request.data)
-        return Response(quote_to_dict(selectors.price_quote(price=price, quantity=data["quantity"])))
+        result = selectors.price_quote(price=price, quantity=data.get("quantity"), events=data.get("events"))
+        return Response(quote_to_dict(result))
 
 
 class CouponListCreateApi(ApiView):

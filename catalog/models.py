@@ -11,7 +11,7 @@ from django.db.models import F, Q
 from django.utils.functional import cached_property
 
 from billing_site.ids import PublicIdField, TimestampedModel
-from catalog.pricing import FixedAmount, TieredAmount, parse_amount
+from catalog.pricing import Amount, parse_amount
 
 
 class Product(TimestampedModel):
@@ -33,7 +33,8 @@ class Product(TimestampedModel):
 
 
 class Price(TimestampedModel):
-    """A price as the price-model seed describes it: type, duration, and a fixed or tiered amount.
+    """A price as the price-model seed describes it: type, duration, and an amount of one of the pricing
+    models (fixed, tiered, package, percentage, graduated_percentage; `catalog.amounts`).
 
     The amount is immutable once created (invoices and subscriptions point at it); to change what
     something costs, create a new price and archive the old one.
@@ -60,6 +61,9 @@ class Price(TimestampedModel):
     class AmountModel(models.TextChoices):
         FIXED = "fixed"
         TIERED = "tiered"
+        PACKAGE = "package"
+        PERCENTAGE = "percentage"
+        GRADUATED_PERCENTAGE = "graduated_percentage"
 
     class Mode(models.TextChoices):
         GRADUATED = "graduated"
@@ -72,7 +76,7 @@ class Price(TimestampedModel):
     duration_unit = models.CharField(max_length=5, choices=DurationUnit.choices)
     amount = models.JSONField(help_text="Canonical amount: pricing.amount_to_dict() of the parsed amount.")
     currency = models.CharField(max_length=3, help_text="ISO 4217, lower case; equals amount.currency.")
-    model = models.CharField(max_length=6, choices=AmountModel.choices)
+    model = models.CharField(max_length=20, choices=AmountModel.choices)
     mode = models.CharField(max_length=9, choices=Mode.choices, blank=True, help_text="Tiered prices only.")
     name = models.CharField(max_length=255, help_text="Customer-facing; generated from amount and duration if unset.")
     description = models.TextField(blank=True, help_text="Internal; never shown to customers.")
@@ -94,7 +98,8 @@ class Price(TimestampedModel):
                 name="price_duration_valid",
             ),
             models.CheckConstraint(
-                condition=Q(model="fixed", mode="") | Q(model="tiered", mode__in=["graduated", "total"]),
+                condition=Q(model__in=["fixed", "package", "percentage", "graduated_percentage"], mode="")
+                | Q(model="tiered", mode__in=["graduated", "total"]),
                 name="price_mode_matches_model",
             ),
             models.CheckConstraint(condition=~Q(currency=""), name="price_currency_set"),
@@ -114,7 +119,7 @@ class Price(TimestampedModel):
         return f"{self.name} ({self.id})"
 
     @cached_property
-    def engine_amount(self) -> FixedAmount | TieredAmount:
+    def engine_amount(self) -> Amount:
         """The amount as the pricing engine's dataclass, parsed (and validated) from the stored JSON."""
         return parse_amount(self.amount)
 

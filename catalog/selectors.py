@@ -10,7 +10,7 @@ from billing_site.errors import InvalidRequest, NotFound
 from billing_site.selectors import apply_filters
 from catalog.filters import CouponFilter, PriceFilter, ProductFilter
 from catalog.models import Coupon, Price, Product
-from catalog.pricing import MAX_MINOR, PricingError, Quote, quote
+from catalog.pricing import MAX_MINOR, PricingError, Quote, quote, quote_events
 
 
 def product_get(*, product_id: str) -> Product:
@@ -35,11 +35,12 @@ def price_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Price]:
     return apply_filters(PriceFilter, filters or {}, Price.objects.all())
 
 
-def price_quote(*, price: Price, quantity: Decimal) -> Quote:
-    """What `quantity` units of `price` cost, with the per-tier breakdown. Archived prices still quote:
+def price_quote(*, price: Price, quantity: Decimal | None = None, events: list[Decimal] | None = None) -> Quote:
+    """What `quantity` units of `price` cost (or a period of `events`, each event's value in order), with the
+    breakdown: tiers, or the parts of the package and percentage models. Archived prices still quote:
     subscriptions that already use them are billed with them."""
     try:
-        result = quote(price.engine_amount, quantity)
+        result = quote(price.engine_amount, quantity) if events is None else quote_events(price.engine_amount, events)
     except PricingError as exc:
         raise InvalidRequest(exc.message, code=exc.code, param=exc.param) from None
     # The engine computes any amount exactly; what leaves the service must fit a BIGINT column (and a

@@ -78,14 +78,23 @@ class TierDoc(serializers.Serializer):
 
 
 class AmountDoc(serializers.Serializer):
-    """OpenAPI description of a price amount (fixed or tiered); the pricing engine validates it."""
+    """OpenAPI description of a price amount (every model); the pricing engine validates it."""
 
     model = serializers.ChoiceField(choices=Price.AmountModel.choices)
     currency = serializers.CharField()
     unit = serializers.CharField(required=False, help_text="fixed: minor units per unit, decimal string.")
     flat = serializers.IntegerField(required=False, help_text="fixed: minor units.")
     mode = serializers.ChoiceField(choices=Price.Mode.choices, required=False, help_text="tiered only.")
-    tiers = TierDoc(many=True, required=False, help_text="tiered only.")
+    tiers = TierDoc(many=True, required=False, help_text="tiered and graduated_percentage (rate instead of unit).")
+    package_size = serializers.CharField(required=False, help_text="package: units per block.")
+    amount = serializers.CharField(required=False, help_text="package: minor units per started block.")
+    free_units = serializers.CharField(required=False, help_text="package: free units before the first block.")
+    rate = serializers.CharField(required=False, help_text='percentage: percent of the volume, "2.9".')
+    fixed_fee = serializers.CharField(required=False, help_text="percentage: minor units per event.")
+    free_units_per_events = serializers.IntegerField(required=False, help_text="percentage: free events.")
+    free_amount = serializers.CharField(required=False, help_text="percentage: free volume.")
+    per_event_min = serializers.CharField(required=False, help_text="percentage: minimum charge per event.")
+    per_event_max = serializers.CharField(required=False, help_text="percentage: maximum charge per event.")
 
 
 @extend_schema_field(AmountDoc)
@@ -173,7 +182,19 @@ class QuantityField(serializers.Field):
 
 
 class QuoteInput(InputSerializer):
-    quantity = QuantityField()
+    """`quantity` (the summed usage), or `events` (each event's value, in order): a percentage price with a
+    fee per event, per-event bounds or free events is priced from its events."""
+
+    quantity = QuantityField(required=False)
+    events = serializers.ListField(child=QuantityField(), required=False, max_length=10000)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "quantity" not in attrs and "events" not in attrs:
+            missing = serializers.ErrorDetail("This field is required.", "required")
+            raise serializers.ValidationError({"quantity": missing})
+        if "quantity" in attrs and "events" in attrs:
+            raise serializers.ValidationError({"events": "Send quantity or events, not both."})
+        return attrs
 
 
 class BreakdownOutput(serializers.Serializer):
@@ -182,6 +203,11 @@ class BreakdownOutput(serializers.Serializer):
     unit = serializers.CharField()
     flat = serializers.IntegerField()
     amount = serializers.IntegerField()
+    kind = serializers.CharField(
+        required=False,
+        help_text="Package and percentage lines: packages, free_units, rate, fixed_fee, per_event_min, "
+        "per_event_max, free_value, free_events. Absent on tiers and fixed prices.",
+    )
 
 
 class QuoteOutput(serializers.Serializer):

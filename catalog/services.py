@@ -19,9 +19,11 @@ from catalog.locks import lock_active_price_with_lookup_key, lock_coupon, lock_p
 from catalog.models import Coupon, Price, Product
 from catalog.pricing import (
     MAX_MINOR,
-    FixedAmount,
+    Amount,
+    PercentageAmount,
     PricingError,
     TieredAmount,
+    amount_model,
     amount_to_dict,
     generate_price_name,
     parse_amount,
@@ -163,9 +165,9 @@ def product_update(*, product: Product, changes: Mapping[str, Any], now: datetim
 # --- Prices -------------------------------------------------------------------------------------------
 
 
-def _price_amount(amount: Mapping[str, Any] | FixedAmount | TieredAmount) -> FixedAmount | TieredAmount:
+def _price_amount(amount: Mapping[str, Any] | Amount) -> Amount:
     try:
-        if isinstance(amount, FixedAmount | TieredAmount):
+        if not isinstance(amount, Mapping):
             validate_amount(amount)
             return amount
         return parse_amount(amount)
@@ -268,7 +270,7 @@ def price_create(
     type: str,
     duration_amount: int,
     duration_unit: str,
-    amount: Mapping[str, Any] | FixedAmount | TieredAmount,
+    amount: Mapping[str, Any] | Amount,
     now: datetime,
     product_id: str | None = None,
     name: str | None = None,
@@ -285,6 +287,14 @@ def price_create(
     parsed = _price_amount(amount)
     _check_duration(duration_amount, duration_unit)
     meter = _price_meter(meter_id)
+    if isinstance(parsed, PercentageAmount) and parsed.needs_events and meter is None:
+        # A fee per event, per-event bounds or free events are charged on events: only usage has them.
+        raise InvalidRequest(
+            "A percentage price with a fixed fee, per-event bounds or free events is priced from usage "
+            "events: give it a meter.",
+            code="meter_required",
+            param="meter",
+        )
     lookup_key = lookup_key or ""
     price = Price(
         type=type,
@@ -292,7 +302,7 @@ def price_create(
         duration_unit=duration_unit,
         amount=amount_to_dict(parsed),
         currency=parsed.currency,
-        model=Price.AmountModel.FIXED if isinstance(parsed, FixedAmount) else Price.AmountModel.TIERED,
+        model=amount_model(parsed),
         mode=parsed.mode if isinstance(parsed, TieredAmount) else "",
         name=name or generate_price_name(parsed, duration_amount, duration_unit),
         description=description or "",

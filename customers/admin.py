@@ -81,7 +81,15 @@ class CustomerAdmin(admin.ModelAdmin):
     form = CustomerAdminForm
     readonly_fields = ("id", "status", "billing_mode_since", "deleted_at", "purged_at", "created_at", "updated_at")
     fieldsets = (
-        (None, {"fields": ("id", "external_id", "name", "email", "currency", "status", "tax_exempt", "metadata")}),
+        (
+            None,
+            {
+                "fields": (
+                    *("id", "external_id", "name", "email", "currency", "timezone"),
+                    *("status", "tax_exempt", "metadata"),
+                )
+            },
+        ),
         (
             "Address",
             {

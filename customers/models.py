@@ -40,6 +40,17 @@ class Customer(TimestampedModel):
     address_postal_code = models.CharField(max_length=64, blank=True)
     address_country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2, upper case.")
     tax_exempt = models.CharField(max_length=10, choices=TaxExempt.choices, default=TaxExempt.NONE)
+    invoice_consolidation = models.BooleanField(
+        default=False,
+        help_text="Bill the customer's subscriptions that renew together (same currency, collection method and "
+        "period) on one invoice.",
+    )
+    timezone = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="IANA time zone of the customer's calendar: its subscriptions' periods start at local midnight "
+        "and its documents show local dates. Blank: UTC, periods anchored at the subscription's start instant.",
+    )
     metadata = models.JSONField(default=dict, blank=True)
     provider = models.CharField(max_length=32, blank=True, help_text="Payment provider, e.g. stripe.")
     provider_customer_id = models.CharField(max_length=255, blank=True)

@@ -18,6 +18,13 @@ class AddressSerializer(InputSerializer):
     country = CountryField(required=False, allow_blank=True)
 
 
+class TimezoneField(serializers.CharField):
+    """An IANA time zone name ("America/New_York"); blank or null: none (UTC). The service checks the name."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=64, allow_blank=True, allow_null=True, required=False, **kwargs)
+
+
 class CustomerCreateInput(InputSerializer):
     external_id = serializers.CharField(max_length=255)
     name = serializers.CharField(max_length=255, required=False, allow_blank=True)
@@ -25,6 +32,8 @@ class CustomerCreateInput(InputSerializer):
     currency = CurrencyField(required=False, allow_blank=True)
     address = AddressSerializer(required=False, allow_null=True)
     tax_exempt = serializers.ChoiceField(choices=Customer.TaxExempt.choices, required=False)
+    timezone = TimezoneField()
+    invoice_consolidation = serializers.BooleanField(required=False)
     metadata = MetadataField(required=False)
     billing_mode = serializers.ChoiceField(choices=Customer.BillingMode.choices, required=False)
     provider_customer_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
@@ -37,6 +46,8 @@ class CustomerUpdateInput(InputSerializer):
     currency = CurrencyField(required=False, allow_blank=True)
     address = AddressSerializer(required=False, allow_null=True)
     tax_exempt = serializers.ChoiceField(choices=Customer.TaxExempt.choices, required=False)
+    timezone = TimezoneField()
+    invoice_consolidation = serializers.BooleanField(required=False)
     metadata = MetadataField(required=False)
     billing_mode = serializers.ChoiceField(choices=Customer.BillingMode.choices, required=False)
     provider_customer_id = serializers.CharField(max_length=255, required=False, allow_blank=True, allow_null=True)
@@ -65,6 +76,8 @@ class CustomerOutput(serializers.Serializer):
     currency = NullableCharField()
     address = AddressOutput()
     tax_exempt = serializers.CharField()
+    timezone = NullableCharField()
+    invoice_consolidation = serializers.BooleanField()
     metadata = MetadataField()
     status = serializers.CharField()
     billing_mode = serializers.CharField()

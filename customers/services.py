@@ -3,6 +3,8 @@ inside it. Callers pass validated values (the API's Input serializers validate s
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from datetime import datetime
 from typing import Any
 
@@ -18,9 +20,26 @@ from customers.models import BillingModeChange, Customer, CustomerUser
 from webhooks.services import event_emit, object_event_emit
 
 ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
-_UPDATABLE = ("name", "email", "currency", "tax_exempt", "provider")
+_UPDATABLE = ("name", "email", "currency", "tax_exempt", "provider", "timezone")
+_FLAGS = ("invoice_consolidation",)
 # The one provider that provider billing mode pushes usage to.
 BILLING_PROVIDER = "stripe"
+
+
+def _check_timezone(value: str | None) -> str:
+    """An IANA zone name, as the tz database spells it (blank: none, UTC)."""
+    if value and value not in _zone_names():
+        raise InvalidRequest(
+            f"Unknown time zone {value!r}: use an IANA name such as 'Europe/Paris'.",
+            code="unknown_timezone",
+            param="timezone",
+        )
+    return value or ""
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
 
 
 def customer_snapshot(customer: Customer) -> dict[str, Any]:
@@ -33,6 +52,8 @@ def customer_snapshot(customer: Customer) -> dict[str, Any]:
         "currency": customer.currency or None,
         "address": customer.address,
         "tax_exempt": customer.tax_exempt,
+        "timezone": customer.timezone or None,
+        "invoice_consolidation": customer.invoice_consolidation,
         "metadata": customer.metadata,
         "status": customer.status,
         "billing_mode": customer.billing_mode,
@@ -125,6 +146,8 @@ def customer_create(
     currency: str = "",
     address: dict[str, str] | None = None,
     tax_exempt: str = Customer.TaxExempt.NONE,
+    timezone: str = "",
+    invoice_consolidation: bool = False,
     metadata: dict[str, str | None] | None = None,
     billing_mode: str | None = None,
     provider_customer_id: str = "",
@@ -141,6 +164,8 @@ def customer_create(
         email=email,
         currency=currency,
         tax_exempt=tax_exempt,
+        timezone=_check_timezone(timezone),
+        invoice_consolidation=bool(invoice_consolidation),
         metadata=metadata_clean(metadata or {}),
         provider=BILLING_PROVIDER if provider_customer_id else "",
         provider_customer_id=provider_customer_id,
@@ -191,6 +216,11 @@ def customer_update(
     with transaction.atomic():
         locked = _live(_lock_customer(customer.id))
         before = customer_snapshot(locked)
+        if "timezone" in changes:
+            _check_timezone(changes["timezone"])
+        for field in _FLAGS:
+            if field in changes:
+                setattr(locked, field, bool(changes[field]))
         for field in _UPDATABLE:
             if field in changes:
                 setattr(locked, field, changes[field] or "")

@@ -74,6 +74,7 @@ class DraftLine:
     taxes: list[dict[str, object]] = field(default_factory=list)
     watermark: DraftWatermark | None = None
     pending_item_id: str | None = None
+    subscription_id: str | None = None  # the line's subscription when the invoice bills several
 
     @property
     def discountable(self) -> bool:

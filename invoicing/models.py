@@ -94,6 +94,7 @@ class Invoice(TimestampedModel):
         SUBSCRIPTION_CYCLE = "subscription_cycle"
         SUBSCRIPTION_UPDATE = "subscription_update"
         SUBSCRIPTION_CANCEL = "subscription_cancel"
+        SUBSCRIPTION_THRESHOLD = "subscription_threshold"  # progressive billing: a usage threshold crossed
         MANUAL = "manual"
 
     id = PublicIdField("in")
@@ -178,6 +179,8 @@ class InvoiceLine(models.Model):
         PRORATION = "proration"
         DISCOUNT = "discount"
         INVOICE_ITEM = "invoice_item"  # a one-off item added by the operator (POST /invoice-items)
+        MINIMUM = "minimum"  # the true-up of a minimum spend the period's lines fell short of
+        PROGRESSIVE_CREDIT = "progressive_credit"  # usage of the period already billed at a threshold
 
     id = PublicIdField("il")
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
@@ -188,6 +191,10 @@ class InvoiceLine(models.Model):
     meter = models.ForeignKey("metering.Meter", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     subscription_item = models.ForeignKey(
         "subscriptions.SubscriptionItem", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # The subscription the line bills (a consolidated invoice bills several); null for one-off lines.
+    subscription = models.ForeignKey(
+        "subscriptions.Subscription", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     quantity = models.DecimalField(max_digits=38, decimal_places=12, null=True, blank=True)
     unit_amount = models.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=AMOUNT_PLACES, null=True, blank=True)
@@ -291,3 +298,22 @@ class PendingInvoiceItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.description} {self.amount}"
+
+
+class InvoiceCycle(models.Model):
+    """The guard of a consolidated invoice: each further subscription it bills a cycle of, once per
+    (subscription, cycle_period_start), as `Invoice` guards its own subscription's cycle."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="cycles")
+    subscription = models.ForeignKey("subscriptions.Subscription", on_delete=models.PROTECT, related_name="+")
+    cycle_period_start = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "cycle_period_start"], name="invoice_cycle_one_per_subscription_period"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscription_id} @ {self.cycle_period_start:%Y-%m-%d} on {self.invoice_id}"

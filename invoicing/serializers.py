@@ -24,6 +24,7 @@ class InvoiceLineOutput(serializers.Serializer):
     description = serializers.CharField()
     price = serializers.CharField(allow_null=True)
     meter = serializers.CharField(allow_null=True)
+    subscription = serializers.CharField(allow_null=True)
     quantity = DecimalString()
     unit_amount = DecimalString()
     amount = serializers.IntegerField()
@@ -36,8 +37,9 @@ class InvoiceLineOutput(serializers.Serializer):
 def line_data(line: InvoiceLine | DraftLine) -> dict[str, Any]:
     if isinstance(line, InvoiceLine):
         taxes, start, end, line_id = line.taxes, line.period_start, line.period_end, line.id
+        subscription = line.subscription_id
     else:
-        taxes, line_id = line.taxes, None
+        taxes, line_id, subscription = line.taxes, None, line.subscription_id
         start, end = (line.period.start, line.period.end) if line.period else (None, None)
     return {
         "id": line_id,
@@ -45,6 +47,7 @@ def line_data(line: InvoiceLine | DraftLine) -> dict[str, Any]:
         "description": line.description,
         "price": line.price_id,
         "meter": line.meter_id,
+        "subscription": subscription,
         "quantity": line.quantity,
         "unit_amount": line.unit_amount,
         "amount": line.amount,
@@ -134,7 +137,9 @@ def draft_data(draft: Draft) -> dict[str, Any]:
         "currency": draft.currency,
         "period_start": draft.period.start if draft.period else None,
         "period_end": draft.period.end if draft.period else None,
-        "lines": [line_data(line) for line in draft.lines],
+        "lines": [
+            {**line_data(line), "subscription": line.subscription_id or draft.subscription_id} for line in draft.lines
+        ],
         "subtotal": draft.subtotal,
         "discount": draft.discount,
         "tax": draft.tax,

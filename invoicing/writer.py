@@ -67,6 +67,7 @@ class InvoiceWriter:
                 price_id=line.price_id,
                 meter_id=line.meter_id,
                 subscription_item_id=line.subscription_item_id,
+                subscription_id=line.subscription_id or draft.subscription_id,
                 quantity=line.quantity,
                 unit_amount=line.unit_amount,
                 amount=line.amount,

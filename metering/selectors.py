@@ -14,7 +14,7 @@ from billing_site.selectors import apply_filters
 from customers.models import Customer
 from metering.filters import MeterFilter
 from metering.models import Meter, MeterEvent, UsageDirtyHour, UsageHourly
-from metering.usage import HOUR, WINDOWS, Acc, floor_window, usage_read, utc
+from metering.usage import HOUR, WINDOWS, Acc, conditions_for, floor_window, passes, raw_events, usage_read, utc
 
 
 def meter_get(*, meter_id: str) -> Meter:
@@ -252,3 +252,19 @@ def alert_get(*, alert_id: str) -> Any:
     if alert is None:
         raise NotFound(f"No such alert: {alert_id}", param="id")
     return alert
+
+
+def usage_event_values(*, meter: Meter, customer_id: str, start: datetime, end: datetime) -> list[Decimal]:
+    """The values of the customer's non-canceled events of `meter` in [start, end) that pass the meter's
+    filters, in event order (timestamp, then id).
+
+    For the one pricing model whose charge depends on each event and not only on the period's aggregate
+    (a percentage price with a fee per event, per-event bounds or free events): billing reads these raw
+    events for that model only; every other model is priced from `usage_aggregate`."""
+    conditions = conditions_for(meter)
+    rows = sorted(
+        (timestamp, pk, value)
+        for value, timestamp, pk, dimensions in raw_events(meter, customer_id, [(start, end)])
+        if not conditions or passes(conditions, dimensions or {})
+    )
+    return [value for _, _, value in rows]

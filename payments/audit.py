@@ -26,6 +26,7 @@ from payments.models import (
     Refund,
 )
 from payments.services.intents import NOT_FOUND_GRACE, PROCESSING_STALE
+from subscriptions.models import ProgressiveBilling
 
 SETTLED = (Invoice.Status.OPEN, Invoice.Status.PAID)
 
@@ -434,6 +435,37 @@ def audit_credit_note_taxes() -> list[str]:
     return problems
 
 
+def audit_progressive_billing() -> list[str]:
+    """Progressive billing bills a period's usage early, never twice: for every period whose final invoice
+    (the subscription's next cycle or cancel invoice of that period) exists, its `progressive_credit`
+    lines take off exactly what the period's threshold invoices billed."""
+    billed: dict[tuple[str, object], int] = defaultdict(int)
+    seen: set[tuple[str, object, str]] = set()
+    for row in ProgressiveBilling.objects.values("subscription_id", "period_start", "invoice_id", "amount"):
+        key = (row["subscription_id"], row["period_start"], row["invoice_id"])
+        if key not in seen:  # the rows of one invoice carry its amount once each
+            seen.add(key)
+            billed[(row["subscription_id"], row["period_start"])] += row["amount"]
+    problems = []
+    for (sub_id, period_start), amount in billed.items():
+        credits = InvoiceLine.objects.filter(
+            invoice__subscription_id=sub_id,
+            kind=InvoiceLine.Kind.PROGRESSIVE_CREDIT,
+            period_start=period_start,
+        ).exclude(invoice__status=Invoice.Status.VOID)
+        # A threshold invoice's own credit only nets out the earlier ones; the final invoice's is the check.
+        credits = credits.exclude(invoice__billing_reason=Invoice.BillingReason.SUBSCRIPTION_THRESHOLD)
+        if not credits.exists():
+            continue  # the period has not been finally billed yet
+        credited = -(credits.aggregate(total=Sum("amount"))["total"] or 0)
+        if credited != amount:
+            problems.append(
+                f"subscription {sub_id} period {period_start}: threshold invoices billed {amount}, "
+                f"the final invoice took off {credited}"
+            )
+    return problems
+
+
 CHECKS: dict[str, Callable[[], list[str]]] = {
     "balances": audit_balances,
     "credit grants": audit_grants,
@@ -449,6 +481,7 @@ CHECKS: dict[str, Callable[[], list[str]]] = {
     "stuck intents": audit_stuck_intents,
     "settled invoice intents": audit_settled_invoice_intents,
     "credit note taxes": audit_credit_note_taxes,
+    "progressive billing": audit_progressive_billing,
 }
 
 

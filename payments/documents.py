@@ -98,7 +98,7 @@ def invoice_settlement_read(invoice: Invoice) -> InvoiceSettlement:
 def credit_note_document_context(*, credit_note: CreditNote, locale: str | None = None) -> dict[str, Any]:
     locale = locale or settings.DOCUMENT_LOCALE
     invoice = credit_note.invoice
-    fmt = Formatter(locale=locale, currency=credit_note.currency)
+    fmt = Formatter(locale=locale, currency=credit_note.currency, tz=invoice.customer.timezone)
     meta = [
         ("Credit note number", credit_note.number),
         ("Date of issue", fmt.date(credit_note.created_at)),
@@ -186,7 +186,7 @@ def invoice_receipt_context(*, invoice: Invoice, now: datetime, locale: str | No
     """The invoice's own document context (lines, totals, payments, refunds, credit notes), headed as a
     receipt: the same figures, so a receipt can never disagree with its invoice."""
     context = invoice_document_context(invoice=invoice, now=now, locale=locale)
-    fmt = Formatter(locale=locale or settings.DOCUMENT_LOCALE, currency=invoice.currency)
+    fmt = Formatter(locale=locale or settings.DOCUMENT_LOCALE, currency=invoice.currency, tz=invoice.customer.timezone)
     context.update(
         title=f"Receipt for invoice {invoice.number}",
         stamp="",

@@ -5,18 +5,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
 from django.utils import timezone
 
 from billing_site.admin import admin_each
-from billing_site.errors import InvalidRequest
+from billing_site.errors import ApiError, InvalidRequest
 from subscriptions.locks import lock_subscription
-from subscriptions.models import Subscription, SubscriptionItem, Tier, TierItem
-from subscriptions.services import lifecycle, renewal
+from subscriptions.models import (
+    PriceMigration,
+    Subscription,
+    SubscriptionItem,
+    SubscriptionPriceMigration,
+    Tier,
+    TierItem,
+)
+from subscriptions.services import lifecycle, migration, renewal
 from subscriptions.services.tiers import tier_items_resolve, tier_snapshot
 from webhooks.services import object_event_emit
 
@@ -132,3 +141,70 @@ class TierAdmin(admin.ModelAdmin):
             now=timezone.now(),
             customer_id="",
         )
+
+
+class PriceMigrationForm(forms.ModelForm):
+    dry_run = forms.BooleanField(required=False, initial=True, help_text="List what would change; change nothing.")
+
+    class Meta:
+        model = PriceMigration
+        fields = ("from_price", "to_price", "when")
+
+
+class SubscriptionPriceMigrationInline(admin.TabularInline):
+    model = SubscriptionPriceMigration
+    extra = 0
+    fields = ("subscription", "item", "to_price", "effective_at", "status", "applied_at")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(PriceMigration)
+class PriceMigrationAdmin(admin.ModelAdmin):
+    """The operator's plan migration: "Add" runs `price_migrate` (a dry run by default, reported as a
+    message per subscription); the migrations made are listed with their subscriptions."""
+
+    form = PriceMigrationForm
+    list_display = ("id", "from_price", "to_price", "when", "created_at")
+    readonly_fields = ("id", "created_at")
+    inlines = (SubscriptionPriceMigrationInline,)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> Any:
+        return self.inlines if obj is not None else ()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: PriceMigration, form: Any, change: bool) -> None:
+        try:
+            result = migration.price_migrate(
+                from_price=obj.from_price,
+                to_price=obj.to_price,
+                when=obj.when,
+                dry_run=form.cleaned_data.get("dry_run", False),
+                now=timezone.now(),
+            )
+        except ApiError as exc:
+            messages.error(request, exc.message)
+            return
+        request.price_migration = result  # type: ignore[attr-defined]  # the admin instance is shared: not self
+        for row in result.rows:
+            messages.info(request, f"{row.subscription} ({row.item}): {row.status} {row.message}".strip())
+        if not result.rows:
+            messages.info(request, f"No live subscription is on {obj.from_price_id}.")
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        return  # the service wrote everything (or nothing, for a dry run)
+
+    def response_add(self, request: HttpRequest, obj: PriceMigration, post_url_continue: Any = None) -> Any:
+        result = getattr(request, "price_migration", None)
+        if result is not None and result.migration is not None:
+            url = reverse("admin:subscriptions_pricemigration_change", args=[result.migration.pk])
+            return HttpResponseRedirect(url)
+        return HttpResponseRedirect(reverse("admin:subscriptions_pricemigration_changelist"))

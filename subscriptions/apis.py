@@ -15,19 +15,22 @@ from billing_site.api import ApiView, paginate, paginated_schema, validate_input
 from billing_site.errors import InvalidRequest
 from billing_site.tenancy import OPERATORS_ONLY
 from catalog.models import Coupon, Price
+from catalog.selectors import price_get
 from customers.selectors import customer_from_input
 from invoicing.serializers import InvoiceOutput, draft_data
 from subscriptions import selectors
 from subscriptions.serializers import (
     CancelInput,
     ChangeInput,
+    PriceMigrateInput,
+    PriceMigrationOutput,
     SubscriptionCreateInput,
     SubscriptionOutput,
     TierCreateInput,
     TierOutput,
     TierUpdateInput,
 )
-from subscriptions.services import lifecycle, preview, tiers
+from subscriptions.services import lifecycle, migration, preview, tiers
 from subscriptions.services.lifecycle import ItemSpec
 
 _LIST = [OpenApiParameter("limit", int), OpenApiParameter("cursor", str)]
@@ -42,7 +45,7 @@ def _item_specs(items: list[dict[str, Any]]) -> list[ItemSpec]:
             raise InvalidRequest(
                 f"No such price: {item['price']}", param=f"items[{index}].price", code="resource_missing"
             )
-        specs.append(ItemSpec(price=price, quantity=item.get("quantity")))
+        specs.append(ItemSpec(price=price, quantity=item.get("quantity"), minimum_amount=item.get("minimum_amount")))
     return specs
 
 
@@ -83,6 +86,8 @@ class SubscriptionListCreateApi(ApiView):
             collection_method=data.get("collection_method", "charge_automatically"),
             days_until_due=data.get("days_until_due"),
             coupon=coupon,
+            minimum_amount=data.get("minimum_amount"),
+            progressive_billing_thresholds=data.get("progressive_billing_thresholds"),
             metadata={k: v for k, v in data.get("metadata", {}).items() if v},
         )
         body = SubscriptionOutput(sub).data
@@ -149,6 +154,26 @@ class UpcomingInvoiceApi(ApiView):
         sub = selectors.subscription_get(subscription_id=subscription_id)
         draft = preview.subscription_upcoming_invoice(subscription=sub, now=timezone.now())
         return Response(InvoiceOutput(draft_data(draft)).data)
+
+
+class PriceMigrateApi(ApiView):
+    """Move every live subscription on a price to another price (an operator's action, never a tenant's)."""
+
+    scope_resource = "billing"
+    required_scopes = {"POST": "billing:write"}
+    tenant_access = {"POST": OPERATORS_ONLY}
+
+    @extend_schema(operation_id="prices_migrate", request=PriceMigrateInput, responses=PriceMigrationOutput)
+    def post(self, request: Request, price_id: str) -> Response:
+        from_price = price_get(price_id=price_id)
+        data = validate_input(PriceMigrateInput, request.data)
+        to_price = Price.objects.filter(pk=data["to_price"]).first()
+        if to_price is None:
+            raise InvalidRequest(f"No such price: {data['to_price']}", param="to_price", code="resource_missing")
+        result = migration.price_migrate(
+            from_price=from_price, to_price=to_price, when=data["when"], dry_run=data["dry_run"], now=timezone.now()
+        )
+        return Response(PriceMigrationOutput(result.as_dict()).data)
 
 
 # --- Tiers ----------------------------------------------------------------------------------------

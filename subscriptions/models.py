@@ -43,6 +43,12 @@ class Subscription(TimestampedModel):
     interval_amount = models.PositiveSmallIntegerField()
     start_date = models.DateTimeField()
     billing_cycle_anchor = models.DateTimeField()
+    timezone = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The customer's IANA time zone when the subscription started: its periods follow that "
+        "zone's calendar (stored in UTC). Blank: UTC.",
+    )
     current_period_start = models.DateTimeField()
     current_period_end = models.DateTimeField()
     trial_start = models.DateTimeField(null=True, blank=True)
@@ -58,6 +64,12 @@ class Subscription(TimestampedModel):
     coupon = models.ForeignKey(Coupon, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     # How many more invoices the coupon discounts: 1 for "once", N for "repeating", NULL for "forever".
     coupon_periods_remaining = models.PositiveIntegerField(null=True, blank=True)
+    # Minimum spend of the whole subscription per period, minor units of `currency` (catalog.minimums):
+    # a period whose lines add up to less is billed a true-up line, prorated for a partial period.
+    minimum_amount = models.BigIntegerField(null=True, blank=True)
+    # Progressive billing: usage amounts (minor units, ascending) at which the period's usage so far is
+    # invoiced at once; the period's final invoice subtracts what was billed. Empty: off.
+    progressive_billing_thresholds = models.JSONField(default=list, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
 
     class Meta:
@@ -71,6 +83,9 @@ class Subscription(TimestampedModel):
             models.CheckConstraint(
                 condition=~Q(collection_method="send_invoice") | Q(days_until_due__isnull=False),
                 name="subscription_send_invoice_has_terms",
+            ),
+            models.CheckConstraint(
+                condition=Q(minimum_amount__isnull=True) | Q(minimum_amount__gt=0), name="subscription_minimum_positive"
             ),
         ]
         indexes = [
@@ -98,9 +113,15 @@ class SubscriptionItem(TimestampedModel):
     # of its own part of the period. Removed items stay, since lines and watermarks refer to them.
     added_at = models.DateTimeField()
     removed_at = models.DateTimeField(null=True, blank=True)
+    # This item's minimum spend per period (minor units), prorated by the part of the period it served.
+    minimum_amount = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
+            models.CheckConstraint(
+                condition=Q(minimum_amount__isnull=True) | Q(minimum_amount__gt=0),
+                name="subscription_item_minimum_positive",
+            ),
             models.UniqueConstraint(
                 fields=["subscription", "price"],
                 condition=Q(removed_at__isnull=True),
@@ -173,3 +194,74 @@ class TierItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.lookup_key} x {self.quantity}"
+
+
+class PriceMigration(TimestampedModel):
+    """An operator's move of every subscription on `from_price` to `to_price` (one action), now (through
+    the change path, with prorations) or at each subscription's next renewal (`SubscriptionPriceMigration`
+    rows, applied by renewal at the boundary)."""
+
+    class When(models.TextChoices):
+        NEXT_RENEWAL = "next_renewal"
+        NOW = "now"
+
+    id = PublicIdField("pmig")
+    from_price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="+")
+    to_price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="+")
+    when = models.CharField(max_length=12, choices=When.choices)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(from_price=F("to_price")), name="price_migration_prices_differ"),
+        ]
+
+
+class SubscriptionPriceMigration(TimestampedModel):
+    """One subscription item moved by a price migration: `pending` until renewal applies it at
+    `effective_at` (its period's end), `applied` once its item moved, `skipped` when the item was gone by
+    then (changed or ended). At most one pending move per item, by constraint."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPLIED = "applied"
+        SKIPPED = "skipped"
+
+    migration = models.ForeignKey(PriceMigration, on_delete=models.CASCADE, related_name="entries")
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="price_migrations")
+    item = models.ForeignKey(SubscriptionItem, on_delete=models.CASCADE, related_name="+")
+    to_price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="+")
+    effective_at = models.DateTimeField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item"], condition=Q(status="pending"), name="subscription_price_migration_one_pending"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["subscription"], condition=Q(status="pending"), name="sub_price_migration_pending"),
+        ]
+
+
+class ProgressiveBilling(TimestampedModel):
+    """A threshold crossed in one period of a subscription, and the invoice it issued (several thresholds
+    crossed at once share one invoice). Once per (subscription, period, threshold), by constraint.
+    `amount` is what that invoice billed (the period's usage so far less what earlier ones billed)."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="progressive_billings")
+    period_start = models.DateTimeField()
+    threshold = models.BigIntegerField()
+    invoice = models.ForeignKey("invoicing.Invoice", on_delete=models.PROTECT, related_name="+")
+    amount = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "period_start", "threshold"], name="progressive_billing_once_per_threshold"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscription_id} {self.period_start:%Y-%m-%d} >= {self.threshold}"

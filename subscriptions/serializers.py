@@ -12,10 +12,13 @@ from billing_site.fields import DecimalString, MetadataField
 from billing_site.money import decimal_to_str
 from subscriptions.models import Subscription, SubscriptionItem, Tier
 
+MAX_MINOR = 2**63 - 1
+
 
 class ItemInput(InputSerializer):
     price = serializers.CharField(max_length=40)
     quantity = serializers.DecimalField(max_digits=20, decimal_places=6, min_value=0, required=False, allow_null=True)
+    minimum_amount = serializers.IntegerField(min_value=1, max_value=MAX_MINOR, required=False, allow_null=True)
 
 
 class SubscriptionCreateInput(InputSerializer):
@@ -28,6 +31,10 @@ class SubscriptionCreateInput(InputSerializer):
     collection_method = serializers.ChoiceField(choices=Subscription.CollectionMethod.choices, required=False)
     days_until_due = serializers.IntegerField(min_value=0, max_value=365, required=False)
     coupon = serializers.CharField(max_length=40, required=False, allow_null=True)
+    minimum_amount = serializers.IntegerField(min_value=1, max_value=MAX_MINOR, required=False, allow_null=True)
+    progressive_billing_thresholds = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_MINOR), required=False, max_length=20
+    )
     metadata = MetadataField(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -48,10 +55,38 @@ class ChangeInput(InputSerializer):
     )
 
 
+class PriceMigrateInput(InputSerializer):
+    to_price = serializers.CharField(max_length=40)
+    when = serializers.ChoiceField(choices=["next_renewal", "now"], required=False, default="next_renewal")
+    dry_run = serializers.BooleanField(required=False, default=False)
+
+
+class PriceMigrationRowOutput(serializers.Serializer):
+    subscription = serializers.CharField()
+    item = serializers.CharField()
+    quantity = serializers.CharField(allow_null=True)
+    effective_at = serializers.DateTimeField()
+    status = serializers.ChoiceField(
+        choices=["would_migrate", "would_schedule", "migrated", "scheduled", "already_scheduled", "skipped", "failed"]
+    )
+    message = serializers.CharField(allow_null=True)
+
+
+class PriceMigrationOutput(serializers.Serializer):
+    object = serializers.CharField()
+    id = serializers.CharField(allow_null=True)
+    from_price = serializers.CharField()
+    to_price = serializers.CharField()
+    when = serializers.CharField()
+    dry_run = serializers.BooleanField()
+    subscriptions = PriceMigrationRowOutput(many=True)
+
+
 class SubscriptionItemOutput(serializers.Serializer):
     id = serializers.CharField()
     price = serializers.CharField(source="price_id")
     quantity = DecimalString()
+    minimum_amount = serializers.IntegerField(allow_null=True)
 
 
 class SubscriptionOutput(serializers.Serializer):
@@ -74,6 +109,8 @@ class SubscriptionOutput(serializers.Serializer):
     collection_method = serializers.CharField()
     days_until_due = serializers.IntegerField(allow_null=True)
     coupon = serializers.CharField(source="coupon_id", allow_null=True)
+    minimum_amount = serializers.IntegerField(allow_null=True)
+    progressive_billing_thresholds = serializers.ListField(child=serializers.IntegerField())
     metadata = MetadataField()
     created_at = serializers.DateTimeField()
 
@@ -114,7 +151,12 @@ def subscription_data(sub: Subscription, items: list[SubscriptionItem] | None = 
         "status": sub.status,
         "currency": sub.currency,
         "items": [
-            {"id": i.id, "price": i.price_id, "quantity": None if i.quantity is None else decimal_to_str(i.quantity)}
+            {
+                "id": i.id,
+                "price": i.price_id,
+                "quantity": None if i.quantity is None else decimal_to_str(i.quantity),
+                "minimum_amount": i.minimum_amount,
+            }
             for i in live
         ],
         "start_date": _time(sub.start_date),
@@ -130,6 +172,8 @@ def subscription_data(sub: Subscription, items: list[SubscriptionItem] | None = 
         "collection_method": sub.collection_method,
         "days_until_due": sub.days_until_due,
         "coupon": sub.coupon_id,
+        "minimum_amount": sub.minimum_amount,
+        "progressive_billing_thresholds": list(sub.progressive_billing_thresholds or []),
         "metadata": sub.metadata,
         "created_at": _time(sub.created_at),
     }

@@ -9,6 +9,7 @@ urlpatterns = [
     path("subscriptions/<str:subscription_id>/reactivate", apis.SubscriptionReactivateApi.as_view()),
     path("subscriptions/<str:subscription_id>/change", apis.SubscriptionChangeApi.as_view()),
     path("subscriptions/<str:subscription_id>/upcoming-invoice", apis.UpcomingInvoiceApi.as_view()),
+    path("prices/<str:price_id>/migrate", apis.PriceMigrateApi.as_view()),
     # the control plane's tier -> plan table
     path("tiers", apis.TierListCreateApi.as_view(), name="tier-list"),
     path("tiers/<str:tier_id>", apis.TierDetailApi.as_view(), name="tier-detail"),

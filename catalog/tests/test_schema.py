@@ -25,4 +25,8 @@ def test_schema_describes_the_catalog():
     ids = [op["operationId"] for item in paths.values() for op in item.values() if isinstance(op, dict)]
     assert len(ids) == len(set(ids))
     amount = schema["components"]["schemas"]["AmountDoc"]["properties"]
-    assert set(amount) == {"model", "currency", "unit", "flat", "mode", "tiers"}
+    assert set(amount) == {
+        *("model", "currency", "unit", "flat", "mode", "tiers"),
+        *("package_size", "amount", "free_units"),
+        *("rate", "fixed_fee", "free_units_per_events", "free_amount", "per_event_min", "per_event_max"),
+    }

@@ -13,6 +13,7 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.core import UnknownLocaleError
@@ -54,10 +55,12 @@ def _space_alphabetic_symbol(text: str, symbol: str) -> str:
 
 
 class Formatter:
-    """Formats for one document: one locale, one currency."""
+    """Formats for one document: one locale, one currency, one time zone (the customer's; dates are the
+    calendar dates of that zone, UTC when it has none)."""
 
-    def __init__(self, *, locale: str | Locale, currency: str) -> None:
+    def __init__(self, *, locale: str | Locale, currency: str, tz: str | None = None) -> None:
         self.locale = locale if isinstance(locale, Locale) else locale_parse(locale)
+        self.zone = ZoneInfo(tz) if tz and tz != "UTC" else UTC
         self.currency = currency.upper()
         self.exponent = currency_exponent(currency)
 
@@ -86,17 +89,17 @@ class Formatter:
         return format_percent(Decimal(percentage) / 100, locale=self.locale, decimal_quantization=False)
 
     def date(self, value: datetime | None) -> str:
-        """The UTC calendar date of an instant: "Jan 3, 2026" (en), "03.01.2026" (de)."""
+        """The calendar date of an instant in the document's zone: "Jan 3, 2026" (en), "03.01.2026" (de)."""
         if value is None:
             return ""
-        return format_date(value.astimezone(UTC).date(), "medium", locale=self.locale)
+        return format_date(value.astimezone(self.zone).date(), "medium", locale=self.locale)
 
     def period(self, start: datetime | None, end: datetime | None) -> str:
         """A billing period [start, end) written as the two dates that bound it, the way the invoice
         lines' descriptions already do ("Dec 3, 2025 - Jan 3, 2026" with an en dash)."""
         if start is None or end is None:
             return ""
-        first, last = start.astimezone(UTC).date(), end.astimezone(UTC).date()
+        first, last = start.astimezone(self.zone).date(), end.astimezone(self.zone).date()
         if first == last:
             return format_date(first, "medium", locale=self.locale)
         return format_interval(first, last, "yMMMd", locale=self.locale)

@@ -201,7 +201,7 @@ def payments_context(invoice: Invoice, settlement: InvoiceSettlement, fmt: Forma
 def invoice_document_context(*, invoice: Invoice, now: datetime, locale: str | None = None) -> dict[str, Any]:
     """Everything the invoice template shows, formatted for `locale` (default DOCUMENT_LOCALE)."""
     locale = locale or settings.DOCUMENT_LOCALE
-    fmt = Formatter(locale=locale, currency=invoice.currency)
+    fmt = Formatter(locale=locale, currency=invoice.currency, tz=invoice.customer.timezone)
     lines = list(invoice.lines.select_related("price").order_by("position"))
     rate_ids = {tax["tax_rate"] for line in lines for tax in line.taxes}
     rates = {rate.id: rate for rate in TaxRate.objects.filter(pk__in=rate_ids)}

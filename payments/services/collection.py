@@ -30,7 +30,7 @@ from billing_site.tasks import enqueue_each
 from customers.locks import lock_customer
 from invoicing.finalization import invoice_snapshot
 from invoicing.locks import lock_invoice
-from invoicing.models import Invoice
+from invoicing.models import Invoice, InvoiceCycle
 from invoicing.services import invoice_mark_uncollectible
 from payments.models import CollectionAttempt, PaymentIntent
 from payments.services.grants import credits_burn_for_invoice
@@ -123,8 +123,11 @@ def _record_failure(invoice: Invoice, attempt: CollectionAttempt, now: datetime)
     locking in the one order: customer, subscription, invoice."""
     with transaction.atomic():
         sub = None
+        others: list[Subscription] = []
         if invoice.subscription_id:
             sub = lock_subscription(invoice.subscription_id, customer_id=invoice.customer_id)
+            # A consolidated invoice bills further subscriptions (ids above its own): they share its fate.
+            others = [lock_subscription(pk, customer_id=invoice.customer_id) for pk in consolidated_ids(invoice)]
         else:
             lock_customer(invoice.customer_id)
         locked = lock_invoice(invoice.pk)
@@ -136,8 +139,10 @@ def _record_failure(invoice: Invoice, attempt: CollectionAttempt, now: datetime)
         started = first_failure.created_at if first_failure else now
         failures = locked.attempt_count + 1
         Invoice.objects.filter(pk=locked.pk).update(attempt_count=F("attempt_count") + 1, updated_at=now)
-        if failures == 1 and sub is not None and sub.status == SubStatus.ACTIVE:
-            subscription_status_change(subscription=sub, to=SubStatus.PAST_DUE, now=now)
+        if failures == 1:
+            for each in [sub, *others] if sub is not None else []:
+                if each.status == SubStatus.ACTIVE:
+                    subscription_status_change(subscription=each, to=SubStatus.PAST_DUE, now=now)
         object_event_emit(
             type="invoice.payment_failed",
             obj=locked,
@@ -147,21 +152,29 @@ def _record_failure(invoice: Invoice, attempt: CollectionAttempt, now: datetime)
         if failures <= len(schedule):
             Invoice.objects.filter(pk=locked.pk).update(next_payment_attempt=started + schedule[failures - 1])
             return
-        _end_dunning(locked, sub, now)
+        _end_dunning(locked, sub, now, others=others)
 
 
-def _end_dunning(invoice: Invoice, sub: Subscription | None, now: datetime) -> None:
+def consolidated_ids(invoice: Invoice) -> list[str]:
+    """The further subscriptions a consolidated invoice bills (its own is `invoice.subscription`)."""
+    return sorted(InvoiceCycle.objects.filter(invoice=invoice).values_list("subscription_id", flat=True))
+
+
+def _end_dunning(
+    invoice: Invoice, sub: Subscription | None, now: datetime, *, others: list[Subscription] | None = None
+) -> None:
     """The last retry failed: the invoice is uncollectible, and the subscription becomes unpaid or ends
     (DUNNING_FINAL_ACTION). Ending goes through the lifecycle, so the usage of the current period is
     billed on a final invoice like any other ending: the customer owes it whoever ends the subscription."""
     Invoice.objects.filter(pk=invoice.pk).update(next_payment_attempt=None)
     invoice_mark_uncollectible(invoice=invoice, now=now)
-    if sub is None or sub.status == SubStatus.CANCELED:
-        return
-    if settings.DUNNING_FINAL_ACTION == SubStatus.CANCELED:
-        subscription_end(sub, at=now, now=now, reason=Subscription.CancellationReason.PAYMENT_FAILED)
-    elif sub.status != SubStatus.UNPAID:
-        subscription_status_change(subscription=sub, to=SubStatus.UNPAID, now=now)
+    for each in [sub, *(others or [])] if sub is not None else []:
+        if each.status == SubStatus.CANCELED:
+            continue
+        if settings.DUNNING_FINAL_ACTION == SubStatus.CANCELED:
+            subscription_end(each, at=now, now=now, reason=Subscription.CancellationReason.PAYMENT_FAILED)
+        elif each.status != SubStatus.UNPAID:
+            subscription_status_change(subscription=each, to=SubStatus.UNPAID, now=now)
 
 
 # --- Sweeps and tasks -----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from invoicing.locks import lock_invoice
-from invoicing.models import Invoice
+from invoicing.models import Invoice, InvoiceCycle
 from invoicing.services import invoice_settle
 from payments.models import BalanceTransaction, PaymentIntent
 from payments.services.ledger import balance_adjust
@@ -66,6 +66,8 @@ def subscription_recover(*, invoice: Invoice, now: datetime) -> None:
     """A paid invoice brings its past_due subscription back to active."""
     if invoice.subscription_id is None:
         return
-    sub = Subscription.objects.filter(pk=invoice.subscription_id, status=Subscription.Status.PAST_DUE).first()
-    if sub is not None:
+    # A consolidated invoice's further subscriptions (InvoiceCycle) recover with it.
+    further = InvoiceCycle.objects.filter(invoice=invoice).values_list("subscription_id", flat=True)
+    ids = [invoice.subscription_id, *further]
+    for sub in Subscription.objects.filter(pk__in=ids, status=Subscription.Status.PAST_DUE).order_by("pk"):
         subscription_status_change(subscription=sub, to=Subscription.Status.ACTIVE, now=now)

@@ -20,13 +20,15 @@ from django.conf import settings
 from django.db.models import F
 
 from billing_site.money import decimal_to_str, round_fraction
+from catalog.minimums import minimum_true_up
 from catalog.models import Coupon
-from catalog.pricing import FixedAmount, quote
+from catalog.pricing import FixedAmount, PercentageAmount, quote, quote_events
 from customers.models import Customer
 from invoicing.drafts import Draft, DraftLine, DraftWatermark, describe_period, draft_finish
-from invoicing.models import Invoice, InvoiceLine
+from invoicing.models import Invoice, InvoiceCycle, InvoiceLine
 from invoicing.writer import InvoiceWriter
-from subscriptions.models import Subscription, SubscriptionItem
+from subscriptions import periods
+from subscriptions.models import ProgressiveBilling, Subscription, SubscriptionItem
 from subscriptions.periods import Period
 from subscriptions.services.context import BillingContext
 
@@ -40,6 +42,31 @@ CHANGE_MARGIN = timedelta(days=1)
 def _unit_amount(item: SubscriptionItem) -> Decimal | None:
     engine = item.price.engine_amount
     return engine.unit if isinstance(engine, FixedAmount) else None
+
+
+def zone_of(sub: Subscription) -> str:
+    """The calendar the subscription's periods follow (the customer's zone when it started)."""
+    return sub.timezone or "UTC"
+
+
+def billing_cycle(sub: Subscription, period: Period) -> Period:
+    """The whole cycle `period` belongs to: itself, except for a partial first period (a start between two
+    anchor boundaries), which was billed as a fraction of the cycle it ends."""
+    anchor, unit, amount = sub.billing_cycle_anchor, sub.interval_unit, sub.interval_amount
+    return periods.period_containing(anchor, unit, amount, period.start, tz=zone_of(sub))
+
+
+def usage_amount(
+    item: SubscriptionItem, customer: Customer, window: Period, value: Decimal, *, ctx: BillingContext
+) -> int:
+    """What `value` of the item's meter over `window` costs on the item's price. Every model is priced
+    from the window's aggregate, except a percentage price that charges per event (a fixed fee, per-event
+    bounds, free events): its events' values are read, in order, and priced one by one (`quote_events`)."""
+    amount = item.price.engine_amount
+    if isinstance(amount, PercentageAmount) and amount.needs_events:
+        values = ctx.event_values(item.price.meter, customer, window.start, window.end)
+        return quote_events(amount, values).amount
+    return quote(amount, value).amount
 
 
 # --- Lines ----------------------------------------------------------------------------------------
@@ -84,7 +111,7 @@ def metered_line(
     if end <= window.start:
         return None
     usage = ctx.usage(item.price.meter, customer, window.start, end)
-    amount = quote(item.price.engine_amount, usage.value).amount
+    amount = usage_amount(item, customer, Period(window.start, end), usage.value, ctx=ctx)
     return DraftLine(
         kind=Kind.USAGE,
         description=f"{item.price.name} — {decimal_to_str(usage.value)} {item.price.meter.name}",
@@ -130,7 +157,7 @@ def late_usage_lines(
         usage = ctx.usage(wm.meter, subscription.customer, window.start, window.end)
         if usage.value == wm.value and usage.event_count == wm.event_count:
             continue
-        amount = quote(item.price.engine_amount, usage.value).amount
+        amount = usage_amount(item, subscription.customer, window, usage.value, ctx=ctx)
         delta = amount - wm.amount_billed
         watermark = DraftWatermark(
             period=period, value=usage.value, event_count=usage.event_count, amount_billed=amount, supersedes=wm
@@ -153,6 +180,77 @@ def late_usage_lines(
             )
         )
     return lines
+
+
+def minimum_lines(
+    sub: Subscription, period: Period, lines: list[DraftLine], *, ctx: BillingContext, until: datetime | None = None
+) -> list[DraftLine]:
+    """True-ups of the minimum spends (`catalog.minimums`) for `period`, billed when it ends (in arrears,
+    with its usage): each item with a minimum, then the subscription's.
+
+    What an item spent: a metered item its usage line of `lines`; a licensed item its price for the part of
+    the period it served. A minimum is prorated by the share of the whole cycle served: the item's window
+    (a change mid-period), the part of a partial first period, or up to `until` (an end mid-period)."""
+    items = ctx.items(sub)
+    if sub.minimum_amount is None and all(item.minimum_amount is None for item in items):
+        return []
+    end = min(period.end, until) if until is not None else period.end
+    if end <= period.start:
+        return []
+    served = Period(period.start, end)
+    cycle_seconds = billing_cycle(sub, period).seconds
+    usage = {line.subscription_item_id: line.amount for line in lines if line.kind == Kind.USAGE}
+    true_ups: list[DraftLine] = []
+    spent_total = 0
+    for item in items:
+        window = item_usage_window(item, served)
+        if window is None:
+            continue
+        share = Fraction(window.seconds, cycle_seconds)
+        if item.price.meter_id is not None:
+            spent = max(usage.get(item.id, 0), 0)
+        else:
+            quantity = item.quantity if item.quantity is not None else Decimal(1)
+            spent = round_fraction(quote(item.price.engine_amount, quantity).amount * share)
+        spent_total += spent
+        if item.minimum_amount is None:
+            continue
+        true_up = minimum_true_up(minimum=item.minimum_amount, spent=spent, fraction=min(share, Fraction(1)))
+        spent_total += true_up.amount
+        if true_up.owed:
+            true_ups.append(
+                DraftLine(
+                    kind=Kind.MINIMUM,
+                    description=f"Minimum spend: {item.price.name} (minimum {true_up.minimum}, spent {spent})",
+                    amount=true_up.amount,
+                    price_id=item.price_id,
+                    subscription_item_id=item.id,
+                    period=window,
+                )
+            )
+    if sub.minimum_amount is not None:
+        share = min(Fraction(served.seconds, cycle_seconds), Fraction(1))
+        true_up = minimum_true_up(minimum=sub.minimum_amount, spent=spent_total, fraction=share)
+        if true_up.owed:
+            true_ups.append(
+                DraftLine(
+                    kind=Kind.MINIMUM,
+                    description=f"Minimum spend (minimum {true_up.minimum}, spent {spent_total})",
+                    amount=true_up.amount,
+                    period=served,
+                )
+            )
+    return true_ups
+
+
+def progressive_credit_line(already: int, period: Period) -> DraftLine:
+    """What threshold invoices already billed of `period`'s usage, taken off the next invoice of it."""
+    return DraftLine(
+        kind=Kind.PROGRESSIVE_CREDIT,
+        description=f"Usage already billed during {describe_period(period)}",
+        amount=-already,
+        period=period,
+    )
 
 
 def pending_lines(subscription: Subscription, *, ctx: BillingContext) -> list[DraftLine]:
@@ -242,10 +340,53 @@ def draft_for_cycle(
                 line = metered_line(item, ended, sub.customer, until=usage_until, ctx=ctx)
                 if line is not None:
                     draft.lines.append(line)
+        draft.lines.extend(minimum_lines(sub, ended, draft.lines, ctx=ctx, until=usage_until))
+        already = ctx.progressive_billed(sub, ended.start) if sub.progressive_billing_thresholds else 0
+        if already:
+            draft.lines.append(progressive_credit_line(already, ended))
     draft.lines.extend(pending_lines(sub, ctx=ctx))
     exclude = {ended.start} if ended is not None else set()
     draft.lines.extend(late_usage_lines(sub, now=now, exclude=exclude, ctx=ctx))
     return subscription_draft_finish(draft, sub, ctx=ctx)
+
+
+def consolidation_key(sub: Subscription, draft: Draft) -> tuple[Any, ...] | None:
+    """Cycle invoices of one customer that may share an invoice (the customer's setting): same currency,
+    collection method and terms, and the same period (aligned cycles). None: billed alone."""
+    if not sub.customer.invoice_consolidation or draft.billing_reason != Reason.SUBSCRIPTION_CYCLE:
+        return None
+    if draft.period is None or draft.cycle_period_start is None:
+        return None
+    period = (draft.period.start, draft.period.end)
+    return (sub.customer_id, draft.currency, draft.collection_method, draft.days_until_due, period)
+
+
+def drafts_merge(drafts: list[tuple[Subscription, Draft]]) -> Draft:
+    """One invoice of several subscriptions' finished cycle drafts: every line keeps its subscription (and
+    its own coupon's discount and its taxes), the totals add up. The first subscription is the invoice's
+    own (its cycle guard); the others are guarded by `InvoiceCycle` rows."""
+    first_sub, first = drafts[0]
+    lines: list[DraftLine] = []
+    for sub, draft in drafts:
+        for line in draft.lines:
+            line.subscription_id = sub.id
+            lines.append(line)
+    return Draft(
+        customer=first.customer,
+        currency=first.currency,
+        billing_reason=first.billing_reason,
+        subscription_id=first_sub.id,
+        collection_method=first.collection_method,
+        days_until_due=first.days_until_due,
+        cycle_period_start=first.cycle_period_start,
+        period=first.period,
+        lines=lines,
+        subtotal=sum(d.subtotal for _, d in drafts),
+        discount=sum(d.discount for _, d in drafts),
+        tax=sum(d.tax for _, d in drafts),
+        total=sum(d.total for _, d in drafts),
+        tax_note=first.tax_note,
+    )
 
 
 # --- Writing --------------------------------------------------------------------------------------
@@ -261,9 +402,28 @@ class SubscriptionInvoiceWriter(InvoiceWriter):
         self.ctx = ctx or BillingContext(now=now)
         self._coupons: Counter[str] = Counter()
         self._subs: dict[str, tuple[Subscription, set[str]]] = {}
+        self._cycles: list[InvoiceCycle] = []
+        self.progressive: list[ProgressiveBilling] = []
+
+    def add_consolidated(self, drafts: list[tuple[Subscription, Draft]]) -> Invoice:
+        """Several subscriptions' cycle drafts on one invoice (`drafts_merge`)."""
+        if len(drafts) == 1:
+            return self.add_for(*drafts[0])
+        invoice = self.add(drafts_merge(drafts))
+        for sub, draft in drafts:
+            self._after_add(sub, draft)
+        for sub, draft in drafts[1:]:
+            self._cycles.append(
+                InvoiceCycle(invoice=invoice, subscription_id=sub.id, cycle_period_start=draft.cycle_period_start)
+            )
+        return invoice
 
     def add_for(self, sub: Subscription, draft: Draft, *, finalize: bool | None = None) -> Invoice:
         invoice = self.add(draft, finalize=finalize)
+        self._after_add(sub, draft)
+        return invoice
+
+    def _after_add(self, sub: Subscription, draft: Draft) -> None:
         items: dict[str, SubscriptionItem] | None = None
         for line in draft.lines:
             if line.pending_item_id is not None:
@@ -279,7 +439,6 @@ class SubscriptionInvoiceWriter(InvoiceWriter):
         if draft.coupon_applied and sub.coupon_periods_remaining is not None:
             self._coupons[sub.pk] += 1
             sub.coupon_periods_remaining -= 1
-        return invoice
 
     def update_subscription(self, sub: Subscription, **fields: Any) -> None:
         """Change a subscription in memory now and in the database at flush (one bulk UPDATE). The status
@@ -296,6 +455,10 @@ class SubscriptionInvoiceWriter(InvoiceWriter):
         entry[1].update(fields, {"updated_at"})
 
     def flush_related(self) -> None:
+        # The unique (subscription, cycle_period_start) refuses a consolidated invoice for a period billed.
+        InvoiceCycle.objects.bulk_create(self._cycles)
+        # Unique per (subscription, period, threshold): a crossing billed twice fails the whole batch.
+        ProgressiveBilling.objects.bulk_create(self.progressive)
         for times in set(self._coupons.values()):
             ids = [pk for pk, n in self._coupons.items() if n == times]
             Subscription.objects.filter(pk__in=ids).update(

@@ -11,16 +11,32 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from customers.models import Customer
 from invoicing.models import PendingInvoiceItem, UsageWatermark
 from invoicing.selectors import TaxRateCache
 from metering.models import Meter
-from metering.selectors import UsageValue, usage_aggregate, usage_aggregate_many, usage_changed_hours
-from subscriptions.models import Subscription, SubscriptionItem
+from metering.selectors import (
+    UsageValue,
+    usage_aggregate,
+    usage_aggregate_many,
+    usage_changed_hours,
+    usage_event_values,
+)
+from subscriptions.models import ProgressiveBilling, Subscription, SubscriptionItem, SubscriptionPriceMigration
 
 UsageKey = tuple[str, str, datetime, datetime]  # meter, customer, start, end
+
+
+@dataclass
+class ItemMove:
+    move: SubscriptionPriceMigration
+    old: SubscriptionItem | None
+    new: SubscriptionItem | None
+    at: datetime
 
 
 class BillingContext:
@@ -31,9 +47,12 @@ class BillingContext:
         self._watermarks: dict[str, list[UsageWatermark]] = {}
         self.taxes = TaxRateCache()
         self._usage: dict[UsageKey, UsageValue] = {}
+        self._values: dict[UsageKey, list[Decimal]] = {}
         self._changed: dict[tuple[str, str], dict[datetime, datetime]] | None = None
         self._changed_since: datetime | None = None
         self.consumed_pending: set[str] = set()
+        self._moves: dict[str, list[SubscriptionPriceMigration]] = {}
+        self._progressive: dict[str, list[ProgressiveBilling]] = {}
 
     # --- loading ----------------------------------------------------------------------------------
 
@@ -49,6 +68,8 @@ class BillingContext:
             self._items[sub_id] = []
             self._pending[sub_id] = []
             self._watermarks[sub_id] = []
+            self._moves[sub_id] = []
+            self._progressive[sub_id] = []
         items = (
             SubscriptionItem.objects.filter(subscription_id__in=ids)
             .select_related("price__meter")
@@ -58,6 +79,15 @@ class BillingContext:
             self._items[item.subscription_id].append(item)
         for pending in PendingInvoiceItem.objects.filter(subscription_id__in=ids, invoice__isnull=True).order_by("id"):
             self._pending[pending.subscription_id].append(pending)
+        moves = SubscriptionPriceMigration.objects.filter(
+            subscription_id__in=ids, status=SubscriptionPriceMigration.Status.PENDING
+        ).select_related("to_price__meter")
+        for move in moves.order_by("effective_at", "id"):
+            self._moves[move.subscription_id].append(move)
+        progressive = [s.id for s in subs if s.progressive_billing_thresholds]
+        if progressive:
+            for row in ProgressiveBilling.objects.filter(subscription_id__in=progressive).order_by("id"):
+                self._progressive[row.subscription_id].append(row)
         watermarks = UsageWatermark.objects.filter(subscription_item__subscription_id__in=ids, superseded=False)
         by_item = {item.id: item for items_ in self._items.values() for item in items_}
         for wm in watermarks.select_related("meter").order_by("period_start", "id"):
@@ -76,6 +106,46 @@ class BillingContext:
 
     def live_items(self, sub: Subscription) -> list[SubscriptionItem]:
         return [item for item in self.items(sub) if item.removed_at is None]
+
+    def move_items(self, sub: Subscription, *, at: datetime) -> list[ItemMove]:
+        """Apply, in memory, the price migrations due at the boundary `at` (scheduled for a period end at or
+        before it): the old item leaves at `at`, a new one on the new price (same quantity and minimum)
+        joins at `at`. Returns the moves for renewal to write (`ItemMove.new` None: skipped, the item was
+        gone or the new price is already on the subscription); the preview only reads them."""
+        self._ensure(sub)
+        due = [m for m in self._moves[sub.id] if m.effective_at <= at]
+        if not due:
+            return []
+        self._moves[sub.id] = [m for m in self._moves[sub.id] if m.effective_at > at]
+        items = self._items[sub.id]
+        result = []
+        for move in due:
+            old = next((i for i in items if i.id == move.item_id), None)
+            live_prices = {i.price_id for i in items if i.removed_at is None or i.removed_at > at}
+            if old is None or (old.removed_at is not None and old.removed_at <= at) or move.to_price_id in live_prices:
+                result.append(ItemMove(move=move, old=old, new=None, at=at))
+                continue
+            old.removed_at = at
+            new = SubscriptionItem(
+                subscription=sub,
+                price=move.to_price,
+                quantity=old.quantity,
+                minimum_amount=old.minimum_amount,
+                added_at=at,
+            )
+            items.append(new)
+            result.append(ItemMove(move=move, old=old, new=new, at=at))
+        return result
+
+    def progressive_billed(self, sub: Subscription, period_start: datetime) -> int:
+        """What threshold invoices of the period already billed (rows of one invoice share its amount)."""
+        self._ensure(sub)
+        by_invoice = {r.invoice_id: r.amount for r in self._progressive[sub.id] if r.period_start == period_start}
+        return sum(by_invoice.values())
+
+    def progressive_thresholds(self, sub: Subscription, period_start: datetime) -> set[int]:
+        self._ensure(sub)
+        return {r.threshold for r in self._progressive[sub.id] if r.period_start == period_start}
 
     def pending(self, sub: Subscription) -> list[PendingInvoiceItem]:
         self._ensure(sub)
@@ -112,6 +182,13 @@ class BillingContext:
         if key not in self._usage:
             self._usage[key] = usage_aggregate(meter=meter, customer=customer, start=start, end=end)
         return self._usage[key]
+
+    def event_values(self, meter: Meter, customer: Customer, start: datetime, end: datetime) -> list[Decimal]:
+        """Each event's value in order, for the per-event pricing model only (see builder.usage_amount)."""
+        key = (meter.id, customer.id, start, end)
+        if key not in self._values:
+            self._values[key] = usage_event_values(meter=meter, customer_id=customer.id, start=start, end=end)
+        return self._values[key]
 
     # --- late usage -------------------------------------------------------------------------------
 

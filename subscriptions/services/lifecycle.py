@@ -34,13 +34,14 @@ from subscriptions.locks import lock_subscription
 from subscriptions.models import Subscription, SubscriptionItem
 from subscriptions.periods import Period
 from subscriptions.proration import ProrationItem, proration_lines, remaining_fraction
-from subscriptions.services import builder
+from subscriptions.services import builder, progressive
 from subscriptions.services.builder import (
     SubscriptionInvoiceWriter,
     draft_for_cycle,
     draft_save,
     new_draft,
     subscription_draft_finish,
+    zone_of,
 )
 from subscriptions.services.context import BillingContext
 from subscriptions.services.status import LIVE, subscription_event_emit, subscription_status_change
@@ -56,6 +57,7 @@ __all__ = ["LIVE"]
 class ItemSpec:
     price: Price
     quantity: Decimal | None
+    minimum_amount: int | None = None  # the item's minimum spend per period, minor units
 
 
 # Items in the order they were given: ids are random within a millisecond, so they cannot break the tie
@@ -72,7 +74,8 @@ def _period_of(sub: Subscription) -> Period:
 
 
 def _next_period(sub: Subscription, period: Period) -> Period:
-    return periods.next_period(sub.billing_cycle_anchor, sub.interval_unit, sub.interval_amount, period)
+    anchor, unit, amount = sub.billing_cycle_anchor, sub.interval_unit, sub.interval_amount
+    return periods.next_period(anchor, unit, amount, period, tz=zone_of(sub))
 
 
 def _billing_cycle(sub: Subscription, period: Period) -> Period:
@@ -80,14 +83,16 @@ def _billing_cycle(sub: Subscription, period: Period) -> Period:
     anchor boundaries), which was billed as a fraction of the cycle it ends. Prorating against the cycle
     keeps credits and charges at the price's rate per second; prorating against the short period would
     credit a full period's price for part of it."""
-    return periods.period_containing(sub.billing_cycle_anchor, sub.interval_unit, sub.interval_amount, period.start)
+    return builder.billing_cycle(sub, period)
 
 
-def _first_period(anchor: datetime, unit: str, amount: int, start: datetime) -> tuple[Period, Fraction | None]:
+def _first_period(
+    anchor: datetime, unit: str, amount: int, start: datetime, tz: str = "UTC"
+) -> tuple[Period, Fraction | None]:
     """The first billed period from `start` to the next anchor boundary, and the fraction of a full
     period it is (None when `start` is itself a boundary): a start between two boundaries bills a
     partial first period, prorated by the second."""
-    full = periods.period_containing(anchor, unit, amount, start)
+    full = periods.period_containing(anchor, unit, amount, start, tz=tz)
     if full.start == start:
         return full, None
     return Period(start, full.end), remaining_fraction(full, start)
@@ -105,6 +110,15 @@ def _check_customer_currency(customer: Customer, specs: list[ItemSpec]) -> None:
                 param=f"items[{index}].price",
                 code="currency_mismatch",
             )
+
+
+def _check_minimum(value: object, param: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**63 - 1:
+        raise InvalidRequest(
+            "A minimum spend is a positive integer amount in minor units.", param=param, code="parameter_invalid"
+        )
 
 
 def _validate_items(
@@ -130,6 +144,7 @@ def _validate_items(
                 f"Price {price.id} is on the subscription twice.", param=f"{param}.price", code="duplicate_price"
             )
         seen.add(price.id)
+        _check_minimum(spec.minimum_amount, f"{param}.minimum_amount")
         if price.meter_id is not None and spec.quantity is not None:
             raise InvalidRequest(
                 "A metered price takes its quantity from usage; do not send one.",
@@ -184,11 +199,15 @@ def subscription_create(
     collection_method: str = Subscription.CollectionMethod.CHARGE_AUTOMATICALLY,
     days_until_due: int | None = None,
     coupon: Coupon | None = None,
+    minimum_amount: int | None = None,
+    progressive_billing_thresholds: list[int] | None = None,
     metadata: dict[str, str] | None = None,
 ) -> tuple[Subscription, Invoice | None]:
     """Start a subscription. Without a trial the first invoice (licensed items in advance) is issued at
     once; with one, the first period starts at trial end and the trial-end job issues it."""
     _validate_items(items, currency=None, unit=None, amount=None)
+    _check_minimum(minimum_amount, "minimum_amount")
+    thresholds = progressive.thresholds_clean(progressive_billing_thresholds)
     first = items[0].price
     start = start_date or now
     if start > now + timedelta(minutes=5):
@@ -197,18 +216,28 @@ def subscription_create(
         raise InvalidRequest("trial_end must be after the start.", param="trial_end")
     if collection_method == Subscription.CollectionMethod.SEND_INVOICE and days_until_due is None:
         days_until_due = settings.INVOICE_DAYS_UNTIL_DUE
-    anchor = billing_cycle_anchor or trial_end or start
     with transaction.atomic():
         locked = lock_customer(customer.pk)
         if locked.status == Customer.Status.DELETED:
             raise InvalidRequest(f"Customer {customer.id} is deleted.", param="customer", code="customer_deleted")
         _check_customer_currency(locked, items)
+        zone = locked.timezone or "UTC"
+        anchor = billing_cycle_anchor or trial_end or start
+        # A customer with a time zone has calendar periods: they start at local midnight of the anchor day
+        # (an explicit anchor is the operator's own instant and is kept).
+        calendar = bool(locked.timezone) and billing_cycle_anchor is None
+        if calendar:
+            anchor = periods.start_of_local_day(anchor, zone)
         coupon_periods = _redeem_coupon(coupon, currency=first.currency, now=now) if coupon else None
         if trial_end is not None:
             period, fraction = Period(start, trial_end), None
             status = Status.TRIALING
+        elif calendar:
+            # The first period is the whole local day's period: the day it starts on is billed as a day.
+            period, fraction = _first_period(anchor, first.duration_unit, first.duration_amount, anchor, zone)
+            status = Status.ACTIVE
         else:
-            period, fraction = _first_period(anchor, first.duration_unit, first.duration_amount, start)
+            period, fraction = _first_period(anchor, first.duration_unit, first.duration_amount, start, zone)
             status = Status.ACTIVE
         sub = Subscription.objects.create(
             customer=locked,
@@ -218,6 +247,7 @@ def subscription_create(
             interval_amount=first.duration_amount,
             start_date=start,
             billing_cycle_anchor=anchor,
+            timezone=locked.timezone,
             current_period_start=period.start,
             current_period_end=period.end,
             trial_start=start if trial_end else None,
@@ -226,11 +256,19 @@ def subscription_create(
             days_until_due=days_until_due,
             coupon=coupon,
             coupon_periods_remaining=coupon_periods,
+            minimum_amount=minimum_amount,
+            progressive_billing_thresholds=thresholds,
             metadata=metadata or {},
         )
         for spec in items:
             quantity = None if spec.price.meter_id else (spec.quantity if spec.quantity is not None else Decimal(1))
-            SubscriptionItem.objects.create(subscription=sub, price=spec.price, quantity=quantity, added_at=start)
+            SubscriptionItem.objects.create(
+                subscription=sub,
+                price=spec.price,
+                quantity=quantity,
+                added_at=start,
+                minimum_amount=spec.minimum_amount,
+            )
         subscription_event_emit(sub, "subscription.created", now=now)
         invoice = None
         if status == Status.ACTIVE:
@@ -413,13 +451,19 @@ def subscription_change(
         old_licensed = [_proration_item(i, _charged(licensed, at)) for i in licensed]
         for item in current:
             spec = wanted.get(item.price_id)
-            if spec is None or _quantity(spec) != item.quantity:
+            if spec is None or (_quantity(spec), spec.minimum_amount) != (item.quantity, item.minimum_amount):
                 SubscriptionItem.objects.filter(pk=item.pk).update(removed_at=at)
         for spec in items:
             item = by_price.get(spec.price.id)
             quantity = _quantity(spec)
-            if item is None or quantity != item.quantity:
-                SubscriptionItem.objects.create(subscription=sub, price=spec.price, quantity=quantity, added_at=at)
+            if item is None or (quantity, spec.minimum_amount) != (item.quantity, item.minimum_amount):
+                SubscriptionItem.objects.create(
+                    subscription=sub,
+                    price=spec.price,
+                    quantity=quantity,
+                    added_at=at,
+                    minimum_amount=spec.minimum_amount,
+                )
         new_licensed = [_proration_item(i) for i in live_items(sub) if i.price.meter_id is None]
         invoice = None
         billed_in_advance = sub.status != Status.TRIALING and period.start <= at < period.end

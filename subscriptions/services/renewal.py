@@ -30,19 +30,20 @@ from billing_site.tasks import enqueue_each
 from customers.models import Customer
 from invoicing.drafts import Draft
 from subscriptions.locks import claim_subscriptions
-from subscriptions.models import Subscription
+from subscriptions.models import Subscription, SubscriptionItem, SubscriptionPriceMigration
 from subscriptions.services.builder import (
     CHANGE_MARGIN,
     Reason,
     SubscriptionInvoiceWriter,
+    consolidation_key,
     draft_for_cycle,
     item_usage_window,
     late_usage_lines,
     new_draft,
     subscription_draft_finish,
 )
-from subscriptions.services.context import BillingContext
-from subscriptions.services.lifecycle import _first_period, _next_period, _period_of, subscription_end
+from subscriptions.services.context import BillingContext, ItemMove
+from subscriptions.services.lifecycle import _first_period, _next_period, _period_of, subscription_end, zone_of
 from subscriptions.services.status import LIVE, Status, subscription_event_emit, subscription_status_change
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Step:
     draft: Draft | None = None
     status: str | None = None  # the status the step moves to, when it changes one
     ends: bool = False  # a pending cancellation takes effect: `subscription_end` applies it
+    moves: list[ItemMove] = field(default_factory=list)  # price migrations applied at this boundary
 
 
 def plan_step(sub: Subscription, *, now: datetime, ctx: BillingContext) -> Step:
@@ -75,8 +77,11 @@ def plan_step(sub: Subscription, *, now: datetime, ctx: BillingContext) -> Step:
             status=Status.CANCELED,
             ends=True,
         )
+    moves = ctx.move_items(sub, at=at)
     if sub.status == Status.TRIALING:
-        first, fraction = _first_period(sub.billing_cycle_anchor, sub.interval_unit, sub.interval_amount, at)
+        first, fraction = _first_period(
+            sub.billing_cycle_anchor, sub.interval_unit, sub.interval_amount, at, zone_of(sub)
+        )
         draft = draft_for_cycle(
             sub,
             now=now,
@@ -92,6 +97,7 @@ def plan_step(sub: Subscription, *, now: datetime, ctx: BillingContext) -> Step:
             updates={"current_period_start": first.start, "current_period_end": first.end},
             draft=draft,
             status=Status.ACTIVE,
+            moves=moves,
         )
     following = _next_period(sub, ended)
     draft = draft_for_cycle(sub, now=now, ended=ended, advance=following, reason=Reason.SUBSCRIPTION_CYCLE, ctx=ctx)
@@ -100,12 +106,36 @@ def plan_step(sub: Subscription, *, now: datetime, ctx: BillingContext) -> Step:
         previous={"current_period_start": ended.start.isoformat()},
         updates={"current_period_start": following.start, "current_period_end": following.end},
         draft=draft,
+        moves=moves,
     )
 
 
-def renew_one(sub: Subscription, *, now: datetime, ctx: BillingContext, writer: SubscriptionInvoiceWriter) -> int:
+def moves_write(moves: list[ItemMove], *, now: datetime) -> None:
+    """Write the price migrations a renewal step applied in memory, before its invoice (whose lines refer
+    to the new items): the old item ends at the boundary, the new one is inserted, the move is marked."""
+    for move in moves:
+        status = SubscriptionPriceMigration.Status.SKIPPED
+        if move.new is not None and move.old is not None:
+            SubscriptionItem.objects.filter(pk=move.old.pk).update(removed_at=move.at)
+            move.new.save(force_insert=True)
+            status = SubscriptionPriceMigration.Status.APPLIED
+        SubscriptionPriceMigration.objects.filter(
+            pk=move.move.pk, status=SubscriptionPriceMigration.Status.PENDING
+        ).update(status=status, applied_at=now, updated_at=now)
+
+
+def renew_one(
+    sub: Subscription,
+    *,
+    now: datetime,
+    ctx: BillingContext,
+    writer: SubscriptionInvoiceWriter,
+    consolidate: dict[tuple[Any, ...], list[tuple[Subscription, Draft]]] | None = None,
+) -> int:
     """Bring one locked subscription up to `now` (one invoice per ended period, in order), collecting the
-    writes in `writer`. Returns the number of invoices it issued."""
+    writes in `writer`. Returns the number of invoices it issued. With `consolidate`, the cycle invoice of
+    the last step (the period renewal lands in, never a catch-up step) is set aside under its
+    `consolidation_key` for the batch to bill with its siblings."""
     issued = 0
     while sub.status in LIVE and sub.current_period_end <= now:
         if sub.cancel_at_period_end:
@@ -113,9 +143,15 @@ def renew_one(sub: Subscription, *, now: datetime, ctx: BillingContext, writer: 
             issued += invoice is not None
             break
         step = plan_step(sub, now=now, ctx=ctx)
+        moves_write(step.moves, now=now)
         if step.draft is not None:
-            writer.add_for(sub, step.draft)
-            issued += 1
+            key = consolidation_key(sub, step.draft) if consolidate is not None else None
+            last = step.updates.get("current_period_end", now) > now
+            if key is not None and last and consolidate is not None:
+                consolidate.setdefault(key, []).append((sub, step.draft))
+            else:
+                writer.add_for(sub, step.draft)
+                issued += 1
         if step.status is not None:
             subscription_status_change(
                 subscription=sub,
@@ -149,9 +185,23 @@ def renew_batch(subs: list[Subscription], now: datetime) -> int:
                 wanted.append((item.price.meter, sub.customer_id, window.start, window.end))
     ctx.prefetch_usage(wanted)
     writer = SubscriptionInvoiceWriter(now=now, ctx=ctx)
-    issued = sum(renew_one(sub, now=now, ctx=ctx, writer=writer) for sub in subs)
+    consolidate: dict[tuple[Any, ...], list[tuple[Subscription, Draft]]] = {}
+    issued = sum(renew_one(sub, now=now, ctx=ctx, writer=writer, consolidate=consolidate) for sub in subs)
+    for group in consolidate.values():
+        writer.add_consolidated(sorted(group, key=lambda pair: pair[0].id))
+        issued += 1
     writer.flush()
     return issued
+
+
+def _claim_siblings(subs: list[Subscription], due: QuerySet[Subscription]) -> list[Subscription]:
+    """The due subscriptions of the batch's consolidating customers that another batch did not claim, so a
+    customer's aligned subscriptions are renewed (and invoiced) together."""
+    customers = {s.customer_id for s in subs if s.customer.invoice_consolidation}
+    if not customers:
+        return []
+    siblings = due.filter(customer_id__in=customers).exclude(pk__in=[s.pk for s in subs])
+    return claim_subscriptions(siblings, limit=settings.RENEWAL_BATCH_SIZE)
 
 
 def subscriptions_due(now: datetime) -> QuerySet[Subscription]:
@@ -180,6 +230,7 @@ def subscriptions_renew(*, now: datetime, ids: list[str] | None = None, limit: i
             )
             if not subs:
                 break
+            subs = subs + _claim_siblings(subs, due.exclude(pk__in=failed_ids))
             try:
                 with transaction.atomic():
                     invoices += renew_batch(subs, now)
