@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from billing_site.admin_kit import ChangePageActions, confirm_action
 from billing_site.errors import ApiError
 from webhooks import delivery, endpoints, inbound
 from webhooks.models import BillingEvent, ProviderEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -56,7 +57,7 @@ def _report(request: HttpRequest, admin_: admin.ModelAdmin, done: int, failed: l
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(_ReadOnly):
+class WebhookDeliveryAdmin(ChangePageActions, _ReadOnly):
     list_display = ("id", "endpoint", "event", "status", "attempt_count", "last_status_code", "next_attempt_at")
     list_filter = ("status",)
     search_fields = ("id", "event__id", "endpoint__id", "endpoint__url")
@@ -69,16 +70,12 @@ class WebhookDeliveryAdmin(_ReadOnly):
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return obj is None  # actions need the change permission on the list; rows stay read-only
 
-    @admin.action(description="Redeliver now")
-    def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
-        done, failed = 0, []
-        for item in queryset:
-            try:
-                delivery.delivery_redeliver(delivery=item, now=timezone.now())
-                done += 1
-            except ApiError as exc:
-                failed.append(f"{item.id}: {exc.message}")
-        _report(request, self, done, failed, "Queued again")
+    redeliver = confirm_action(
+        description="Resend now",
+        label="Queued again",
+        run=lambda item, now: delivery.delivery_redeliver(delivery=item, now=now) and None,
+        explanation="Sends the same event (same webhook-id and bytes) to the endpoint again, now.",
+    )
 
 
 class ResendForm(forms.Form):

@@ -202,16 +202,9 @@ def test_admin_switches_a_customer_to_provider_mode_through_the_service(staff, f
     page = staff.get(f"/admin/customers/customer/{customer.id}/change/")
     form = page.context["adminform"].form
     data = {name: form.initial.get(name) or "" for name in form.fields}
-    data.update(
-        {
-            "billing_mode": "provider",
-            "metadata": "{}",
-            "users-TOTAL_FORMS": "0",
-            "users-INITIAL_FORMS": "0",
-            "billing_mode_changes-TOTAL_FORMS": "0",
-            "billing_mode_changes-INITIAL_FORMS": "0",
-        }
-    )
+    data.update({"billing_mode": "provider", "metadata": "{}"})
+    for inline in page.context["inline_admin_formsets"]:  # the page's read-only inlines post no rows
+        data.update({f"{inline.formset.prefix}-TOTAL_FORMS": "0", f"{inline.formset.prefix}-INITIAL_FORMS": "0"})
     response = staff.post(f"/admin/customers/customer/{customer.id}/change/", data)
     assert response.status_code == 302, response.content.decode()[:2000]
     customer.refresh_from_db()
