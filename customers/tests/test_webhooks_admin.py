@@ -56,7 +56,9 @@ def test_redeliver_and_resend_actions(staff):
     delivery.refresh_from_db()
     assert delivery.status == "failed"
     response = staff.post(
-        "/admin/webhooks/webhookdelivery/", {"action": "redeliver", "_confirm": "yes", "_selected_action": [delivery.id]}, follow=True
+        "/admin/webhooks/webhookdelivery/",
+        {"action": "redeliver", "_confirm": "yes", "_selected_action": [delivery.id]},
+        follow=True,
     )
     assert response.status_code == 200
     delivery.refresh_from_db()
