@@ -10,7 +10,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.db.models import QuerySet, Subquery
+from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -198,13 +199,14 @@ def customer_credit_grant(customer: Customer, *, now: Any, **data: Any) -> str:
 INLINE_ROWS = 20  # the latest rows of each kind; the inline's title links to the full, filtered list
 
 
-class _LatestInline(ReadOnlyInline):
-    ordering_field = "-created_at"
+class _LatestFormSet(BaseInlineFormSet):
+    def get_queryset(self) -> QuerySet[Any]:
+        # The customer's latest rows only (the formset has already filtered by the customer and ordered).
+        return super().get_queryset()[:INLINE_ROWS]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        qs = super().get_queryset(request)
-        # The latest rows per customer page (a subquery, since a formset cannot take a sliced queryset).
-        return qs.filter(pk__in=Subquery(qs.order_by(self.ordering_field, "-pk").values("pk")[:INLINE_ROWS]))
+
+class _LatestInline(ReadOnlyInline):
+    formset = _LatestFormSet
 
 
 class SubscriptionInline(_LatestInline):
