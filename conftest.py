@@ -85,3 +85,16 @@ def fake_stripe(settings: object) -> object:
         settings.STRIPE_TIMEOUT_SECONDS = 0.25  # type: ignore[attr-defined]
         yield fake
     assert fake.violations == [], fake.violations
+
+
+# --- Browser tests (issue 14): pytest-playwright on the system's chromium -------------------------------
+import shutil  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Browser tests drive the system's chromium (Debian's package): Playwright's own download is never used."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.fail("browser tests need chromium (Debian package `chromium`; .ci/run installs it)")
+    return {**browser_type_launch_args, "executable_path": executable, "args": ["--no-sandbox"]}

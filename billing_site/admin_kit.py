@@ -19,6 +19,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -324,5 +325,5 @@ class ChangePageActions:
             for name, (_fn, _name, description) in self.get_actions(request).items()  # type: ignore[attr-defined]
             if name != "delete_selected"
         ]
-        extra = {**(extra_context or {}), "object_actions": actions, "object_actions_pk": object_id}
+        extra = {**(extra_context or {}), "object_actions": actions, "object_actions_pk": unquote(object_id)}
         return super().change_view(request, object_id, form_url, extra_context=extra)  # type: ignore[misc]
