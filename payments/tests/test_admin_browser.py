@@ -5,22 +5,23 @@ saved under docs/screenshots/ (README shows them)."""
 
 from __future__ import annotations
 
+import io
 import os
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop here
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.utils import timezone  # noqa: E402
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.utils import timezone
 
-from customers.models import Customer  # noqa: E402
-from payments.models import CollectionAttempt, CreditNote, Refund  # noqa: E402
-from payments.services.collection import invoice_collect  # noqa: E402
-from payments.services.methods import payment_method_create  # noqa: E402
-from payments.tests.factories import ledger_invoice  # noqa: E402
+from customers.models import Customer
+from payments.models import CollectionAttempt, CreditNote, Refund
+from payments.services.collection import invoice_collect
+from payments.services.methods import payment_method_create
+from payments.tests.factories import ledger_invoice
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -47,7 +48,7 @@ def operator(live_server, page):
 
 
 def paid_customer_invoice():
-    call_command("load_demo_data", stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))
+    call_command("load_demo_data", stdout=io.StringIO(), stderr=io.StringIO())
     customer = Customer.objects.get(external_id="tenant-acme")
     invoice = ledger_invoice(customer, lines=(2020,))
     payment_method_create(customer=customer, token="tok_visa", default=True, now=timezone.now())
