@@ -51,5 +51,8 @@ class Summary:
         self.started = time.perf_counter()
 
     def line(self, **counts: int | str) -> str:
-        parts = ", ".join(f"{value} {key.replace('_', ' ')}" for key, value in counts.items())
+        parts = ", ".join(
+            f"{value} {key.replace('_', ' ')}" if isinstance(value, int) else f"{key.replace('_', ' ')} {value}"
+            for key, value in counts.items()
+        )
         return f"{self.name}: {parts} in {time.perf_counter() - self.started:.1f} s"
