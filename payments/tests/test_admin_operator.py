@@ -416,3 +416,33 @@ def test_dashboard_page_is_linked_and_shows_the_figures(staff):
 def test_dashboard_is_for_staff_only(client):
     response = client.get("/admin/dashboard/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+MONEY_NAMES = ("amount", "total", "balance", "tax", "discount", "credited", "applied", "used", "charged", "paid")
+
+
+def test_every_money_column_in_admin_is_formatted():
+    """Every integer money field an admin shows (list columns, read-only fields, inlines) is formatted in its
+    currency (billing_site.admin_kit.FormattedFields), never a raw count of minor units."""
+    from django.contrib import admin
+    from django.db import models
+
+    raw = []
+
+    def check(model_admin, model, names):
+        for name in names:
+            if not isinstance(name, str) or not any(part in name for part in MONEY_NAMES):
+                continue
+            try:
+                field = model._meta.get_field(name)
+            except Exception:
+                continue
+            if isinstance(field, models.BigIntegerField) and name not in getattr(model_admin, "money_fields", ()):
+                raw.append(f"{type(model_admin).__name__}.{name}")
+
+    for model, model_admin in admin.site._registry.items():
+        check(model_admin, model, model_admin.list_display)
+        check(model_admin, model, [f.name for f in model._meta.fields])
+        for inline in model_admin.inlines:
+            check(inline, inline.model, inline.fields or ())
+    assert raw == []
