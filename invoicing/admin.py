@@ -35,6 +35,19 @@ class InvoiceLineInline(ReadOnlyInline):
     ordering = ("position",)
 
 
+class OverdueFilter(admin.SimpleListFilter):
+    title = "overdue"
+    parameter_name = "overdue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Overdue (open, past due date)")]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        if self.value() == "yes":
+            return queryset.filter(status=Invoice.Status.OPEN, amount_remaining__gt=0, due_date__lt=timezone.now())
+        return queryset
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(FormattedFields, ChangePageActions, admin.ModelAdmin):
     list_display = (
@@ -48,7 +61,7 @@ class InvoiceAdmin(FormattedFields, ChangePageActions, admin.ModelAdmin):
         "due_date",
         "finalized_at",
     )
-    list_filter = ("status", "billing_reason", "collection_method", "currency")
+    list_filter = ("status", OverdueFilter, "billing_reason", "collection_method", "currency")
     search_fields = ("=number", "=id", "customer__external_id", "=customer__id", "customer__name")
     money_fields = (
         "subtotal",

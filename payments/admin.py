@@ -601,7 +601,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
             "title": "Overdue receivables",
             "count_label": "Invoices",
             "rows": rows(figures.overdue_receivables),
-            "link": f"{invoices}?status__exact=open",
+            "link": f"{invoices}?overdue=yes",
             "help": "Open invoices past their due date.",
         },
         {

@@ -411,6 +411,16 @@ def test_dashboard_page_is_linked_and_shows_the_figures(staff):
     page = staff.get("/admin/dashboard/")
     body = page.content.decode()
     assert page.status_code == 200 and "Open receivables" in body and "$10.00" in body and "MRR" in body
+    assert "?overdue=yes" in body
+
+
+def test_overdue_filter_lists_open_invoices_past_due(staff):
+    late = ledger_invoice(lines=(1000,))
+    Invoice.objects.filter(pk=late.pk).update(due_date=timezone.now() - timedelta(days=1))
+    later = ledger_invoice(lines=(1000,))
+    Invoice.objects.filter(pk=later.pk).update(due_date=timezone.now() + timedelta(days=1))
+    shown = [row.pk for row in staff.get(f"{INVOICES}?overdue=yes").context["cl"].result_list]
+    assert shown == [late.pk]
 
 
 def test_dashboard_is_for_staff_only(client):
