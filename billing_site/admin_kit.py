@@ -201,8 +201,12 @@ class MoneyField(forms.CharField):
         text = super().clean(value)
         if text in (None, ""):
             return None
+        text = str(text).strip()
+        if "," in text:
+            # "12,50" is 12.50 in some locales and 1250 in others: refuse it rather than guess.
+            raise forms.ValidationError("Write the amount with a dot for decimals and no separators, e.g. 1250.50.")
         try:
-            amount = Decimal(str(text).strip().replace(",", ""))
+            amount = Decimal(text)
         except InvalidOperation:
             raise forms.ValidationError(f"{text!r} is not an amount: give a number such as 12.50.") from None
         if not amount.is_finite():

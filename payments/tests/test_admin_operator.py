@@ -199,6 +199,8 @@ def test_refund_action_asks_for_an_amount_and_refunds(staff):
     # Bad input: the page again, with the field's error; nothing refunded.
     page = confirm(staff, INVOICES, "refund", invoice.pk, amount="twelve")
     assert "is not an amount" in page.content.decode() and not Refund.objects.exists()
+    page = confirm(staff, INVOICES, "refund", invoice.pk, amount="5,20")
+    assert "with a dot for decimals" in page.content.decode() and not Refund.objects.exists()
     page = confirm(staff, INVOICES, "refund", invoice.pk, amount="0.001")
     assert any("more decimals than USD" in m for m in texts(page)) and not Refund.objects.exists()
     page = confirm(staff, INVOICES, "refund", invoice.pk, amount="99")
