@@ -82,7 +82,9 @@ def test_reprocess_action(staff):
     page = staff.get(f"/admin/webhooks/providerevent/{row.pk}/change/")
     assert page.status_code == 200 and b"evt_admin" in page.content
     response = staff.post(
-        "/admin/webhooks/providerevent/", {"action": "reprocess", "_selected_action": [row.pk]}, follow=True
+        "/admin/webhooks/providerevent/",
+        {"action": "reprocess", "_confirm": "yes", "_selected_action": [row.pk]},
+        follow=True,
     )
     assert response.status_code == 200
     assert ProviderEvent.objects.get(pk=row.pk).status == "pending"

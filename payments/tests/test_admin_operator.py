@@ -458,3 +458,21 @@ def test_every_money_column_in_admin_is_formatted():
         for inline in model_admin.inlines:
             check(inline, inline.model, inline.fields or ())
     assert raw == []
+
+
+def test_webhook_endpoint_actions_ask_first(staff):
+    from webhooks.endpoints import endpoint_create
+    from webhooks.models import WebhookDelivery, WebhookEndpoint
+
+    endpoint = endpoint_create(url="https://hooks.example.com/in", enabled_events=["*"], now=timezone.now())
+    url = "/admin/webhooks/webhookendpoint/"
+    assert "are you sure" in ask(staff, url, "disable", endpoint.pk).content.decode()
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).status == "enabled"
+    confirm(staff, url, "disable", endpoint.pk)
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).status == "disabled"
+    confirm(staff, url, "enable", endpoint.pk)
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).status == "enabled"
+    assert "are you sure" in ask(staff, url, "send_test", endpoint.pk).content.decode()
+    response = confirm(staff, url, "send_test", endpoint.pk)
+    assert "Test events queued: 1." in texts(response)
+    assert WebhookDelivery.objects.filter(endpoint=endpoint).count() == 1
