@@ -301,6 +301,16 @@ def test_deactivate_and_activate(staff):
     confirm(staff, CUSTOMERS, "activate", customer.pk)
     customer.refresh_from_db()
     assert customer.status == Customer.Status.ACTIVE
+    assert "are you sure" in ask(staff, CUSTOMERS, "soft_delete", customer.pk).content.decode()
+    confirm(staff, CUSTOMERS, "soft_delete", customer.pk)
+    customer.refresh_from_db()
+    assert customer.status == Customer.Status.DELETED
+    confirm(staff, CUSTOMERS, "restore", customer.pk)
+    customer.refresh_from_db()
+    assert customer.status == Customer.Status.ACTIVE
+    # Restoring what is not deleted is the service's refusal, shown as a message.
+    response = confirm(staff, CUSTOMERS, "restore", customer.pk)
+    assert any(m.startswith(f"{customer.pk}: ") for m in texts(response))
 
 
 # --- Subscription actions -------------------------------------------------------------------------------
