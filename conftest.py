@@ -108,6 +108,9 @@ def fake_stripe(settings: object) -> object:
     assert fake.violations == [], fake.violations
 
 
+# --- Browser tests (issue 14): pytest-playwright on the system's chromium -------------------------------
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     """Browser tests drive the system's chromium (Debian's package): Playwright's own download is never used."""

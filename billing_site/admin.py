@@ -1,19 +1,14 @@
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from typing import Any
-
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.utils import timezone
 
+from billing_site.admin_kit import admin_each  # noqa: F401  (apps import it from here too)
 from billing_site.errors import ApiError
 from billing_site.models import SCOPES, ApiKey, IdempotencyRecord
 from billing_site.services import api_key_create, api_key_revoke, validate_scopes
-
-logger = logging.getLogger(__name__)
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -29,6 +24,11 @@ class ApiKeyForm(forms.ModelForm):
             return validate_scopes(scopes)
         except ApiError as exc:
             raise forms.ValidationError(exc.message) from None
+
+
+admin.site.site_header = "Billing administration"
+admin.site.site_title = "Billing admin"
+admin.site.index_template = "admin/billing_site/index.html"
 
 
 @admin.register(ApiKey)
@@ -80,21 +80,3 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
-
-
-def admin_each(request: HttpRequest, queryset: Any, fn: Callable[[Any, Any], Any], label: str) -> int:
-    """Run an admin action's service call on each selected row and report per row: one refusal must not
-    hide the others, and a refusal names the row it was about. Returns how many succeeded."""
-    done, now = 0, timezone.now()
-    for obj in queryset:
-        try:
-            fn(obj, now)
-            done += 1
-        except ApiError as exc:
-            messages.error(request, f"{obj.pk}: {exc.message}")
-        except Exception as exc:
-            logger.exception("admin action %s failed on %s", label, obj.pk)
-            messages.error(request, f"{obj.pk}: {exc}")
-    if done:
-        messages.success(request, f"{label}: {done}.")
-    return done

@@ -90,7 +90,8 @@ APPEND_SLASH = False
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # One override of admin's own templates (admin/base_site.html: the shared admin stylesheet).
+        "DIRS": [BASE_DIR / "billing_site" / "site_templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

@@ -18,6 +18,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("admin/dashboard/", include("payments.admin_urls")),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

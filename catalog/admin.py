@@ -13,7 +13,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from billing_site.money import decimal_to_str, format_amount
+from billing_site.admin_kit import FormattedFields, money_text
+from billing_site.money import decimal_to_str
 from catalog import services
 from catalog.models import Coupon, Price, Product
 from catalog.pricing import FixedAmount, PricingError, TieredAmount, generate_price_name
@@ -112,8 +113,8 @@ class PriceAdmin(admin.ModelAdmin):
         currency = price.currency
         if isinstance(amount, FixedAmount):
             return (
-                f"Fixed, {currency.upper()}: {format_amount(amount.unit, currency)} per unit "
-                f"(unit {decimal_to_str(amount.unit)}), plus {format_amount(amount.flat, currency)} flat "
+                f"Fixed, {currency.upper()}: {money_text(amount.unit, currency)} per unit "
+                f"(unit {decimal_to_str(amount.unit)}), plus {money_text(amount.flat, currency)} flat "
                 f"(flat {amount.flat})"
             )
         if not isinstance(amount, TieredAmount):
@@ -138,8 +139,8 @@ class PriceAdmin(admin.ModelAdmin):
                 (
                     number,
                     quantity,
-                    f"{format_amount(tier.unit, currency)} ({decimal_to_str(tier.unit)})",
-                    f"{format_amount(tier.flat, currency)} ({tier.flat})",
+                    f"{money_text(tier.unit, currency)} ({decimal_to_str(tier.unit)})",
+                    f"{money_text(tier.flat, currency)} ({tier.flat})",
                 )
             )
             lower = None if tier.up_to is None else decimal_to_str(tier.up_to)
@@ -159,7 +160,8 @@ class PriceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Coupon)
-class CouponAdmin(admin.ModelAdmin):
+class CouponAdmin(FormattedFields, admin.ModelAdmin):
+    money_fields = ("amount_off",)
     list_display = ("id", "name", "discount", "duration", "duration_in_periods", "times_redeemed", "active")
     list_filter = ("active", "duration")
     search_fields = ("=id", "name")
@@ -193,5 +195,5 @@ class CouponAdmin(admin.ModelAdmin):
         if coupon.percent_off is not None:
             return f"{decimal_to_str(coupon.percent_off)}% off"
         if coupon.amount_off is not None:
-            return f"{format_amount(coupon.amount_off, coupon.currency)} off"
+            return f"{money_text(coupon.amount_off, coupon.currency)} off"
         return "-"

@@ -10,32 +10,25 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from billing_site.admin import admin_each
+from billing_site.admin_kit import ChangePageActions, FormattedFields, ReadOnlyInline, confirm_action
 from billing_site.errors import ApiError
 from customers import services
 from customers.control_plane.answers import answer_resend
 from customers.models import BillingModeChange, ControlPlaneAnswer, ControlPlaneEvent, Customer, CustomerUser
 
 
-class CustomerUserInline(admin.TabularInline):
+class CustomerUserInline(ReadOnlyInline):
     model = CustomerUser
-    extra = 0
     fields = ("id", "external_id", "email", "name", "status", "deleted_at", "created_at")
-    readonly_fields = ("id", "status", "deleted_at", "created_at")
-    show_change_link = True
+    verbose_name_plural = "Users"
 
 
-class BillingModeChangeInline(admin.TabularInline):
+class BillingModeChangeInline(ReadOnlyInline):
     model = BillingModeChange
-    extra = 0
     fields = ("mode", "effective_at", "source", "created_at")
-    readonly_fields = fields
-    can_delete = False
     ordering = ("-effective_at", "-id")
     verbose_name_plural = "Billing mode history"
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+    show_change_link = False
 
 
 # Billing changes go through the service (mode history, provider checks, outbox), not a plain save.
@@ -74,12 +67,19 @@ class CustomerAdminForm(forms.ModelForm):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
-    list_display = ("id", "external_id", "name", "email", "currency", "status", "created_at")
-    list_filter = ("status", "tax_exempt", "currency")
+class CustomerAdmin(FormattedFields, ChangePageActions, admin.ModelAdmin):
+    list_display = ("external_id", "name", "email", "currency", "status", "billing_mode", "created_at")
+    list_filter = ("status", "billing_mode", "tax_exempt", "currency", "address_country")
     search_fields = ("=id", "external_id", "email", "name")
     form = CustomerAdminForm
     readonly_fields = ("id", "status", "billing_mode_since", "deleted_at", "purged_at", "created_at", "updated_at")
+    date_hierarchy = "created_at"
+
+    def raw_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        # The control plane's tenant id never changes once the customer exists (the API refuses it too).
+        fields = list(super().raw_readonly_fields(request, obj))
+        return [*fields, "external_id"] if obj is not None else fields
+
     fieldsets = (
         (
             None,
@@ -140,35 +140,34 @@ class CustomerAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False  # billing history is never lost: use the "soft delete" action
 
-    @admin.action(description="Deactivate")
-    def deactivate(self, request, queryset):  # type: ignore[no-untyped-def]
-        admin_each(
-            request,
-            queryset,
-            lambda c, now: services.customer_set_status(customer=c, active=False, now=now),
-            "Deactivated",
-        )
-
-    @admin.action(description="Activate")
-    def activate(self, request, queryset):  # type: ignore[no-untyped-def]
-        admin_each(
-            request,
-            queryset,
-            lambda c, now: services.customer_set_status(customer=c, active=True, now=now),
-            "Activated",
-        )
-
-    @admin.action(description="Soft delete (keeps billing history)")
-    def soft_delete(self, request, queryset):  # type: ignore[no-untyped-def]
-        admin_each(request, queryset, lambda c, now: services.customer_delete(customer=c, now=now), "Deleted")
-
-    @admin.action(description="Restore deleted")
-    def restore(self, request, queryset):  # type: ignore[no-untyped-def]
-        admin_each(request, queryset, lambda c, now: services.customer_restore(customer=c, now=now), "Restored")
+    deactivate = confirm_action(
+        description="Deactivate",
+        label="Deactivated",
+        run=lambda c, now: services.customer_set_status(customer=c, active=False, now=now) and None,
+        explanation="Usage is refused and renewal passes over the customer until it is activated again.",
+        danger=True,
+    )
+    activate = confirm_action(
+        description="Activate",
+        label="Activated",
+        run=lambda c, now: services.customer_set_status(customer=c, active=True, now=now) and None,
+        explanation="Renewal then bills the periods missed meanwhile, in order.",
+    )
+    soft_delete = confirm_action(
+        description="Soft delete (keeps billing history)",
+        label="Deleted",
+        run=lambda c, now: services.customer_delete(customer=c, now=now) and None,
+        danger=True,
+    )
+    restore = confirm_action(
+        description="Restore deleted",
+        label="Restored",
+        run=lambda c, now: services.customer_restore(customer=c, now=now) and None,
+    )
 
 
 @admin.register(CustomerUser)
-class CustomerUserAdmin(admin.ModelAdmin):
+class CustomerUserAdmin(ChangePageActions, admin.ModelAdmin):
     list_display = ("id", "email", "name", "customer", "external_id", "status", "deleted_at")
     list_filter = ("status",)
     search_fields = ("=id", "email", "name", "external_id", "customer__external_id")
@@ -246,6 +245,8 @@ class ControlPlaneAnswerAdmin(admin.ModelAdmin):
     def detail_pretty(self, obj: ControlPlaneAnswer) -> str:
         return _pretty(obj.detail)
 
-    @admin.action(description="Send again (restarts the retry schedule)")
-    def send_again(self, request, queryset):  # type: ignore[no-untyped-def]
-        admin_each(request, queryset, lambda a, now: answer_resend(answer=a, now=now), "Queued")
+    send_again = confirm_action(
+        description="Send again (restarts the retry schedule)",
+        label="Queued",
+        run=lambda a, now: answer_resend(answer=a, now=now) and None,
+    )

@@ -9,14 +9,17 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils import timezone
 
-from billing_site.admin import admin_each
+from billing_site.admin_kit import ChangePageActions, FormattedFields, ReadOnlyInline, confirm_action
 from invoicing import services
 from invoicing.models import Invoice, InvoiceLine, PendingInvoiceItem, TaxRate, UsageWatermark
 
 
-class InvoiceLineInline(admin.TabularInline):
+class InvoiceLineInline(ReadOnlyInline):
     model = InvoiceLine
-    extra = 0
+    money_fields = ("unit_amount", "amount", "discount_amount")
+    money_currency = "invoice.currency"
+    quantity_fields = ("quantity",)
+    show_change_link = False
     fields = (
         "position",
         "kind",
@@ -29,35 +32,56 @@ class InvoiceLineInline(admin.TabularInline):
         "period_start",
         "period_end",
     )
-    readonly_fields = fields
-    can_delete = False
     ordering = ("position",)
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+
+class OverdueFilter(admin.SimpleListFilter):
+    title = "overdue"
+    parameter_name = "overdue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Overdue (open, past due date)")]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        if self.value() == "yes":
+            return queryset.filter(status=Invoice.Status.OPEN, amount_remaining__gt=0, due_date__lt=timezone.now())
+        return queryset
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(FormattedFields, ChangePageActions, admin.ModelAdmin):
     list_display = (
         "number",
         "id",
         "customer",
         "status",
-        "currency",
         "total",
         "amount_remaining",
         "period_start",
+        "due_date",
         "finalized_at",
     )
-    list_filter = ("status", "billing_reason", "currency")
-    search_fields = ("=number", "=id", "customer__external_id", "=customer__id")
+    list_filter = ("status", OverdueFilter, "billing_reason", "collection_method", "currency")
+    search_fields = ("=number", "=id", "customer__external_id", "=customer__id", "customer__name")
+    money_fields = (
+        "subtotal",
+        "discount",
+        "tax",
+        "total",
+        "credits_applied",
+        "balance_applied",
+        "credited",
+        "amount_due",
+        "amount_paid",
+        "amount_remaining",
+    )
+    date_hierarchy = "created_at"
     list_select_related = ("customer",)
     inlines = (InvoiceLineInline,)
     actions = ("finalize", "void", "mark_uncollectible")
     show_full_result_count = False
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def raw_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
         # Amounts are computed, never typed; once finalized nothing on an invoice changes by hand.
         return [f.name for f in Invoice._meta.fields]
 
@@ -67,22 +91,26 @@ class InvoiceAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Finalize drafts")
-    def finalize(self, request: HttpRequest, queryset: Any) -> None:
-        admin_each(request, queryset, lambda i, now: services.invoice_finalize(invoice=i, now=now), "Finalized")
-
-    @admin.action(description="Void")
-    def void(self, request: HttpRequest, queryset: Any) -> None:
-        admin_each(request, queryset, lambda i, now: services.invoice_void(invoice=i, now=now), "Voided")
-
-    @admin.action(description="Mark uncollectible")
-    def mark_uncollectible(self, request: HttpRequest, queryset: Any) -> None:
-        admin_each(
-            request,
-            queryset,
-            lambda i, now: services.invoice_mark_uncollectible(invoice=i, now=now),
-            "Marked uncollectible",
-        )
+    finalize = confirm_action(
+        description="Finalize",
+        label="Finalized",
+        run=lambda i, now: services.invoice_finalize(invoice=i, now=now) and None,
+        explanation="Gives the draft its number; its amounts are fixed from then on.",
+    )
+    void = confirm_action(
+        description="Void",
+        label="Voided",
+        run=lambda i, now: services.invoice_void(invoice=i, now=now) and None,
+        explanation="A void invoice is not owed; its number stays used.",
+        danger=True,
+    )
+    mark_uncollectible = confirm_action(
+        description="Mark uncollectible",
+        label="Marked uncollectible",
+        run=lambda i, now: services.invoice_mark_uncollectible(invoice=i, now=now) and None,
+        explanation="Stops collection; a payment received later still settles it.",
+        danger=True,
+    )
 
 
 @admin.register(TaxRate)
@@ -116,7 +144,10 @@ class TaxRateAdmin(admin.ModelAdmin):
 
 
 @admin.register(UsageWatermark)
-class UsageWatermarkAdmin(admin.ModelAdmin):
+class UsageWatermarkAdmin(FormattedFields, admin.ModelAdmin):
+    money_fields = ("amount_billed",)
+    money_currency = "subscription_item.price.currency"
+    quantity_fields = ("value",)
     list_display = (
         "subscription_item",
         "meter",
@@ -128,6 +159,7 @@ class UsageWatermarkAdmin(admin.ModelAdmin):
         "computed_at",
     )
     list_filter = ("superseded",)
+    list_select_related = ("subscription_item__price",)
     readonly_fields = [f.name for f in UsageWatermark._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -138,7 +170,8 @@ class UsageWatermarkAdmin(admin.ModelAdmin):
 
 
 @admin.register(PendingInvoiceItem)
-class PendingInvoiceItemAdmin(admin.ModelAdmin):
+class PendingInvoiceItemAdmin(FormattedFields, admin.ModelAdmin):
+    money_fields = ("amount",)
     list_display = ("subscription", "description", "amount", "period_start", "period_end", "invoice")
     readonly_fields = [f.name for f in PendingInvoiceItem._meta.fields]
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
+from billing_site.admin_kit import FormattedFields
 from billing_site.money import decimal_to_str
 from metering import alerts, selectors, services
 from metering.ids import event_day, parse_event_id
@@ -184,7 +185,8 @@ class RecentFilter(admin.SimpleListFilter):
 
 
 @admin.register(MeterEvent)
-class MeterEventAdmin(admin.ModelAdmin):
+class MeterEventAdmin(FormattedFields, admin.ModelAdmin):
+    quantity_fields = ("value",)
     list_display = ("event_id", "customer", "meter", "value", "timestamp", "ingested_at", "canceled_at")
     list_filter = ("meter", CanceledFilter, RecentFilter)
     list_select_related = ("customer", "meter")

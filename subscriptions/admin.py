@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 
-from billing_site.admin import admin_each
+from billing_site.admin_kit import ChangePageActions, FormattedFields, ReadOnlyInline, confirm_action
 from billing_site.errors import ApiError, InvalidRequest
 from subscriptions.locks import lock_subscription
 from subscriptions.models import (
@@ -30,19 +30,28 @@ from subscriptions.services.tiers import tier_items_resolve, tier_snapshot
 from webhooks.services import object_event_emit
 
 
-class SubscriptionItemInline(admin.TabularInline):
-    model = SubscriptionItem
-    extra = 0
-    fields = ("id", "price", "quantity", "added_at", "removed_at")
-    readonly_fields = fields
-    can_delete = False
+class SubscriptionItemInline(ReadOnlyInline):
+    """Items change through "change" (prorations), never by editing rows."""
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # items change through "change" (prorations), never by editing rows
+    model = SubscriptionItem
+    fields = ("id", "price", "quantity", "added_at", "removed_at")
+    quantity_fields = ("quantity",)
+    show_change_link = False
+
+
+def _invoiced(result: tuple[Subscription, Any]) -> str:
+    _sub, invoice = result
+    return f"final invoice {invoice.number or invoice.id}" if invoice is not None else ""
+
+
+def _bill_now(sub: Subscription, *, now: Any) -> str:
+    with transaction.atomic():
+        made = renewal.renew_batch([lock_subscription(sub.pk, customer_id=sub.customer_id)], now)
+    return "" if made else f"nothing due before {now:%Y-%m-%d %H:%M} UTC"
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(FormattedFields, ChangePageActions, admin.ModelAdmin):
     list_display = (
         "id",
         "customer",
@@ -52,12 +61,13 @@ class SubscriptionAdmin(admin.ModelAdmin):
         "current_period_end",
         "cancel_at_period_end",
     )
-    list_filter = ("status", "collection_method", "cancel_at_period_end")
-    search_fields = ("=id", "customer__external_id", "customer__email", "=customer__id")
+    list_filter = ("status", "collection_method", "cancel_at_period_end", "currency")
+    search_fields = ("=id", "customer__external_id", "customer__email", "=customer__id", "customer__name")
     list_select_related = ("customer",)
     readonly_fields = [f.name for f in Subscription._meta.fields if f.name != "metadata"]
     inlines = (SubscriptionItemInline,)
-    actions = ("cancel_now", "cancel_at_period_end", "bill_now")
+    actions = ("cancel_now", "cancel_at_period_end", "reactivate", "bill_now")
+    date_hierarchy = "created_at"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # created through the API, which issues the first invoice
@@ -65,33 +75,34 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Cancel now (final invoice, prorated credit)")
-    def cancel_now(self, request: HttpRequest, queryset: Any) -> None:
-        admin_each(
-            request,
-            queryset,
-            lambda s, now: lifecycle.subscription_cancel(subscription=s, at_period_end=False, prorate=True, now=now),
-            "Canceled",
-        )
-
-    @admin.action(description="Cancel at period end")
-    def cancel_at_period_end(self, request: HttpRequest, queryset: Any) -> None:
-        admin_each(
-            request,
-            queryset,
-            lambda s, now: lifecycle.subscription_cancel(subscription=s, at_period_end=True, prorate=False, now=now),
-            "Set to cancel",
-        )
-
-    @admin.action(description="Bill now (end trials, invoice every ended period)")
-    def bill_now(self, request: HttpRequest, queryset: Any) -> None:
-        def bill(sub: Subscription, now: Any) -> None:
-            with transaction.atomic():
-                made = renewal.renew_batch([lock_subscription(sub.pk, customer_id=sub.customer_id)], now)
-            if not made:
-                messages.info(request, f"{sub.pk}: nothing due before {now:%Y-%m-%d %H:%M} UTC.")
-
-        admin_each(request, queryset, bill, "Billed")
+    cancel_now = confirm_action(
+        description="Cancel now",
+        label="Canceled",
+        run=lambda s, now: _invoiced(
+            lifecycle.subscription_cancel(subscription=s, at_period_end=False, prorate=True, now=now)
+        ),
+        explanation="Ends the subscription now: a final invoice bills the usage so far, unused time is credited.",
+        danger=True,
+    )
+    cancel_at_period_end = confirm_action(
+        description="Cancel at period end",
+        label="Set to cancel",
+        run=lambda s, now: _invoiced(
+            lifecycle.subscription_cancel(subscription=s, at_period_end=True, prorate=False, now=now)
+        ),
+        explanation="It runs to the end of its current period, then ends (reactivate undoes it until then).",
+    )
+    reactivate = confirm_action(
+        description="Reactivate (undo a pending cancellation)",
+        label="Reactivated",
+        run=lambda s, now: lifecycle.subscription_reactivate(subscription=s, now=now) and None,
+    )
+    bill_now = confirm_action(
+        description="Bill now",
+        label="Billed",
+        run=_bill_now,
+        explanation="Ends trials and invoices every period that has ended, as the renewal job would now.",
+    )
 
 
 class TierItemFormSet(BaseInlineFormSet):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -9,7 +10,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from billing_site.errors import ApiError
+from billing_site.admin_kit import ChangePageActions, confirm_action
+from billing_site.errors import ApiError, Conflict
 from webhooks import delivery, endpoints, inbound
 from webhooks.models import BillingEvent, ProviderEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.signing import secret_hint
@@ -56,7 +58,7 @@ def _report(request: HttpRequest, admin_: admin.ModelAdmin, done: int, failed: l
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(_ReadOnly):
+class WebhookDeliveryAdmin(ChangePageActions, _ReadOnly):
     list_display = ("id", "endpoint", "event", "status", "attempt_count", "last_status_code", "next_attempt_at")
     list_filter = ("status",)
     search_fields = ("id", "event__id", "endpoint__id", "endpoint__url")
@@ -69,16 +71,12 @@ class WebhookDeliveryAdmin(_ReadOnly):
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return obj is None  # actions need the change permission on the list; rows stay read-only
 
-    @admin.action(description="Redeliver now")
-    def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
-        done, failed = 0, []
-        for item in queryset:
-            try:
-                delivery.delivery_redeliver(delivery=item, now=timezone.now())
-                done += 1
-            except ApiError as exc:
-                failed.append(f"{item.id}: {exc.message}")
-        _report(request, self, done, failed, "Queued again")
+    redeliver = confirm_action(
+        description="Resend now",
+        label="Queued again",
+        run=lambda item, now: delivery.delivery_redeliver(delivery=item, now=now) and None,
+        explanation="Sends the same event (same webhook-id and bytes) to the endpoint again, now.",
+    )
 
 
 class ResendForm(forms.Form):
@@ -86,7 +84,7 @@ class ResendForm(forms.Form):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(ChangePageActions, admin.ModelAdmin):
     list_display = ("id", "url", "status", "failing_since", "last_success_at", "created_at")
     list_filter = ("status",)
     search_fields = ("id", "url", "description")
@@ -118,18 +116,19 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookEndpoint]:
         return super().get_queryset(request).filter(deleted_at__isnull=True)
 
-    def _set_status(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint], status: str) -> None:
-        for endpoint in queryset:
-            endpoints.endpoint_update(endpoint=endpoint, changes={"status": status}, now=timezone.now())
-        self.message_user(request, f"{queryset.count()} endpoint(s) {status}.", messages.SUCCESS)
-
-    @admin.action(description="Enable (forgets past failures)")
-    def enable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
-        self._set_status(request, queryset, WebhookEndpoint.Status.ENABLED)
-
-    @admin.action(description="Disable")
-    def disable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
-        self._set_status(request, queryset, WebhookEndpoint.Status.DISABLED)
+    enable = confirm_action(
+        description="Enable (forgets past failures)",
+        label="Enabled",
+        run=lambda e, now: endpoints.endpoint_update(endpoint=e, changes={"status": "enabled"}, now=now) and None,
+        explanation="Pending deliveries are sent again once it is enabled.",
+    )
+    disable = confirm_action(
+        description="Disable",
+        label="Disabled",
+        run=lambda e, now: endpoints.endpoint_update(endpoint=e, changes={"status": "disabled"}, now=now) and None,
+        explanation="Deliveries wait (nothing is lost) until it is enabled again.",
+        danger=True,
+    )
 
     @admin.display(description="secret")
     def secret_hint(self, obj: WebhookEndpoint) -> str:
@@ -159,16 +158,17 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             {**self.admin_site.each_context(request), "form": form, "endpoints": queryset, "title": "Resend events"},
         )
 
-    @admin.action(description="Send a test event")
-    def send_test(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
-        done, failed = 0, []
-        for endpoint in queryset:
-            try:
-                delivery.endpoint_test(endpoint=endpoint, now=timezone.now())
-                done += 1
-            except ApiError as exc:
-                failed.append(f"{endpoint.id}: {exc.message}")
-        _report(request, self, done, failed, "Test events queued")
+    send_test = confirm_action(
+        description="Send a test event",
+        label="Test events queued",
+        run=lambda e, now: delivery.endpoint_test(endpoint=e, now=now) and None,
+    )
+
+
+def _reprocess(event: ProviderEvent, *, now: Any) -> str:
+    if inbound.provider_event_reprocess(provider_event=event, now=now):
+        return ""
+    raise Conflict(f"{event.provider_event_id} is being processed right now.", code="provider_event_processing")
 
 
 @admin.register(ProviderEvent)
@@ -183,12 +183,9 @@ class ProviderEventAdmin(_ReadOnly):
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return obj is None
 
-    @admin.action(description="Reprocess")
-    def reprocess(self, request: HttpRequest, queryset: QuerySet[ProviderEvent]) -> None:
-        done, failed = 0, []
-        for event in queryset:
-            if inbound.provider_event_reprocess(provider_event=event, now=timezone.now()):
-                done += 1
-            else:
-                failed.append(f"{event.provider_event_id} is being processed right now.")
-        _report(request, self, done, failed, "Queued for processing")
+    reprocess = confirm_action(
+        description="Reprocess",
+        label="Queued for processing",
+        run=_reprocess,
+        explanation="Runs the event through its handler again (handlers are idempotent).",
+    )

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -293,7 +293,12 @@ def provider_events_process_job(*, now: datetime) -> dict[str, int]:
 
 
 def provider_events_resync(
-    *, provider: str, since: datetime, now: datetime, types: list[str] | None = None
+    *,
+    provider: str,
+    since: datetime,
+    now: datetime,
+    types: list[str] | None = None,
+    progress: Callable[[list[dict[str, Any]]], Iterable[dict[str, Any]]] | None = None,
 ) -> dict[str, int]:
     """Read the provider's events created at or after `since` (Stripe keeps 30 days), store the ones we
     missed, and process, oldest first, every one that is not processed yet, through the same handlers."""
@@ -305,7 +310,7 @@ def provider_events_resync(
     listed = [e.to_dict(for_json=True) for e in stripe_client().v1.events.list(params).auto_paging_iter()]
     listed.sort(key=lambda e: (e.get("created") or 0, e.get("id") or ""))
     counts = {"listed": len(listed), "stored": 0, "processed": 0, "ignored": 0, "failed": 0, "already_done": 0}
-    for event in listed:
+    for event in progress(listed) if progress is not None else listed:
         row, created = provider_event_store(
             provider=provider, event=event, source=ProviderEvent.Source.RESYNC, now=now, enqueue=False
         )

@@ -31,7 +31,9 @@ def test_customer_pages_render_with_users_inline(staff):
 def test_soft_delete_action_keeps_the_row(staff):
     customer = CustomerFactory()
     response = staff.post(
-        "/admin/customers/customer/", {"action": "soft_delete", "_selected_action": [customer.id]}, follow=True
+        "/admin/customers/customer/",
+        {"action": "soft_delete", "_confirm": "yes", "_selected_action": [customer.id]},
+        follow=True,
     )
     assert response.status_code == 200
     assert Customer.objects.get(pk=customer.id).status == "deleted"

@@ -56,7 +56,9 @@ def test_redeliver_and_resend_actions(staff):
     delivery.refresh_from_db()
     assert delivery.status == "failed"
     response = staff.post(
-        "/admin/webhooks/webhookdelivery/", {"action": "redeliver", "_selected_action": [delivery.id]}, follow=True
+        "/admin/webhooks/webhookdelivery/",
+        {"action": "redeliver", "_confirm": "yes", "_selected_action": [delivery.id]},
+        follow=True,
     )
     assert response.status_code == 200
     delivery.refresh_from_db()
@@ -80,7 +82,9 @@ def test_reprocess_action(staff):
     page = staff.get(f"/admin/webhooks/providerevent/{row.pk}/change/")
     assert page.status_code == 200 and b"evt_admin" in page.content
     response = staff.post(
-        "/admin/webhooks/providerevent/", {"action": "reprocess", "_selected_action": [row.pk]}, follow=True
+        "/admin/webhooks/providerevent/",
+        {"action": "reprocess", "_confirm": "yes", "_selected_action": [row.pk]},
+        follow=True,
     )
     assert response.status_code == 200
     assert ProviderEvent.objects.get(pk=row.pk).status == "pending"

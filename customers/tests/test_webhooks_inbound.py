@@ -304,9 +304,10 @@ def test_resync_reads_stripes_event_list_and_feeds_the_same_handlers(handler):
     with local_server() as server:
         server.responder = fake_stripe_events(listed)
         with override_settings(STRIPE_API_KEY="sk_test_resync", STRIPE_API_BASE=server.url):
-            out = StringIO()
-            call_command("provider_resync", "--since", "1h", stdout=out)
-            counts = json.loads(out.getvalue())
+            out, err = StringIO(), StringIO()
+            call_command("provider_resync", "--since", "1h", stdout=out, stderr=err)
+            counts = json.loads(out.getvalue())  # stdout stays one JSON document; the summary is on stderr
+            assert err.getvalue().startswith("provider_resync: 4 listed, 3 stored, 2 processed, 1 ignored, 0 failed")
             again = StringIO()
             call_command("provider_resync", "--since", "1h", stdout=again)
         paths = [r.path for r in server.requests]

@@ -40,7 +40,11 @@ def test_billing_admin_pages_render(staff):
 
 def test_void_action_goes_through_the_service(staff):
     _, invoice = subscribe(None, fixed_price("1000"))
-    staff.post("/admin/invoicing/invoice/", {"action": "void", "_selected_action": [invoice.id]}, follow=True)
+    staff.post(
+        "/admin/invoicing/invoice/",
+        {"action": "void", "_confirm": "yes", "_selected_action": [invoice.id]},
+        follow=True,
+    )
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.VOID
 
@@ -48,7 +52,9 @@ def test_void_action_goes_through_the_service(staff):
 def test_cancel_now_action(staff):
     sub, _ = subscribe(None, fixed_price("1000"))
     staff.post(
-        "/admin/subscriptions/subscription/", {"action": "cancel_now", "_selected_action": [sub.id]}, follow=True
+        "/admin/subscriptions/subscription/",
+        {"action": "cancel_now", "_confirm": "yes", "_selected_action": [sub.id]},
+        follow=True,
     )
     sub.refresh_from_db()
     assert sub.status == "canceled"
@@ -63,8 +69,16 @@ def test_bill_now_action_renews_what_is_due(staff):
 
     now = timezone.now()
     sub, _ = subscribe(None, fixed_price("1000"), now=now - timedelta(days=40))  # one period already ended
-    staff.post("/admin/subscriptions/subscription/", {"action": "bill_now", "_selected_action": [sub.id]}, follow=True)
+    staff.post(
+        "/admin/subscriptions/subscription/",
+        {"action": "bill_now", "_confirm": "yes", "_selected_action": [sub.id]},
+        follow=True,
+    )
     assert Invoice.objects.filter(subscription=sub).count() == 2
     assert Subscription.objects.get(pk=sub.pk).current_period_end > now
-    staff.post("/admin/subscriptions/subscription/", {"action": "bill_now", "_selected_action": [sub.id]}, follow=True)
+    staff.post(
+        "/admin/subscriptions/subscription/",
+        {"action": "bill_now", "_confirm": "yes", "_selected_action": [sub.id]},
+        follow=True,
+    )
     assert Invoice.objects.filter(subscription=sub).count() == 2  # nothing more was due

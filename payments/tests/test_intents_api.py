@@ -265,8 +265,8 @@ def test_admin_pages_and_actions(staff, api, customer, method):
     assert staff.get(f"/admin/payments/paymentintent/{lost['id']}/change/").status_code == 200
     assert staff.get("/admin/payments/paymentintent/add/").status_code == 403
     changelist = "/admin/payments/paymentintent/"
-    staff.post(changelist, {"action": "resolve_now", "_selected_action": [lost["id"]]}, follow=True)
-    staff.post(changelist, {"action": "cancel", "_selected_action": [held["id"]]}, follow=True)
+    staff.post(changelist, {"action": "resolve_now", "_confirm": "yes", "_selected_action": [lost["id"]]}, follow=True)
+    staff.post(changelist, {"action": "cancel", "_confirm": "yes", "_selected_action": [held["id"]]}, follow=True)
     assert PaymentIntent.objects.get(pk=lost["id"]).status == "succeeded"
     assert PaymentIntent.objects.get(pk=held["id"]).status == "canceled"
     assert SandboxPayment.objects.filter(kind="payment").count() == 2

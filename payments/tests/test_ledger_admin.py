@@ -45,7 +45,7 @@ def test_pages_render(staff):
     ):
         assert staff.get(url).status_code == 200, url
     page = staff.get(f"/admin/payments/creditgrant/{grant.pk}/change/").content.decode()
-    assert "300" in page  # remaining after a burn of 200
+    assert "$3.00" in page  # remaining after a burn of 200, formatted in its currency
 
 
 def test_void_actions(staff):
@@ -53,13 +53,19 @@ def test_void_actions(staff):
     grant = credit_grant_create(customer=invoice.customer, amount=500, currency="usd", now=NOW)
     note = credit_note_create(invoice=invoice, amount=100, now=NOW)
     response = staff.post(
-        "/admin/payments/creditgrant/", {"action": "void", "_selected_action": [grant.pk]}, follow=True
+        "/admin/payments/creditgrant/",
+        {"action": "void", "_confirm": "yes", "_selected_action": [grant.pk]},
+        follow=True,
     )
     assert response.status_code == 200 and CreditGrant.objects.get(pk=grant.pk).status == "voided"
-    response = staff.post(NOTES_ADMIN, {"action": "void", "_selected_action": [note.pk]}, follow=True)
+    response = staff.post(
+        NOTES_ADMIN, {"action": "void", "_confirm": "yes", "_selected_action": [note.pk]}, follow=True
+    )
     assert response.status_code == 200
     note.refresh_from_db()
     assert note.status == "void"
     # A second void is refused and reported, not raised.
-    response = staff.post(NOTES_ADMIN, {"action": "void", "_selected_action": [note.pk]}, follow=True)
+    response = staff.post(
+        NOTES_ADMIN, {"action": "void", "_confirm": "yes", "_selected_action": [note.pk]}, follow=True
+    )
     assert "is void" in response.content.decode()

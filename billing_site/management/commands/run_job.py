@@ -3,11 +3,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
+from celery.signals import task_postrun
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from billing_site.celery import app as celery_app
 from billing_site.jobs import JOBS, describe_schedule, get_job, job_run
+from billing_site.progress import Summary, progress_bar
 
 
 def parse_rfc3339(value: str) -> datetime:
@@ -47,9 +49,28 @@ class Command(BaseCommand):
         except KeyError as exc:
             raise CommandError(str(exc.args[0])) from None
         now = parse_rfc3339(options["now"]) if options["now"] else timezone.now()
+        summary = Summary(f"run_job {name}")
+        tasks = {"run": 0, "failed": 0}
+        bar = progress_bar(stream=self.stderr, desc=name, unit="task", disable=options["enqueue"])
+
+        def ran(sender=None, state=None, **kwargs):  # type: ignore[no-untyped-def]
+            tasks["run"] += 1
+            tasks["failed"] += state == "FAILURE"
+            bar.update(1)
+
         if not options["enqueue"]:
             # The sweep's tasks run inline, in order, in this process: what `run_job` prints is what was done.
             celery_app.conf.task_always_eager = True
             celery_app.conf.task_eager_propagates = True
-        result = job_run(name, now=now)
+        task_postrun.connect(ran, weak=False)
+        try:
+            result = job_run(name, now=now)
+        finally:
+            task_postrun.disconnect(ran)
+            bar.close()
         self.stdout.write(orjson.dumps({"job": name, "now": now.isoformat(), "result": result}, default=str).decode())
+        # stdout stays one JSON document (scripts read it); the summary is for the person at the terminal.
+        counts = (
+            {"tasks_run": tasks["run"], "failed": tasks["failed"]} if not options["enqueue"] else {"tasks": "enqueued"}
+        )
+        self.stderr.write(summary.line(**counts), style_func=str)

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
-from tqdm import tqdm
 
 from billing_site.management.commands.run_job import parse_rfc3339
+from billing_site.progress import progress_bar
 from customers.models import Customer
 from metering.push.reconcile import usage_push_reconcile
 
@@ -40,13 +40,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No customer has the id or external id {ref!r}")
 
         def progress(lanes):  # type: ignore[no-untyped-def]
-            return tqdm(
-                lanes,
-                desc="lanes",
-                unit="lane",
-                file=getattr(self.stderr, "_out", self.stderr),
-                disable=options["no_progress"],
-            )
+            return progress_bar(lanes, stream=self.stderr, desc="lanes", unit="lane", disable=options["no_progress"])
 
         record, rows = usage_push_reconcile(
             start=start, end=end, customer=customer, now=timezone.now(), progress=progress

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from billing_site.progress import Summary, progress_bar
 from payments.audit import CHECKS
 
 
@@ -22,14 +23,17 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
         names = options.get("check") or list(CHECKS)
-        problems = 0
-        for name in names:
+        problems, summary = 0, Summary("billing_audit")
+        bar = progress_bar(names, stream=self.stderr, desc="billing_audit", unit="check")
+        for name in bar:
+            bar.set_postfix_str(name)
             found = CHECKS[name]()
             problems += len(found)
             for problem in found:
                 self.stdout.write(f"{name}: {problem}")
             if not found:
                 self.stdout.write(f"{name}: ok")
+        self.stdout.write(summary.line(checks=len(names), problems=problems))
         if problems:
             raise CommandError(f"billing_audit found {problems} problem(s).", returncode=1)
         self.stdout.write(self.style.SUCCESS("billing_audit: every check passed."))

@@ -5,6 +5,7 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from billing_site.progress import Summary, progress_bar
 from catalog.models import Price
 from catalog.services import price_create, product_create
 from customers.models import Customer
@@ -53,8 +54,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
         now = timezone.now()
-        created = 0
-        for spec in DEMO_CUSTOMERS:
+        created, summary = 0, Summary("load_demo_data")
+        for spec in progress_bar(DEMO_CUSTOMERS, stream=self.stderr, desc="demo customers", unit="customer"):
             if Customer.objects.filter(external_id=spec["external_id"]).exists():
                 continue
             fields = {k: v for k, v in spec.items() if k != "users"}
@@ -64,6 +65,7 @@ class Command(BaseCommand):
             created += 1
         self.stdout.write(f"Demo data: {created} customer(s) created, {len(DEMO_CUSTOMERS) - created} already there.")
         if Meter.objects.filter(code="api-calls").exists():
+            self.stdout.write(summary.line(customers_created=created, catalog="already there"))
             return
         # A catalog and one subscription, so the API has something to bill from the first minute.
         meter = meter_create(code="api-calls", name="API calls", aggregation="sum", now=now)
@@ -100,3 +102,4 @@ class Command(BaseCommand):
             now=now,
         )
         self.stdout.write("Demo catalog: meter api-calls, product Pro plan (seat + API calls), one subscription.")
+        self.stdout.write(summary.line(customers_created=created, catalog="created"))

@@ -7,6 +7,7 @@ import stripe
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from billing_site.progress import Summary, progress_bar
 from webhooks.inbound import PROVIDERS, provider_events_resync
 from webhooks.stripe_sdk import StripeNotConfigured
 
@@ -42,12 +43,20 @@ class Command(BaseCommand):
         since = _since(options["since"], now)
         if since > now:
             raise CommandError("--since is in the future")
+        summary = Summary("provider_resync")
+
+        def progress(events):  # type: ignore[no-untyped-def]
+            return progress_bar(events, stream=self.stderr, desc="provider events", unit="event")
+
         try:
-            counts = provider_events_resync(provider=options["provider"], since=since, now=now, types=options["types"])
+            counts = provider_events_resync(
+                provider=options["provider"], since=since, now=now, types=options["types"], progress=progress
+            )
         except StripeNotConfigured as exc:
             raise CommandError(f"{exc}: the resync reads Stripe's API with STRIPE_API_KEY") from None
         except stripe.StripeError as exc:
             raise CommandError(f"Stripe refused the request: {type(exc).__name__}") from None
         self.stdout.write(orjson.dumps(counts).decode())
+        self.stderr.write(summary.line(**counts), style_func=str)  # stdout stays one JSON document
         if counts["failed"]:
             raise CommandError(f"{counts['failed']} event(s) failed; see Provider events in admin")
