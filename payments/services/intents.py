@@ -26,7 +26,9 @@ from django.db import IntegrityError, transaction
 from billing_site.errors import Conflict, InvalidRequest
 from billing_site.tasks import enqueue_each
 from customers.models import Customer
+from invoicing.locks import lock_invoice
 from invoicing.models import Invoice
+from payments.locks import lock_payment_intent
 from payments.models import PaymentIntent, PaymentMethod
 from payments.processors import ProcessorError, ProcessorTimeout, ProviderPayment
 from payments.services.ledger import balance_row_lock
@@ -111,7 +113,7 @@ def _in_progress(invoice_id: str) -> Conflict:
 
 
 def _lock(pk: str) -> PaymentIntent:
-    return PaymentIntent.objects.select_for_update().get(pk=pk)
+    return lock_payment_intent(pk)
 
 
 # --- create and confirm ---------------------------------------------------------------------------
@@ -314,7 +316,7 @@ def _settle(
             # Lock order: the balance (a success may credit it), then the invoice, then its payment.
             balance_row_lock(customer_id=intent.customer_id, currency=intent.currency, now=now)
         if intent.invoice_id:  # lock order: the invoice before its payment
-            Invoice.objects.select_for_update().filter(pk=intent.invoice_id).first()
+            lock_invoice(intent.invoice_id)
         current = _lock(intent.pk)
         if current.status != expected:
             return current
