@@ -28,6 +28,8 @@ from django.db.models import F
 from billing_site.errors import ApiError, Conflict
 from billing_site.tasks import enqueue_each
 from customers.locks import lock_customer
+from customers.models import Customer
+from customers.selectors import customer_refuse_deleted
 from invoicing.finalization import invoice_snapshot
 from invoicing.locks import lock_invoice
 from invoicing.models import Invoice
@@ -35,7 +37,7 @@ from invoicing.services import invoice_mark_uncollectible
 from payments.models import CollectionAttempt, PaymentIntent
 from payments.services.grants import credits_burn_for_invoice
 from payments.services.intents import payment_intent_charge_off_session
-from payments.services.ledger import balance_apply_to_invoice
+from payments.services.ledger import balance_apply_to_invoice, invoice_payment_in_flight
 from payments.services.schedule import retry_schedule
 from subscriptions.locks import lock_subscription
 from subscriptions.models import Subscription
@@ -65,27 +67,60 @@ def _internal_steps(invoice: Invoice, now: datetime) -> tuple[int, int]:
     return credit_used, (-txn.amount if txn is not None else 0)
 
 
+def _not_open(invoice: Invoice) -> Conflict:
+    return Conflict(
+        f"Invoice {invoice.id} is {invoice.status}; only open invoices are collected.",
+        code="invoice_status_conflict",
+    )
+
+
 def invoice_collect(*, invoice: Invoice, trigger: str, now: datetime) -> CollectionResult:
-    """Run the waterfall once. Raises Conflict when the invoice is not open (from the API)."""
+    """Run the waterfall once. Raises Conflict when the invoice is not open (from the API), also when it
+    was paid by someone else while this attempt ran (exactly one of concurrent callers reports success),
+    and 409 `customer_deleted` for a deleted customer (never charged).
+
+    While a payment of the invoice is in flight (`PaymentIntent.IN_FLIGHT`: its outcome is not known yet)
+    nothing is applied: no credits, no balance, no second charge. The attempt answers
+    `payment_in_progress` and names the payment. The charge in flight was sized by what remained when it
+    started; applying credits or balance beside it would take the same part of the invoice twice. The
+    credit and balance steps check this under the invoice's row lock, and a charge is created under that
+    lock too, for what remains at that moment (`payment_intent_create`): that is the reservation."""
     invoice.refresh_from_db()
     if invoice.status != Invoice.Status.OPEN:
-        raise Conflict(
-            f"Invoice {invoice.id} is {invoice.status}; only open invoices are collected.",
-            code="invoice_status_conflict",
+        raise _not_open(invoice)
+    customer_refuse_deleted(customer_id=invoice.customer_id)
+    in_flight = invoice_payment_in_flight(invoice.pk)
+    if in_flight is not None:
+        attempt = CollectionAttempt.objects.create(
+            invoice=invoice,
+            trigger=trigger,
+            payment_intent=in_flight,
+            provider_ref=in_flight.provider_ref,
+            error=(
+                f"payment_in_progress: payment {in_flight.id} of this invoice is {in_flight.status}; nothing was "
+                "applied or charged until it settles"
+            ),
+            created_at=now,
         )
+        return CollectionResult(attempt=attempt, invoice=invoice)
     credit_used, balance_used = _internal_steps(invoice, now)
     invoice.refresh_from_db()
     attempt = CollectionAttempt(
         invoice=invoice, trigger=trigger, credit_used=credit_used, balance_used=balance_used, created_at=now
     )
-    if invoice.status == Invoice.Status.PAID:
+    if invoice.status == Invoice.Status.PAID and (credit_used or balance_used):
         attempt.success = True
+    elif invoice.status != Invoice.Status.OPEN:
+        raise _not_open(invoice)  # paid (or voided) by someone else meanwhile: their success, not ours
     elif invoice.collection_method != "charge_automatically" and trigger != Trigger.API:
         attempt.error = "send_invoice invoices are not charged automatically"
     else:
         try:
-            intent = payment_intent_charge_off_session(invoice=invoice, amount=invoice.amount_remaining, now=now)
+            intent = payment_intent_charge_off_session(invoice=invoice, now=now)
         except ApiError as exc:  # no payment method, a payment already in flight, ...
+            invoice.refresh_from_db()
+            if invoice.status != Invoice.Status.OPEN and not (credit_used or balance_used):
+                raise _not_open(invoice) from None
             attempt.error = f"{exc.code}: {exc.message}"[:500]
             intent = None
         if intent is not None:
@@ -182,7 +217,7 @@ def invoice_collect_due(*, invoice_id: str, now: datetime) -> CollectionResult |
     try:
         return invoice_collect(invoice=invoice, trigger=Trigger.JOB, now=now)
     except Conflict:
-        return None  # paid or voided meanwhile
+        return None  # paid or voided meanwhile, or the customer was deleted
 
 
 def invoices_collect_job(*, now: datetime, limit: int = 5000) -> dict[str, int]:
@@ -198,6 +233,7 @@ def invoices_collect_job(*, now: datetime, limit: int = 5000) -> dict[str, int]:
             amount_remaining__gt=0,
             next_payment_attempt__lte=now,
         )
+        .exclude(customer__status=Customer.Status.DELETED)  # never charged (invoice_collect refuses them too)
         .order_by("next_payment_attempt")
         .values_list("id", flat=True)[:limit]
     )
