@@ -5,7 +5,8 @@
 2. balance: the customer's balance (`ledger.balance_apply_to_invoice`);
 3. provider: an off-session charge of what remains on the default payment method
    (`intents.payment_intent_charge_off_session`), outside any database transaction.
-A partial result leaves the invoice open with the right amount_remaining. At most one payment per
+A partial result leaves the invoice open with the right amount_remaining. While a payment of the invoice
+is in flight nothing is applied (no credits, no balance, no charge): see `invoice_collect`. At most one payment per
 invoice is in flight (a partial unique index), so the API, the job and a retry running at once charge at
 most once; a payment whose answer was lost stays `unknown` until the resolver settles it.
 

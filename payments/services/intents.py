@@ -523,8 +523,8 @@ def payment_intent_resolve_unknown_job(*, now: datetime, limit: int = 500) -> di
 
 def payment_intent_charge_off_session(*, invoice: Invoice, now: datetime, amount: int | None = None) -> PaymentIntent:
     """Charge `amount` (None: what remains, read under the invoice's lock) of an open invoice to the
-    customer's default payment method, off session and
-    captured at once (the collection waterfall's last step). Call it outside any transaction. Returns
+    customer's default payment method, off session and captured at once (the collection waterfall's last
+    step). Call it outside any transaction. Returns
     the intent as it ended: succeeded (the invoice is paid by it), requires_action, requires_payment_method
     (declined: `last_error`), or unknown (the resolver settles it). Raises InvalidRequest
     `no_payment_method`, or Conflict `payment_in_progress` when the invoice already has a payment in

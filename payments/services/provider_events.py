@@ -366,7 +366,8 @@ def dispute_reconcile(
     """Create or move on our record of a Stripe dispute of `intent`: `dispute.created` once (whichever event
     about it comes first, even `charge.dispute.closed`), `dispute.updated` as it moves forward, and
     `dispute.closed` once when it is won, lost or closed (a lost one records its amount as returned).
-    Locks the payment intent (so refunds of it wait), then the dispute. Returns (dispute, what happened)."""
+    Locks its invoice, the payment intent (so refunds of it wait), then the dispute (the one order). Returns
+    (dispute, what happened)."""
     fields = _dispute_fields(obj, now)
     currency = str(obj.get("currency", "")).lower()
     if currency != intent.currency:

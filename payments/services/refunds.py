@@ -1,7 +1,8 @@
 """Refunds of succeeded payments, full or partial.
 
 The sum of refunds never exceeds what a payment received: the amount is reserved on the payment intent
-(`amount_refunded`, under `select_for_update`, with a check constraint behind it) in the transaction that
+(`amount_refunded`, under the row locks of the invoice then the payment intent: the one order, as credit
+notes take it; with a check constraint behind it) in the transaction that
 creates the pending Refund, before the provider is called; a refund the provider refuses gives its
 reservation back. The provider call carries the refund's own idempotency key, stored on it first.
 
