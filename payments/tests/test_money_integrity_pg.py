@@ -108,3 +108,33 @@ def test_concurrent_pay_callers_exactly_one_is_told_it_paid():
     assert not PaymentIntent.objects.filter(invoice=invoice, status__in=PaymentIntent.IN_FLIGHT).exists()
     assert Invoice.objects.get(pk=invoice.pk).amount_remaining == 0
     assert audit_all() == []
+
+
+def test_concurrent_pay_and_credit_notes_on_one_open_invoice_take_nothing_twice():
+    from django.utils import timezone
+
+    from payments.models import BalanceTransaction, SandboxPayment
+
+    customer = CustomerFactory()
+    payment_method_create(customer=customer, token="tok_visa", default=True, now=timezone.now())
+    invoice = open_invoice(customer, amount=1000)
+    _, raw = api_key_create(name="mix", scopes=["admin"])
+
+    def pay():
+        return _client(raw).post(f"/api/v1/invoices/{invoice.id}/pay")
+
+    def credit_note():
+        return _client(raw).post("/api/v1/credit-notes", {"invoice": invoice.id, "amount": 100}, format="json")
+
+    results = _race([pay, credit_note] * 5)
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert not errors, errors
+    assert all(r.status_code < 500 for r in results), [r.content[:300] for r in results if r.status_code >= 500]
+    invoice.refresh_from_db()
+    assert invoice.status == "paid" and sandbox_charges() == 1
+    received = sum(SandboxPayment.objects.filter(kind="payment", status="succeeded").values_list("amount", flat=True))
+    overpaid = sum(BalanceTransaction.objects.filter(type="overpayment").values_list("amount", flat=True))
+    # Every cent the provider took is applied to the invoice or credited back, explained; never both.
+    assert received == invoice.amount_paid + overpaid
+    assert invoice.amount_paid <= invoice.amount_due <= invoice.total and invoice.credited <= invoice.total
+    assert audit_all() == []
