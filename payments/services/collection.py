@@ -75,10 +75,11 @@ def _not_open(invoice: Invoice) -> Conflict:
     )
 
 
-def invoice_collect(*, invoice: Invoice, trigger: str, now: datetime) -> CollectionResult:
+def invoice_collect(*, invoice: Invoice, trigger: str, now: datetime, offboarding: bool = False) -> CollectionResult:
     """Run the waterfall once. Raises Conflict when the invoice is not open (from the API), also when it
     was paid by someone else while this attempt ran (exactly one of concurrent callers reports success),
-    and 409 `customer_deleted` for a deleted customer (never charged).
+    and 409 `customer_deleted` for a deleted customer (never charged), except in the one collection an
+    offboarding queues (`offboarding`) for what the leaving tenant owes (CONTROL_PLANE_OFFBOARD_INVOICES).
 
     While a payment of the invoice is in flight (`PaymentIntent.IN_FLIGHT`: its outcome is not known yet)
     nothing is applied: no credits, no balance, no second charge. The attempt answers
@@ -89,7 +90,8 @@ def invoice_collect(*, invoice: Invoice, trigger: str, now: datetime) -> Collect
     invoice.refresh_from_db()
     if invoice.status != Invoice.Status.OPEN:
         raise _not_open(invoice)
-    customer_refuse_deleted(customer_id=invoice.customer_id)
+    if not offboarding:
+        customer_refuse_deleted(customer_id=invoice.customer_id)
     in_flight = invoice_payment_in_flight(invoice.pk)
     if in_flight is not None:
         attempt = CollectionAttempt.objects.create(
@@ -117,7 +119,7 @@ def invoice_collect(*, invoice: Invoice, trigger: str, now: datetime) -> Collect
         attempt.error = "send_invoice invoices are not charged automatically"
     else:
         try:
-            intent = payment_intent_charge_off_session(invoice=invoice, now=now)
+            intent = payment_intent_charge_off_session(invoice=invoice, now=now, offboarding=offboarding)
         except ApiError as exc:  # no payment method, a payment already in flight, ...
             invoice.refresh_from_db()
             if invoice.status != Invoice.Status.OPEN and not (credit_used or balance_used):
@@ -203,7 +205,7 @@ def _end_dunning(invoice: Invoice, sub: Subscription | None, now: datetime) -> N
 # --- Sweeps and tasks -----------------------------------------------------------------------------
 
 
-def invoice_collect_due(*, invoice_id: str, now: datetime) -> CollectionResult | None:
+def invoice_collect_due(*, invoice_id: str, now: datetime, offboarding: bool = False) -> CollectionResult | None:
     """The collection task's service: collect the invoice if its attempt is still due (a duplicate task,
     or one that arrives after the invoice was paid or voided, does nothing)."""
     invoice = Invoice.objects.filter(
@@ -216,7 +218,7 @@ def invoice_collect_due(*, invoice_id: str, now: datetime) -> CollectionResult |
     if invoice is None:
         return None
     try:
-        return invoice_collect(invoice=invoice, trigger=Trigger.JOB, now=now)
+        return invoice_collect(invoice=invoice, trigger=Trigger.JOB, now=now, offboarding=offboarding)
     except Conflict:
         return None  # paid or voided meanwhile, or the customer was deleted
 

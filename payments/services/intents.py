@@ -153,17 +153,20 @@ def payment_intent_create(
     capture_method: str = "automatic",
     invoice: Invoice | None = None,
     description: str = "",
+    offboarding: bool = False,
 ) -> PaymentIntent:
     """A new intent (requires_confirmation with a method, else requires_payment_method). For an invoice it
     is created under the invoice's row lock, against the locked row: the invoice must still be open and
     owe at least `amount` (None: exactly what remains), so a charge is always sized by what the invoice
     owes when its payment starts; and while it is in flight collection applies nothing else to the
-    invoice (`ledger.invoice_payment_in_flight`)."""
+    invoice (`ledger.invoice_payment_in_flight`). A deleted customer is refused (409 `customer_deleted`)
+    except by the final collection of its offboarding (`offboarding`)."""
     if amount is None and invoice is None:
         raise InvalidRequest("amount is required.", param="amount", code="parameter_missing")
     if amount is not None and amount <= 0:
         raise InvalidRequest("amount must be a positive integer.", param="amount")
-    customer_refuse_deleted(customer_id=customer.id)
+    if not offboarding:
+        customer_refuse_deleted(customer_id=customer.id)
     if capture_method not in ("automatic", "manual"):
         raise InvalidRequest("capture_method must be automatic or manual.", param="capture_method")
     if payment_method is not None:
@@ -521,7 +524,9 @@ def payment_intent_resolve_unknown_job(*, now: datetime, limit: int = 500) -> di
     return {"checked": len(ids), **dict(sorted(outcomes.items()))}
 
 
-def payment_intent_charge_off_session(*, invoice: Invoice, now: datetime, amount: int | None = None) -> PaymentIntent:
+def payment_intent_charge_off_session(
+    *, invoice: Invoice, now: datetime, amount: int | None = None, offboarding: bool = False
+) -> PaymentIntent:
     """Charge `amount` (None: what remains, read under the invoice's lock) of an open invoice to the
     customer's default payment method, off session and captured at once (the collection waterfall's last
     step). Call it outside any transaction. Returns
@@ -546,6 +551,7 @@ def payment_intent_charge_off_session(*, invoice: Invoice, now: datetime, amount
         invoice=invoice,
         description=f"Invoice {invoice.number or invoice.id}",
         now=now,
+        offboarding=offboarding,
     )
     # A worker killed here leaves the intent requires_confirmation: the resolver's sweep cancels it once it
     # is older than ABANDONED_AFTER (`payment_intent_abandon`).
