@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from billing_site.errors import InvalidRequest, PermissionDeniedError
 from billing_site.idempotency import (
     IdempotentReplay,
+    WriteTracker,
     idempotency_begin,
     idempotency_complete,
     idempotency_release,
@@ -47,6 +48,7 @@ class ApiView(APIView):
         super().initial(request, *args, **kwargs)  # authentication and scope checks come first
         self._tenant_scope: Any = _UNRESOLVED
         self._idempotency_record = None
+        self._write_tracker: WriteTracker | None = None
         self._tenant_access_check(request)
         key = request.headers.get("Idempotency-Key")
         if request.method == "POST" and key is not None:
@@ -58,6 +60,17 @@ class ApiView(APIView):
                 body=request._request.body,  # read here; DRF then parses from the cached copy
                 now=timezone.now(),
             )
+            # From here on, whether the handler's work committed decides what a 5xx does to the key.
+            self._write_tracker = WriteTracker()
+            self._write_tracker.start()
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            tracker = getattr(self, "_write_tracker", None)
+            if tracker is not None:
+                tracker.stop()
 
     @property
     def tenant_scope(self) -> TenantScope | None:
@@ -95,11 +108,16 @@ class ApiView(APIView):
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)
         record = getattr(self, "_idempotency_record", None)
+        tracker = getattr(self, "_write_tracker", None)
+        if tracker is not None:
+            tracker.stop()
         if record is not None:
             self._idempotency_record = None
-            if response.status_code >= 500:
+            if response.status_code >= 500 and (tracker is None or tracker.rolled_back()):
+                # The work rolled back (or never started): a retry may run it.
                 idempotency_release(record=record)
             else:
+                # Done, or failed after something committed: keep the answer (a 5xx too) for every retry.
                 if hasattr(response, "render") and not getattr(response, "is_rendered", True):
                     response.render()
                 idempotency_complete(

@@ -4,6 +4,13 @@ Keys belong to the caller: an API key, or a JWT's subject (`TokenPrincipal.token
 The unique constraint on (owner, key) is the guard: of two requests racing with one key, exactly one
 inserts the in-progress row and does the work; the other gets 409 `idempotency_key_in_use`. The row is
 committed before the work starts (we never run inside ATOMIC_REQUESTS), so concurrent requests see it.
+
+A 5xx frees the key for a retry only when the request's work provably rolled back (`WriteTracker`: no
+write of the request committed). A failure after a commit (an on-commit hook, rendering the response,
+anything after the service's transaction) keeps the answer: the 5xx is stored and replayed like any
+other, so a retry with the same key never does the work a second time (a second credit note, refund or
+charge). As at Stripe, which stores a 500 for its key too; the client reads the objects to learn what
+happened.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 
 from billing_site.errors import Conflict, InvalidRequest
 from billing_site.models import ApiKey, IdempotencyRecord
@@ -148,3 +155,61 @@ def idempotency_release(*, record: IdempotencyRecord) -> None:
 def idempotency_purge(*, now: datetime) -> int:
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=now - settings.IDEMPOTENCY_KEY_TTL).delete()
     return deleted
+
+
+# Statements that never write. Anything else (INSERT, UPDATE, DELETE, a CTE, COPY, a function call...)
+# counts as a write: the tracker errs towards "may have committed", which keeps the key.
+_READ_ONLY = frozenset({"SELECT", "SAVEPOINT", "RELEASE", "ROLLBACK", "SET", "SHOW", "EXPLAIN", "BEGIN", "COMMIT"})
+
+
+class WriteTracker:
+    """Whether any write of one request may have committed, on the default database.
+
+    Installed as an execute wrapper for the request's handler. A write outside a transaction of ours
+    (autocommit) committed as it ran. A write inside one registers an on-commit marker (once per
+    savepoint stack): Django runs it if that transaction commits and drops it if the transaction (or
+    the savepoint the write was in) rolls back. So after the handler, the work provably rolled back only
+    when no marker ran and none is still pending; a pending marker (a transaction the test suite holds
+    open) counts as committed."""
+
+    def __init__(self, alias: str = DEFAULT_DB_ALIAS) -> None:
+        self.alias = alias
+        self.committed = False
+        self._stacks: set[tuple[int, tuple[str, ...]]] = set()
+
+    def _mark(self) -> None:
+        self.committed = True
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+        result = execute(sql, params, many, context)
+        head = sql.lstrip().split(None, 1)[0].upper() if sql and sql.strip() else "SELECT"
+        if head.strip("(") not in _READ_ONLY:
+            self._note_write(context["connection"])
+        return result
+
+    def _note_write(self, connection: Any) -> None:
+        if self.committed:
+            return
+        ours = [block for block in connection.atomic_blocks if not getattr(block, "_from_testcase", False)]
+        if not connection.in_atomic_block or not ours:
+            self.committed = True  # autocommit (or only the test suite's blocks): it counts at once
+            return
+        stack = (id(ours[0]), tuple(connection.savepoint_ids))
+        if stack not in self._stacks:
+            self._stacks.add(stack)
+            transaction.on_commit(self._mark, using=self.alias)
+
+    def rolled_back(self) -> bool:
+        """True only when nothing this request wrote can have committed."""
+        if self.committed:
+            return False
+        pending = connections[self.alias].run_on_commit
+        return not any(callback == self._mark for _, callback, _ in pending)
+
+    def start(self) -> None:
+        connections[self.alias].execute_wrappers.append(self)
+
+    def stop(self) -> None:
+        wrappers = connections[self.alias].execute_wrappers
+        if self in wrappers:
+            wrappers.remove(self)

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from billing_site.errors import InvalidRequest, NotFound
+from billing_site.errors import Conflict, InvalidRequest, NotFound
 from billing_site.selectors import apply_filters
 from billing_site.tenancy import TenantScope
 from customers.filters import CustomerFilter, CustomerUserFilter
@@ -17,6 +17,19 @@ Interval = tuple[datetime, datetime | None]
 
 # Every selector takes `tenant` (ApiView.tenant_scope): None for operators; otherwise another tenant's
 # customer and everything of it is answered exactly as if it did not exist.
+
+
+def customer_refuse_deleted(*, customer_id: str) -> None:
+    """Refuse to charge a (soft-)deleted customer: 409 `customer_deleted`. Every path that asks a provider
+    for a customer's money (a payment intent, `/pay`, the collection job) starts here. Deactivated
+    customers (the control plane's suspension) are still charged for what they owe."""
+    if Customer.objects.filter(pk=customer_id, status=Customer.Status.DELETED).exists():
+        raise Conflict(
+            f"Customer {customer_id} is deleted; a deleted customer is never charged. Restore it first "
+            f"(POST /api/v1/customers/{customer_id}/restore).",
+            code="customer_deleted",
+            param="customer",
+        )
 
 
 def customer_id_for_tenant(external_id: str) -> str | None:

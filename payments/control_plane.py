@@ -4,7 +4,9 @@ It runs in the offboarding's transaction, after subscriptions ended every subscr
 invoices exist) and before the customer is soft-deleted. Per CONTROL_PLANE_OFFBOARD_INVOICES:
 - `collect`: every open charge_automatically invoice with something due is attempted at once (dunning
   retries waiting for later are brought forward) by the collection task, queued after the commit: the
-  provider is never called inside the transaction. A failure goes on through dunning as for any invoice.
+  provider is never called inside the transaction. This one collection may charge the customer the
+  offboarding deletes (what the tenant owes on leaving); a deleted customer is never charged again, so a
+  decline is not retried by dunning: the invoice stays open for the operator.
 - `leave_open`: automatic charges stop (no next attempt); the invoices stay open for the operator
   (`POST /invoices/{id}/pay`, void, mark uncollectible).
 send_invoice invoices stay open either way: the tenant pays them.
@@ -33,7 +35,7 @@ def tenant_offboarding_invoices(*, request: ControlPlaneRequest, customer: Custo
         return {"open_invoices": open_ids, "invoices_collecting": []}
     collecting = list(chargeable.order_by("id").values_list("id", flat=True))
     chargeable.update(next_payment_attempt=request.now)
-    enqueue_each(invoice_collect_task, [(invoice_id, request.now.isoformat()) for invoice_id in collecting])
+    enqueue_each(invoice_collect_task, [(invoice_id, request.now.isoformat(), True) for invoice_id in collecting])
     return {"open_invoices": open_ids, "invoices_collecting": collecting}
 
 

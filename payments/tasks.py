@@ -10,9 +10,10 @@ from payments.services import collection, intents, refunds
 
 
 @billing_task("payments.invoice_collect", time_limit=120)
-def invoice_collect_task(invoice_id: str, now: str | None = None) -> dict[str, int]:
-    """Run the collection waterfall on one invoice whose attempt is due."""
-    result = collection.invoice_collect_due(invoice_id=invoice_id, now=parse_now(now))
+def invoice_collect_task(invoice_id: str, now: str | None = None, offboarding: bool = False) -> dict[str, int]:
+    """Run the collection waterfall on one invoice whose attempt is due (`offboarding`: the final collection
+    an offboarding queued, which may charge the customer it deleted: `invoice_collect`)."""
+    result = collection.invoice_collect_due(invoice_id=invoice_id, now=parse_now(now), offboarding=offboarding)
     if result is None:
         return {"skipped": 1}
     return {"collected": 1} if result.attempt.success else {"failed": 1}

@@ -5,7 +5,8 @@
 2. balance: the customer's balance (`ledger.balance_apply_to_invoice`);
 3. provider: an off-session charge of what remains on the default payment method
    (`intents.payment_intent_charge_off_session`), outside any database transaction.
-A partial result leaves the invoice open with the right amount_remaining. At most one payment per
+A partial result leaves the invoice open with the right amount_remaining. While a payment of the invoice
+is in flight nothing is applied (no credits, no balance, no charge): see `invoice_collect`. At most one payment per
 invoice is in flight (a partial unique index), so the API, the job and a retry running at once charge at
 most once; a payment whose answer was lost stays `unknown` until the resolver settles it.
 
@@ -28,6 +29,8 @@ from django.db.models import F
 from billing_site.errors import ApiError, Conflict
 from billing_site.tasks import enqueue_each
 from customers.locks import lock_customer
+from customers.models import Customer
+from customers.selectors import customer_refuse_deleted
 from invoicing.finalization import invoice_snapshot
 from invoicing.locks import lock_invoice
 from invoicing.models import Invoice, InvoiceCycle
@@ -35,7 +38,7 @@ from invoicing.services import invoice_mark_uncollectible
 from payments.models import CollectionAttempt, PaymentIntent
 from payments.services.grants import credits_burn_for_invoice
 from payments.services.intents import payment_intent_charge_off_session
-from payments.services.ledger import balance_apply_to_invoice
+from payments.services.ledger import balance_apply_to_invoice, invoice_payment_in_flight
 from payments.services.schedule import retry_schedule
 from subscriptions.locks import lock_subscription
 from subscriptions.models import Subscription
@@ -65,27 +68,62 @@ def _internal_steps(invoice: Invoice, now: datetime) -> tuple[int, int]:
     return credit_used, (-txn.amount if txn is not None else 0)
 
 
-def invoice_collect(*, invoice: Invoice, trigger: str, now: datetime) -> CollectionResult:
-    """Run the waterfall once. Raises Conflict when the invoice is not open (from the API)."""
+def _not_open(invoice: Invoice) -> Conflict:
+    return Conflict(
+        f"Invoice {invoice.id} is {invoice.status}; only open invoices are collected.",
+        code="invoice_status_conflict",
+    )
+
+
+def invoice_collect(*, invoice: Invoice, trigger: str, now: datetime, offboarding: bool = False) -> CollectionResult:
+    """Run the waterfall once. Raises Conflict when the invoice is not open (from the API), also when it
+    was paid by someone else while this attempt ran (exactly one of concurrent callers reports success),
+    and 409 `customer_deleted` for a deleted customer (never charged), except in the one collection an
+    offboarding queues (`offboarding`) for what the leaving tenant owes (CONTROL_PLANE_OFFBOARD_INVOICES).
+
+    While a payment of the invoice is in flight (`PaymentIntent.IN_FLIGHT`: its outcome is not known yet)
+    nothing is applied: no credits, no balance, no second charge. The attempt answers
+    `payment_in_progress` and names the payment. The charge in flight was sized by what remained when it
+    started; applying credits or balance beside it would take the same part of the invoice twice. The
+    credit and balance steps check this under the invoice's row lock, and a charge is created under that
+    lock too, for what remains at that moment (`payment_intent_create`): that is the reservation."""
     invoice.refresh_from_db()
     if invoice.status != Invoice.Status.OPEN:
-        raise Conflict(
-            f"Invoice {invoice.id} is {invoice.status}; only open invoices are collected.",
-            code="invoice_status_conflict",
+        raise _not_open(invoice)
+    if not offboarding:
+        customer_refuse_deleted(customer_id=invoice.customer_id)
+    in_flight = invoice_payment_in_flight(invoice.pk)
+    if in_flight is not None:
+        attempt = CollectionAttempt.objects.create(
+            invoice=invoice,
+            trigger=trigger,
+            payment_intent=in_flight,
+            provider_ref=in_flight.provider_ref,
+            error=(
+                f"payment_in_progress: payment {in_flight.id} of this invoice is {in_flight.status}; nothing was "
+                "applied or charged until it settles"
+            ),
+            created_at=now,
         )
+        return CollectionResult(attempt=attempt, invoice=invoice)
     credit_used, balance_used = _internal_steps(invoice, now)
     invoice.refresh_from_db()
     attempt = CollectionAttempt(
         invoice=invoice, trigger=trigger, credit_used=credit_used, balance_used=balance_used, created_at=now
     )
-    if invoice.status == Invoice.Status.PAID:
+    if invoice.status == Invoice.Status.PAID and (credit_used or balance_used):
         attempt.success = True
+    elif invoice.status != Invoice.Status.OPEN:
+        raise _not_open(invoice)  # paid (or voided) by someone else meanwhile: their success, not ours
     elif invoice.collection_method != "charge_automatically" and trigger != Trigger.API:
         attempt.error = "send_invoice invoices are not charged automatically"
     else:
         try:
-            intent = payment_intent_charge_off_session(invoice=invoice, amount=invoice.amount_remaining, now=now)
+            intent = payment_intent_charge_off_session(invoice=invoice, now=now, offboarding=offboarding)
         except ApiError as exc:  # no payment method, a payment already in flight, ...
+            invoice.refresh_from_db()
+            if invoice.status != Invoice.Status.OPEN and not (credit_used or balance_used):
+                raise _not_open(invoice) from None
             attempt.error = f"{exc.code}: {exc.message}"[:500]
             intent = None
         if intent is not None:
@@ -180,7 +218,7 @@ def _end_dunning(
 # --- Sweeps and tasks -----------------------------------------------------------------------------
 
 
-def invoice_collect_due(*, invoice_id: str, now: datetime) -> CollectionResult | None:
+def invoice_collect_due(*, invoice_id: str, now: datetime, offboarding: bool = False) -> CollectionResult | None:
     """The collection task's service: collect the invoice if its attempt is still due (a duplicate task,
     or one that arrives after the invoice was paid or voided, does nothing)."""
     invoice = Invoice.objects.filter(
@@ -193,9 +231,9 @@ def invoice_collect_due(*, invoice_id: str, now: datetime) -> CollectionResult |
     if invoice is None:
         return None
     try:
-        return invoice_collect(invoice=invoice, trigger=Trigger.JOB, now=now)
+        return invoice_collect(invoice=invoice, trigger=Trigger.JOB, now=now, offboarding=offboarding)
     except Conflict:
-        return None  # paid or voided meanwhile
+        return None  # paid or voided meanwhile, or the customer was deleted
 
 
 def invoices_collect_job(*, now: datetime, limit: int = 5000) -> dict[str, int]:
@@ -211,6 +249,7 @@ def invoices_collect_job(*, now: datetime, limit: int = 5000) -> dict[str, int]:
             amount_remaining__gt=0,
             next_payment_attempt__lte=now,
         )
+        .exclude(customer__status=Customer.Status.DELETED)  # never charged (invoice_collect refuses them too)
         .order_by("next_payment_attempt")
         .values_list("id", flat=True)[:limit]
     )

@@ -46,7 +46,9 @@ from django.utils import timezone
 from billing_site.errors import Conflict, InvalidRequest
 from billing_site.money import round_fraction
 from invoicing.finalization import allocate_numbers, invoice_snapshot
+from invoicing.locks import lock_invoice
 from invoicing.models import Invoice, InvoiceLine, TaxRate
+from payments.locks import lock_credit_note
 from payments.models import BalanceTransaction, CreditNote, CreditNoteLine, Refund
 from payments.services.giveback import giveback_check
 from payments.services.ledger import balance_adjust, balance_row_lock
@@ -240,7 +242,7 @@ def credit_note_create(
         # The customer's balance row before the invoice: the lock order every payments service keeps.
         if parts["credit_amount"]:
             balance_row_lock(customer_id=invoice.customer_id, currency=invoice.currency, now=now)
-        locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        locked = lock_invoice(invoice.pk)
         _check_status(locked)
         rows = {row.pk: row for row in InvoiceLine.objects.filter(invoice=locked, pk__in=[s.line_id for s in specs])}
         taxing = _LineTaxes(rows.values())
@@ -397,8 +399,8 @@ def credit_note_void(*, credit_note: CreditNote, now: datetime) -> CreditNote:
         # back with the note's own balance credit.
         if credit_note.credit_amount or credit_note.refund_amount:
             row = balance_row_lock(customer_id=credit_note.customer_id, currency=credit_note.currency, now=now)
-        invoice = Invoice.objects.select_for_update().get(pk=credit_note.invoice_id)
-        note = CreditNote.objects.select_for_update().get(pk=credit_note.pk)
+        invoice = lock_invoice(credit_note.invoice_id)
+        note = lock_credit_note(credit_note.pk)
         if note.status != CNStatus.ISSUED:
             raise Conflict(f"Credit note {note.id} is {note.status}.", code="credit_note_status_conflict")
         if note.refund_amount and Refund.objects.filter(credit_note=note).exclude(status=Refund.Status.FAILED).exists():

@@ -30,12 +30,14 @@ from django.db.models import Q, Sum
 from billing_site.errors import Conflict, InvalidRequest, currency_clean
 from catalog.models import Price
 from customers.models import Customer
+from invoicing.locks import lock_invoice
 from invoicing.models import Invoice, InvoiceLine
 from invoicing.services import invoice_settle
 from metering.models import Meter
-from payments.models import CreditBurn, CreditGrant, CustomerBalance
+from payments.locks import lock_balance_if_exists, lock_grants
+from payments.models import CreditBurn, CreditGrant
 from payments.selectors import credit_grant_burned, credit_grant_remaining
-from payments.services.ledger import invoice_copy_amounts
+from payments.services.ledger import invoice_copy_amounts, invoice_payment_in_flight
 from webhooks.services import event_emit
 
 Status = CreditGrant.Status
@@ -245,13 +247,15 @@ def credits_burn_for_invoice(*, invoice: Invoice, now: datetime) -> int:
         Q(expires_at__isnull=True) | Q(expires_at__gt=now)
     )
     with transaction.atomic():
-        list(CustomerBalance.objects.select_for_update().filter(customer_id=customer_id, currency=currency))
-        grants = list(CreditGrant.objects.select_for_update().filter(usable).order_by("pk"))
+        lock_balance_if_exists(customer_id=customer_id, currency=currency)
+        grants = lock_grants(CreditGrant.objects.filter(usable))
         if not grants:
             return 0
-        locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        locked = lock_invoice(invoice.pk)
         if locked.status != Invoice.Status.OPEN or locked.amount_remaining <= 0:
             return 0
+        if invoice_payment_in_flight(locked.pk) is not None:
+            return 0  # a charge is in flight: burning credits now would pay the same part twice
         grant_left = _grant_balances(grants)
         lines = list(InvoiceLine.objects.filter(invoice=locked).order_by("position"))
         caps = line_credit_caps(lines, locked.amount_due)

@@ -22,12 +22,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 
 from billing_site.errors import Conflict, InvalidRequest
 from billing_site.tasks import enqueue_each
 from customers.models import Customer
+from customers.selectors import customer_refuse_deleted
+from invoicing.locks import lock_invoice
 from invoicing.models import Invoice
-from payments.models import PaymentIntent, PaymentMethod
+from payments.locks import lock_payment_intent
+from payments.models import CollectionAttempt, PaymentIntent, PaymentMethod
 from payments.processors import ProcessorError, ProcessorTimeout, ProviderPayment
 from payments.services.ledger import balance_row_lock
 from payments.services.methods import (
@@ -50,6 +54,9 @@ PROCESSING_STALE = timedelta(minutes=15)
 # A provider that has no record of the payment this long after we asked never received it (Stripe's
 # search index lags by about a minute): the payment failed, nothing was charged.
 NOT_FOUND_GRACE = timedelta(hours=1)
+# An invoice's intent still requires_confirmation this long after it was created was abandoned: the
+# process between creating and confirming it died. The sweep cancels it (`payment_intent_abandon`).
+ABANDONED_AFTER = timedelta(minutes=15)
 CANCELLABLE = (
     Status.REQUIRES_PAYMENT_METHOD,
     Status.REQUIRES_CONFIRMATION,
@@ -111,7 +118,7 @@ def _in_progress(invoice_id: str) -> Conflict:
 
 
 def _lock(pk: str) -> PaymentIntent:
-    return PaymentIntent.objects.select_for_update().get(pk=pk)
+    return lock_payment_intent(pk)
 
 
 # --- create and confirm ---------------------------------------------------------------------------
@@ -139,26 +146,37 @@ def _check_invoice(customer: Customer, invoice: Invoice, amount: int, currency: 
 def payment_intent_create(
     *,
     customer: Customer,
-    amount: int,
+    amount: int | None,
     currency: str,
     now: datetime,
     payment_method: PaymentMethod | None = None,
     capture_method: str = "automatic",
     invoice: Invoice | None = None,
     description: str = "",
+    offboarding: bool = False,
 ) -> PaymentIntent:
-    if amount <= 0:
+    """A new intent (requires_confirmation with a method, else requires_payment_method). For an invoice it
+    is created under the invoice's row lock, against the locked row: the invoice must still be open and
+    owe at least `amount` (None: exactly what remains), so a charge is always sized by what the invoice
+    owes when its payment starts; and while it is in flight collection applies nothing else to the
+    invoice (`ledger.invoice_payment_in_flight`). A deleted customer is refused (409 `customer_deleted`)
+    except by the final collection of its offboarding (`offboarding`)."""
+    if amount is None and invoice is None:
+        raise InvalidRequest("amount is required.", param="amount", code="parameter_missing")
+    if amount is not None and amount <= 0:
         raise InvalidRequest("amount must be a positive integer.", param="amount")
+    if not offboarding:
+        customer_refuse_deleted(customer_id=customer.id)
     if capture_method not in ("automatic", "manual"):
         raise InvalidRequest("capture_method must be automatic or manual.", param="capture_method")
     if payment_method is not None:
         method_check(customer_id=customer.id, payment_method=payment_method)
     if invoice is not None:
-        _check_invoice(customer, invoice, amount, currency)
+        _check_invoice(customer, invoice, amount or 1, currency)
     intent = PaymentIntent(
         customer=customer,
         invoice=invoice,
-        amount=amount,
+        amount=amount or 0,
         currency=currency,
         capture_method=capture_method,
         payment_method=payment_method,
@@ -168,6 +186,11 @@ def payment_intent_create(
     )
     try:
         with transaction.atomic(durable=True):
+            if invoice is not None:
+                locked = lock_invoice(invoice.pk)
+                if amount is None:
+                    intent.amount = locked.amount_remaining
+                _check_invoice(customer, locked, intent.amount, currency)
             intent.save(force_insert=True)
             _emit(intent, "payment_intent.created", now)
     except IntegrityError:
@@ -190,7 +213,10 @@ def payment_intent_confirm(
         method_check(customer_id=payment_intent.customer_id, payment_method=payment_method)
     # A processor that is unknown or not configured fails here, before anything is marked processing.
     processor_named(payment_method.provider if payment_method is not None else payment_intent.provider)
+    closed = False
     with transaction.atomic(durable=True):
+        if payment_intent.invoice_id:  # the one order: the invoice, then its payment
+            lock_invoice(payment_intent.invoice_id)
         intent = _lock(payment_intent.pk)
         if intent.status in (Status.REQUIRES_ACTION, Status.UNKNOWN):
             if payment_method is not None and payment_method.pk != intent.payment_method_id:
@@ -206,37 +232,61 @@ def payment_intent_confirm(
                 raise InvalidRequest(
                     f"Payment method {method.id} is detached.", param="payment_method", code="payment_method_detached"
                 )
-            if intent.invoice_id and Invoice.objects.filter(pk=intent.invoice_id).exclude(status="open").exists():
-                raise Conflict(
-                    f"Invoice {intent.invoice_id} is no longer open; cancel this payment intent.",
-                    code="invoice_not_open",
-                    param="invoice",
-                )
-            attempt = True
-            previous = intent.status
-            fields: dict[str, Any] = {
-                "payment_method": method,
-                "provider": method.provider,
-                "provider_ref": "",  # a new attempt: the previous one's provider id no longer describes it
-                "client_secret": "",
-                "next_action": None,
-                "attempts": intent.attempts + 1,
-                "idempotency_key": f"{intent.id}:confirm:{intent.attempts + 1}",
-                "status": Status.PROCESSING,
-                "last_error": None,
-                "updated_at": now,
-            }
-            try:
-                with transaction.atomic():
-                    PaymentIntent.objects.filter(pk=intent.pk, status=previous).update(**fields)
-            except IntegrityError:
-                raise _in_progress(intent.invoice_id or "") from None
-            intent.refresh_from_db()
+            closed = bool(
+                intent.invoice_id and Invoice.objects.filter(pk=intent.invoice_id).exclude(status="open").exists()
+            )
+            attempt = not closed
+            if closed:
+                # Paid (or voided) another way since this intent was created: it can never be confirmed, so
+                # it is canceled rather than left in flight on a closed invoice (an orphan).
+                _cancel_locally(intent, reason="abandoned", now=now)
+            else:
+                _mark_processing(intent, method, now=now)
         else:
             raise _unexpected(intent, "confirmed")
+    if closed:
+        raise Conflict(
+            f"Invoice {intent.invoice_id} is no longer open; payment intent {intent.id} was canceled.",
+            code="invoice_not_open",
+            param="invoice",
+        )
     if not attempt:
         return _refresh(intent, now=now)
     return _attempt(intent, off_session=off_session, now=now)
+
+
+def _mark_processing(intent: PaymentIntent, method: PaymentMethod, *, now: datetime) -> None:
+    """Commit `processing` with the attempt's idempotency key before the provider hears of it."""
+    previous = intent.status
+    fields: dict[str, Any] = {
+        "payment_method": method,
+        "provider": method.provider,
+        "provider_ref": "",  # a new attempt: the previous one's provider id no longer describes it
+        "client_secret": "",
+        "next_action": None,
+        "attempts": intent.attempts + 1,
+        "idempotency_key": f"{intent.id}:confirm:{intent.attempts + 1}",
+        "status": Status.PROCESSING,
+        "last_error": None,
+        "updated_at": now,
+    }
+    try:
+        with transaction.atomic():
+            PaymentIntent.objects.filter(pk=intent.pk, status=previous).update(**fields)
+    except IntegrityError:
+        raise _in_progress(intent.invoice_id or "") from None
+    intent.refresh_from_db()
+
+
+def _cancel_locally(intent: PaymentIntent, *, reason: str, now: datetime) -> None:
+    """Cancel a locked intent the provider never heard of (or holds nothing for), in the caller's
+    transaction."""
+    previous = intent.status
+    PaymentIntent.objects.filter(pk=intent.pk, status=previous).update(
+        status=Status.CANCELED, canceled_at=now, cancellation_reason=reason, amount_capturable=0, updated_at=now
+    )
+    intent.refresh_from_db()
+    _emit(intent, "payment_intent.canceled", now, previous=previous)
 
 
 def _attempt(intent: PaymentIntent, *, off_session: bool, now: datetime) -> PaymentIntent:
@@ -322,7 +372,7 @@ def _settle(
             # Lock order: the balance (a success may credit it), then the invoice, then its payment.
             balance_row_lock(customer_id=intent.customer_id, currency=intent.currency, now=now)
         if intent.invoice_id:  # lock order: the invoice before its payment
-            Invoice.objects.select_for_update().filter(pk=intent.invoice_id).first()
+            lock_invoice(intent.invoice_id)
         current = _lock(intent.pk)
         if current.status != expected:
             return current
@@ -379,12 +429,48 @@ def payment_intent_resolve(*, payment_intent: PaymentIntent, now: datetime) -> P
 
 
 def payment_intent_resolve_due(*, payment_intent_id: str, now: datetime) -> str | None:
-    """The resolver task's service: settle the intent if it is still unknown (or still processing); a
-    duplicate task, or one that arrives after the intent settled, does nothing. Never charges."""
-    intent = PaymentIntent.objects.filter(pk=payment_intent_id, status__in=(Status.UNKNOWN, Status.PROCESSING)).first()
+    """The resolver task's service: settle the intent if it is still unknown (or still processing), or
+    cancel it if it was abandoned before its confirmation (`payment_intent_abandon`); a duplicate task, or
+    one that arrives after the intent settled, does nothing. Never charges."""
+    intent = PaymentIntent.objects.filter(
+        pk=payment_intent_id, status__in=(Status.UNKNOWN, Status.PROCESSING, Status.REQUIRES_CONFIRMATION)
+    ).first()
     if intent is None:
         return None
+    if intent.status == Status.REQUIRES_CONFIRMATION:
+        return payment_intent_abandon(payment_intent=intent, now=now).status
     return _refresh(intent, now=now).status
+
+
+def payment_intent_abandon(*, payment_intent: PaymentIntent, now: datetime) -> PaymentIntent:
+    """An invoice's intent left requires_confirmation for longer than `ABANDONED_AFTER`: the process
+    that created it died before confirming (it never reached the provider: a confirmation commits
+    `processing` first). It holds the invoice's one in-flight slot, so every later attempt would fail with
+    `payment_in_progress` forever. Cancel it (compare-and-set), count the attempt that died on the invoice
+    (`attempt_count`, with a failed `CollectionAttempt` saying so) and make the invoice due for collection
+    now. Does nothing if the intent moved meanwhile or is younger than the window."""
+    with transaction.atomic(durable=True):
+        if payment_intent.invoice_id:
+            invoice = lock_invoice(payment_intent.invoice_id)
+        intent = _lock(payment_intent.pk)
+        if intent.status != Status.REQUIRES_CONFIRMATION or not intent.invoice_id:
+            return intent
+        if intent.updated_at > now - ABANDONED_AFTER:
+            return intent
+        _cancel_locally(intent, reason="abandoned", now=now)
+        CollectionAttempt.objects.create(
+            invoice=invoice,
+            trigger=CollectionAttempt.Trigger.JOB,
+            payment_intent=intent,
+            error=f"payment_abandoned: payment intent {intent.id} was never confirmed; it was canceled",
+            created_at=now,
+        )
+        updates: dict[str, Any] = {"attempt_count": F("attempt_count") + 1, "updated_at": now}
+        if invoice.status == Invoice.Status.OPEN and invoice.collection_method == "charge_automatically":
+            updates["next_payment_attempt"] = now
+        Invoice.objects.filter(pk=invoice.pk).update(**updates)
+    logger.warning("payment intent %s was abandoned before its confirmation; canceled", intent.id)
+    return intent
 
 
 # Which of our states a provider's report about a payment may move it out of. Webhooks come late, twice
@@ -433,8 +519,12 @@ def payment_intent_resolve_unknown_job(*, now: datetime, limit: int = 500) -> di
     # Two scans, each over a small partial index (unknown; in flight), rather than one OR over the table.
     unknown = PaymentIntent.objects.filter(status=Status.UNKNOWN).order_by("updated_at")
     stale = PaymentIntent.objects.filter(status=Status.PROCESSING, updated_at__lt=now - PROCESSING_STALE)
+    abandoned = PaymentIntent.objects.filter(
+        status=Status.REQUIRES_CONFIRMATION, invoice__isnull=False, updated_at__lt=now - ABANDONED_AFTER
+    )
     ids = list(unknown.values_list("pk", flat=True)[:limit])
     ids += list(stale.order_by("updated_at").values_list("pk", flat=True)[: max(limit - len(ids), 0)])
+    ids += list(abandoned.order_by("updated_at").values_list("pk", flat=True)[: max(limit - len(ids), 0)])
     outcomes = enqueue_each(payment_intent_resolve_task, [(pk, now.isoformat()) for pk in ids])
     refunds = enqueue_each(refund_resend_task, [(pk, now.isoformat()) for pk in refunds_lost(now=now, limit=limit)])
     if refunds["refunds_retried"]:
@@ -442,9 +532,12 @@ def payment_intent_resolve_unknown_job(*, now: datetime, limit: int = 500) -> di
     return {"checked": len(ids), **dict(sorted(outcomes.items()))}
 
 
-def payment_intent_charge_off_session(*, invoice: Invoice, amount: int, now: datetime) -> PaymentIntent:
-    """Charge `amount` of an open invoice to the customer's default payment method, off session and
-    captured at once (the collection waterfall's last step). Call it outside any transaction. Returns
+def payment_intent_charge_off_session(
+    *, invoice: Invoice, now: datetime, amount: int | None = None, offboarding: bool = False
+) -> PaymentIntent:
+    """Charge `amount` (None: what remains, read under the invoice's lock) of an open invoice to the
+    customer's default payment method, off session and captured at once (the collection waterfall's last
+    step). Call it outside any transaction. Returns
     the intent as it ended: succeeded (the invoice is paid by it), requires_action, requires_payment_method
     (declined: `last_error`), or unknown (the resolver settles it). Raises InvalidRequest
     `no_payment_method`, or Conflict `payment_in_progress` when the invoice already has a payment in
@@ -466,7 +559,10 @@ def payment_intent_charge_off_session(*, invoice: Invoice, amount: int, now: dat
         invoice=invoice,
         description=f"Invoice {invoice.number or invoice.id}",
         now=now,
+        offboarding=offboarding,
     )
+    # A worker killed here leaves the intent requires_confirmation: the resolver's sweep cancels it once it
+    # is older than ABANDONED_AFTER (`payment_intent_abandon`).
     return payment_intent_confirm(payment_intent=intent, off_session=True, now=now)
 
 
@@ -514,16 +610,7 @@ def payment_intent_cancel(
             raise _unexpected(intent, "canceled")
         local = intent.status not in (Status.REQUIRES_ACTION, Status.REQUIRES_CAPTURE) or not intent.provider_ref
         if local:
-            previous = intent.status
-            PaymentIntent.objects.filter(pk=intent.pk, status=previous).update(
-                status=Status.CANCELED,
-                canceled_at=now,
-                cancellation_reason=cancellation_reason,
-                amount_capturable=0,
-                updated_at=now,
-            )
-            intent.refresh_from_db()
-            _emit(intent, "payment_intent.canceled", now, previous=previous)
+            _cancel_locally(intent, reason=cancellation_reason, now=now)
             return intent
     processor = processor_named(intent.provider)
     try:

@@ -23,8 +23,10 @@ from billing_site.errors import Conflict, InvalidRequest, currency_clean
 from billing_site.ids import ALPHABET, encode_base32, new_id
 from customers.models import Customer
 from invoicing.finalization import invoice_snapshot
+from invoicing.locks import lock_invoice
 from invoicing.models import Invoice
-from payments.models import BalanceTransaction, CreditNote, CustomerBalance
+from payments.locks import lock_balance, lock_balance_if_exists
+from payments.models import BalanceTransaction, CreditNote, CustomerBalance, PaymentIntent
 from webhooks.services import event_emit
 
 TxnType = BalanceTransaction.Type
@@ -35,12 +37,17 @@ _ID_PREFIX = "cbt"
 
 
 def balance_row_lock(*, customer_id: str, currency: str, now: datetime) -> CustomerBalance:
-    """The customer's balance row in `currency`, created at 0 if missing, locked until commit.
+    """The customer's balance row in `currency`, created at 0 if missing, locked until commit (through
+    the named helper `payments.locks.lock_balance`, so the lock order is checked)."""
+    return lock_balance(customer_id=customer_id, currency=currency, now=now)
 
-    Creation is race-free: the insert ignores a conflict with a concurrent creator, and the locking
-    read then waits for (and returns) whichever row won."""
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("balance_row_lock() must run inside a transaction")
+
+def _finalization_balance_row(*, customer_id: str, currency: str, now: datetime) -> CustomerBalance:
+    """The balance row for the finalization hook, the one place that locks a balance after invoices: the
+    finalizing transaction (renewal, a subscription change) already holds the subscription and its new
+    invoices. It cannot deadlock with the payments services, which take the balance first and then an
+    invoice: none of them locks an invoice that is being finalized (a draft), and batches take balance
+    rows in (customer, currency) order. So this lock is taken outside the order checker, on purpose."""
     row = CustomerBalance.objects.select_for_update().filter(customer_id=customer_id, currency=currency).first()
     if row is None:
         CustomerBalance.objects.bulk_create(
@@ -49,6 +56,14 @@ def balance_row_lock(*, customer_id: str, currency: str, now: datetime) -> Custo
         )
         row = CustomerBalance.objects.select_for_update().get(customer_id=customer_id, currency=currency)
     return row
+
+
+def invoice_payment_in_flight(invoice_id: str) -> PaymentIntent | None:
+    """The invoice's payment that may still move money (`PaymentIntent.IN_FLIGHT`), if any. Read under the
+    invoice's row lock, it decides whether collection may apply credits or balance: while a charge is in
+    flight nothing else is applied (it was sized for what remained when it started), or the customer
+    would pay twice for the same part of the invoice."""
+    return PaymentIntent.objects.filter(invoice_id=invoice_id, status__in=PaymentIntent.IN_FLIGHT).first()
 
 
 # --- Appending entries ----------------------------------------------------------------------------
@@ -228,16 +243,14 @@ def balance_apply_to_invoice(*, invoice: Invoice, now: datetime) -> BalanceTrans
     if peek is None or peek["status"] != Invoice.Status.OPEN or peek["amount_remaining"] <= 0:
         return None
     with transaction.atomic():
-        row = (
-            CustomerBalance.objects.select_for_update()
-            .filter(customer_id=peek["customer_id"], currency=peek["currency"])
-            .first()
-        )
+        row = lock_balance_if_exists(customer_id=peek["customer_id"], currency=peek["currency"])
         if row is None or row.balance <= 0:
             return None
-        locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        locked = lock_invoice(invoice.pk)
         if locked.status != Invoice.Status.OPEN or locked.amount_remaining <= 0:
             return None
+        if invoice_payment_in_flight(locked.pk) is not None:
+            return None  # a charge is in flight: applying the balance now would take the same part twice
         amount = min(row.balance, locked.amount_remaining)
         txn = _append(
             row,
@@ -266,7 +279,7 @@ def invoices_negative_total_credit(invoices: list[Invoice], now: datetime) -> No
             continue
         try:
             with transaction.atomic():
-                row = balance_row_lock(customer_id=invoice.customer_id, currency=invoice.currency, now=now)
+                row = _finalization_balance_row(customer_id=invoice.customer_id, currency=invoice.currency, now=now)
                 _append(
                     row,
                     amount=-invoice.total,

@@ -41,9 +41,10 @@ from django.db import transaction
 from django.db.models import F, Sum
 
 from billing_site.ids import new_id
-from billing_site.locks import LockRank, lock_first, lock_one
+from billing_site.locks import LockRank, lock_first
 from customers.locks import lock_customer
 from customers.models import Customer
+from payments.locks import lock_intent_with_invoice
 from payments.models import Dispute, PaymentIntent, PaymentMethod, Refund, SetupIntent
 from payments.processors import get_processor
 from payments.processors.currencies import from_provider
@@ -219,7 +220,7 @@ def refund_record_from_provider(*, intent: PaymentIntent, obj: dict[str, Any], n
     check under the payment's lock). Returns (refund, created)."""
     result = refund_from_object(obj)
     with transaction.atomic(durable=True):
-        locked = lock_one(PaymentIntent.objects.filter(pk=intent.pk), LockRank.PAYMENT_INTENT)
+        locked = lock_intent_with_invoice(intent.pk)  # the one order: its invoice, then the payment
         existing = Refund.objects.filter(payment_intent=locked, provider_ref=result.ref).first()
         if existing is not None:
             return existing, False
@@ -371,13 +372,14 @@ def dispute_reconcile(
     """Create or move on our record of a Stripe dispute of `intent`: `dispute.created` once (whichever event
     about it comes first, even `charge.dispute.closed`), `dispute.updated` as it moves forward, and
     `dispute.closed` once when it is won, lost or closed (a lost one records its amount as returned).
-    Locks the payment intent (so refunds of it wait), then the dispute. Returns (dispute, what happened)."""
+    Locks its invoice, the payment intent (so refunds of it wait), then the dispute (the one order). Returns
+    (dispute, what happened)."""
     fields = _dispute_fields(obj, now)
     currency = str(obj.get("currency", "")).lower()
     if currency != intent.currency:
         raise ProviderStateConflict(f"{obj['id']} is in {currency}; {intent.id} is in {intent.currency}")
     with transaction.atomic(durable=True):
-        locked = lock_one(PaymentIntent.objects.filter(pk=intent.pk), LockRank.PAYMENT_INTENT)
+        locked = lock_intent_with_invoice(intent.pk)  # the one order: its invoice, then the payment
         dispute = lock_first(Dispute.objects.filter(provider=STRIPE, provider_ref=obj["id"]), LockRank.DISPUTE)
         if dispute is None:
             dispute = Dispute.objects.create(

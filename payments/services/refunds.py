@@ -1,7 +1,8 @@
 """Refunds of succeeded payments, full or partial.
 
 The sum of refunds never exceeds what a payment received: the amount is reserved on the payment intent
-(`amount_refunded`, under `select_for_update`, with a check constraint behind it) in the transaction that
+(`amount_refunded`, under the row locks of the invoice then the payment intent: the one order, as credit
+notes take it; with a check constraint behind it) in the transaction that
 creates the pending Refund, before the provider is called; a refund the provider refuses gives its
 reservation back. The provider call carries the refund's own idempotency key, stored on it first.
 
@@ -13,17 +14,17 @@ with locks held, never a refund sent for a credit note that rolled back.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.db.models import F
 
 from billing_site.errors import Conflict, InvalidRequest
-from billing_site.locks import LockRank, lock_one
 from invoicing.locks import lock_invoice
 from invoicing.models import Invoice
+from payments.locks import lock_intent_with_invoice, lock_payment_intent, lock_refund
 from payments.models import BalanceTransaction, Dispute, PaymentIntent, Refund
 from payments.processors import ProcessorError, ProcessorTimeout, ProviderRefund
 from payments.services.giveback import giveback_check, invoice_giveback_left, payment_refundable
@@ -129,10 +130,11 @@ def refund_create(
     nested = in_callers_transaction()
     invoice_id = PaymentIntent.objects.filter(pk=intent_id).values_list("invoice_id", flat=True).first()
     with transaction.atomic(durable=not nested):
-        # The invoice before its payment (the one lock order): what an invoice can still give back is
+        # The invoice before its payment (the one lock order, as credit notes take it): inserting a refund
+        # that names the invoice needs the invoice row too, and what an invoice can still give back is
         # shared by its refunds and credit notes (`payments.services.giveback`).
         locked_invoice = lock_invoice(invoice_id) if invoice_id else None
-        intent = lock_one(PaymentIntent.objects.filter(pk=intent_id), LockRank.PAYMENT_INTENT)
+        intent = lock_payment_intent(intent_id)
         if intent.status != PaymentIntent.Status.SUCCEEDED:
             raise Conflict(
                 f"PaymentIntent {intent.id} is {intent.status}; only succeeded payments are refunded.",
@@ -178,9 +180,22 @@ def refund_create(
         _emit(refund, "refund.created", now, intent.customer_id)
     if nested:
         # The provider hears of it once the caller's transaction commits (and never if it rolls back).
-        transaction.on_commit(partial(refund_send, refund_id=refund.pk, now=now), robust=True)
+        transaction.on_commit(_refund_send_hook(refund.pk, now), robust=True)
         return refund
     return refund_send(refund_id=refund.pk, now=now)
+
+
+def _refund_send_hook(refund_id: str, now: datetime) -> Callable[[], None]:
+    """The on-commit hook that sends a credit note's refund. A plain function, not a `functools.partial`:
+    Django logs a robust hook's failure by the hook's `__qualname__`, which a partial lacks, so a refund
+    whose provider call failed after the credit note committed turned into an AttributeError and a 500
+    (and a 5xx frees the Idempotency-Key: the retry issued the note twice). A failure here is logged and
+    leaves the refund pending, which `refunds_lost` picks up."""
+
+    def send_credit_note_refund() -> None:
+        refund_send(refund_id=refund_id, now=now)
+
+    return send_credit_note_refund
 
 
 def refund_send(*, refund_id: str, now: datetime) -> Refund:
@@ -243,7 +258,7 @@ def _settle(
             refund_id=refund.pk, error=error, provider_ref=result.ref if result else "", now=now, only_pending=True
         )
     with transaction.atomic(durable=True):
-        current = Refund.objects.select_for_update().select_related("payment_intent").get(pk=refund.pk)
+        current = lock_refund(refund.pk)
         if current.status != RefundStatus.PENDING:
             return current
         customer_id = current.payment_intent.customer_id
@@ -279,11 +294,9 @@ def refund_fail(
     with transaction.atomic(durable=True):
         if peek.credit_note_id:
             balance_row_lock(customer_id=peek.payment_intent.customer_id, currency=peek.currency, now=now)
-        lock_one(PaymentIntent.objects.filter(pk=peek.payment_intent_id), LockRank.PAYMENT_INTENT)
-        current = lock_one(
-            Refund.objects.filter(pk=refund_id).select_related("payment_intent__customer", "credit_note", "invoice"),
-            LockRank.REFUND,
-        )
+        lock_intent_with_invoice(peek.payment_intent_id)
+        lock_refund(refund_id)
+        current = Refund.objects.select_related("payment_intent__customer", "credit_note", "invoice").get(pk=refund_id)
         if current.status == RefundStatus.FAILED or (only_pending and current.status != RefundStatus.PENDING):
             return current
         Refund.objects.filter(pk=current.pk, status=current.status).update(

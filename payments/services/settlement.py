@@ -14,31 +14,34 @@ from subscriptions.models import Subscription
 from subscriptions.services.status import subscription_status_change
 
 
-def invoice_apply_payment(*, invoice_id: str, amount: int, now: datetime) -> Invoice:
-    """Record money received from the provider for an invoice, in the caller's transaction (the one that
+def invoice_apply_payment(*, invoice_id: str, amount: int, now: datetime) -> tuple[Invoice, int]:
+    """Apply money received from the provider to an invoice, in the caller's transaction (the one that
     records the payment's success, so no collector can see the payment done and the invoice still due).
-    Never more than what remains."""
+    Returns the invoice and what it took: at most what remains, nothing unless it is open. It never
+    drops the rest: the caller, `payment_apply`, credits what the invoice did not take to the balance
+    (one rule for every path that learns of a success: the confirmation, the resolver, a webhook)."""
     invoice = lock_invoice(invoice_id)
-    applied = min(amount, invoice.amount_remaining)
-    if applied <= 0 or invoice.status != Invoice.Status.OPEN:
-        return invoice
+    applied = min(amount, invoice.amount_remaining) if invoice.status == Invoice.Status.OPEN else 0
+    if applied <= 0:
+        return invoice, 0
     invoice = invoice_settle(invoice, amount=applied, field=None, now=now)
     if invoice.status == Invoice.Status.PAID:
         subscription_recover(invoice=invoice, now=now)
-    return invoice
+    return invoice, applied
 
 
 def payment_apply(*, intent: PaymentIntent, now: datetime) -> int:
     """A payment for an invoice succeeded: apply what it received to the invoice, and credit what the
     invoice cannot take (it was paid another way meanwhile, by balance, credits or a credit note; or voided)
-    to the customer's balance, so money received is never lost. Runs in the transaction that records the
-    success; the caller holds the customer's balance row (the lock order puts it before the invoice).
-    Returns the amount credited to the balance (an `overpayment` entry, once per payment by constraint)."""
+    to the customer's balance as an explained `overpayment`, so money received is never lost nor silently
+    dropped. Runs in the transaction that records the success; the caller holds the customer's balance row
+    (the lock order puts it before the invoice). Returns the amount credited to the balance (once per
+    payment by constraint)."""
     assert intent.invoice_id is not None
-    invoice = lock_invoice(intent.invoice_id)
-    takes = min(intent.amount_received, invoice.amount_remaining) if invoice.status == Invoice.Status.OPEN else 0
-    invoice_apply_payment(invoice_id=invoice.pk, amount=intent.amount_received, now=now)
-    unapplied = intent.amount_received - max(takes, 0)
+    before = lock_invoice(intent.invoice_id)
+    was_open = before.status == Invoice.Status.OPEN
+    invoice, applied = invoice_apply_payment(invoice_id=before.pk, amount=intent.amount_received, now=now)
+    unapplied = intent.amount_received - applied
     if unapplied <= 0:
         return 0
     if BalanceTransaction.objects.filter(
@@ -52,7 +55,7 @@ def payment_apply(*, intent: PaymentIntent, now: datetime) -> int:
         type=BalanceTransaction.Type.OVERPAYMENT,
         description=(
             f"Payment {intent.id}: {unapplied} more than invoice {invoice.number or invoice.id} had left"
-            if invoice.status == Invoice.Status.OPEN
+            if was_open
             else f"Payment {intent.id} received after invoice {invoice.number or invoice.id} was {invoice.status}"
         ),
         invoice=invoice,

@@ -77,3 +77,22 @@ def test_leave_open_stops_automatic_charges(api, tenant, settings, django_captur
         invoice.refresh_from_db()
         assert (invoice.status, invoice.next_payment_attempt) == ("open", None)
     assert not PaymentIntent.objects.filter(customer=customer).exists()
+
+
+def test_an_offboarded_customer_is_charged_by_the_offboarding_only(
+    api, tenant, settings, django_capture_on_commit_callbacks
+):
+    """The final collection the offboarding queues may charge the customer it deletes; after that a deleted
+    customer is never charged (issue 10): a decline is not retried, /pay is refused."""
+    from payments.models import PaymentMethod
+
+    settings.CONTROL_PLANE_OFFBOARD_INVOICES = "collect"
+    customer, _, first = tenant
+    PaymentMethod.objects.filter(customer=customer).update(provider_ref="pm_sandbox_chargeDeclined")
+    with django_capture_on_commit_callbacks(execute=True):
+        details = offboard(api, "t-pay", "eb-off-9").json()["details"]
+    assert PaymentIntent.objects.filter(customer=customer).count() == len(details["invoices_collecting"]) == 2
+    run_job("collect_invoices", (timezone.now() + timedelta(days=10)).isoformat())
+    assert PaymentIntent.objects.filter(customer=customer).count() == 2  # no dunning retry
+    response = api.post(f"/api/v1/invoices/{first.id}/pay")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "customer_deleted"

@@ -229,11 +229,6 @@ class BooksMachine(RuleBasedStateMachine):
         invoice = self._one(i, Invoice.Status.OPEN)
         if invoice is None:
             return
-        if PaymentIntent.objects.filter(invoice=invoice, status__in=PaymentIntent.IN_FLIGHT).exists():
-            # Paying again while a payment is in flight applies credits and balance meanwhile: issue 10
-            # item 1, fixed on money1's branch (test_a_payment_in_flight_and_a_second_pay_..., xfail here).
-            event("pay skipped: a payment is in flight")
-            return
         try:
             result = invoice_collect(invoice=invoice, trigger="api", now=self.now)
         except ApiError as error:
@@ -263,9 +258,6 @@ class BooksMachine(RuleBasedStateMachine):
     def credit_note(self, i: int, pct: int, by_line: bool, split: str) -> None:
         invoice = self._one(i, Invoice.Status.OPEN, Invoice.Status.PAID)
         if invoice is None or invoice.total <= 0:
-            return
-        if PaymentIntent.objects.filter(invoice=invoice, status__in=PaymentIntent.IN_FLIGHT).exists():
-            event("credit note skipped: a payment is in flight")  # issue 10 item 1 (money1), as in `pay`
             return
         kwargs: dict = {}
         if by_line:
@@ -360,14 +352,9 @@ def test_the_books_stay_clean_through_random_operations():
     _run(BooksWithActionsMachine)
 
 
-# --- What the simulation found that belongs to money1's branch (issue 10, items 1 and 6) ----------------
+# --- What the simulation found (issue 10, items 1 and 6), kept as a regression test ---------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="money1: item 1 (collection applies balance while a payment is in flight) and item 6 (the intent "
-    "is left in flight on the paid invoice)",
-)
 def test_a_payment_in_flight_and_a_second_pay_leave_the_books_clean():
     """Found by the simulation (shrunk): a 3-D Secure payment waits on the customer, the customer gets a
     balance credit, and a second /pay applies it: the invoice is paid by the balance while the card
