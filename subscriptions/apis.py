@@ -15,6 +15,7 @@ from billing_site.api import ApiView, paginate, paginated_schema, validate_input
 from billing_site.errors import InvalidRequest
 from billing_site.tenancy import OPERATORS_ONLY
 from catalog.models import Coupon, Price
+from customers.clocks import customer_now, customer_now_by_id
 from customers.selectors import customer_from_input
 from invoicing.serializers import InvoiceOutput, draft_data
 from subscriptions import selectors
@@ -62,8 +63,8 @@ class SubscriptionListCreateApi(ApiView):
     )
     def post(self, request: Request) -> Response:
         data = validate_input(SubscriptionCreateInput, request.data)
-        now = timezone.now()
         customer = customer_from_input(customer_id=data["customer"])
+        now = customer_now(customer, timezone.now())  # a test clock's customer lives on its clock
         coupon = None
         if data.get("coupon"):
             coupon = Coupon.objects.filter(pk=data["coupon"]).first()
@@ -106,7 +107,10 @@ class SubscriptionCancelApi(ApiView):
         sub = selectors.subscription_get(subscription_id=subscription_id)
         data = validate_input(CancelInput, request.data)
         sub, invoice = lifecycle.subscription_cancel(
-            subscription=sub, at_period_end=data["at_period_end"], prorate=data["prorate"], now=timezone.now()
+            subscription=sub,
+            at_period_end=data["at_period_end"],
+            prorate=data["prorate"],
+            now=customer_now_by_id(sub.customer_id, timezone.now()),
         )
         body = SubscriptionOutput(sub).data
         body["latest_invoice"] = invoice.id if invoice else None
@@ -119,7 +123,9 @@ class SubscriptionReactivateApi(ApiView):
     @extend_schema(operation_id="subscriptions_reactivate", request=None, responses=SubscriptionOutput)
     def post(self, request: Request, subscription_id: str) -> Response:
         sub = selectors.subscription_get(subscription_id=subscription_id)
-        sub = lifecycle.subscription_reactivate(subscription=sub, now=timezone.now())
+        sub = lifecycle.subscription_reactivate(
+            subscription=sub, now=customer_now_by_id(sub.customer_id, timezone.now())
+        )
         return Response(SubscriptionOutput(sub).data)
 
 
@@ -134,7 +140,7 @@ class SubscriptionChangeApi(ApiView):
             subscription=sub,
             items=_item_specs(data["items"]),
             proration_behavior=data["proration_behavior"],
-            now=timezone.now(),
+            now=customer_now_by_id(sub.customer_id, timezone.now()),
         )
         body = SubscriptionOutput(sub).data
         body["latest_invoice"] = invoice.id if invoice else None
@@ -147,7 +153,9 @@ class UpcomingInvoiceApi(ApiView):
     @extend_schema(operation_id="subscriptions_upcoming_invoice", responses=InvoiceOutput)
     def get(self, request: Request, subscription_id: str) -> Response:
         sub = selectors.subscription_get(subscription_id=subscription_id)
-        draft = preview.subscription_upcoming_invoice(subscription=sub, now=timezone.now())
+        draft = preview.subscription_upcoming_invoice(
+            subscription=sub, now=customer_now_by_id(sub.customer_id, timezone.now())
+        )
         return Response(InvoiceOutput(draft_data(draft)).data)
 
 
