@@ -289,6 +289,8 @@ if not all(d.isdigit() for d in _retry_days) or [int(d) for d in _retry_days] !=
     raise EnvError("DUNNING_RETRY_DAYS must be strictly increasing whole numbers of days, e.g. 1,3,5,7")
 DUNNING_RETRY_DAYS = [int(d) for d in _retry_days]
 DUNNING_FINAL_ACTION = env_choice("DUNNING_FINAL_ACTION", "unpaid", ("unpaid", "canceled"))
+# Entitlements: how long a customer's answer may stay cached (every change that affects it drops it sooner).
+ENTITLEMENTS_CACHE_SECONDS = env_int("ENTITLEMENTS_CACHE_SECONDS", 300, minimum=1, maximum=86_400)
 # Test clocks (test mode): customers on a clock of their own, advanced through the API. Off in live mode
 # (DEBUG off) unless set: a clock must never make a live customer's billing run ahead of real time.
 TEST_CLOCKS_ENABLED = env_bool("TEST_CLOCKS_ENABLED", DEBUG)

@@ -14,6 +14,7 @@ from billing_site.fields import metadata_clean, metadata_merge
 from billing_site.locks import LockRank, lock_first
 from billing_site.stripe_sdk import stripe_configured
 from customers import hooks
+from customers.entitlements_cache import entitlements_invalidate
 from customers.models import BillingModeChange, Customer, CustomerUser
 from webhooks.services import event_emit, object_event_emit
 
@@ -248,6 +249,7 @@ def customer_delete(*, customer: Customer, now: datetime) -> Customer:
     with transaction.atomic():
         locked = _live(_lock_customer(customer.id))
         Customer.objects.filter(pk=locked.pk).update(status=Customer.Status.DELETED, deleted_at=now, updated_at=now)
+        entitlements_invalidate([locked.pk])
         locked.refresh_from_db()
         object_event_emit(type="customer.deleted", obj=locked, data=customer_snapshot(locked), now=now)
     return locked

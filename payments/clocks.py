@@ -45,6 +45,7 @@ Status = TestClock.Status
 # How often one moment is run while work is still due at exactly that moment.
 PASSES_PER_MOMENT = 3
 EPSILON = timedelta(microseconds=1)
+RUN_TASK = "payments.tasks.test_clock_run_task"
 
 
 class TooManySteps(RuntimeError):
@@ -94,9 +95,8 @@ def test_clock_advance(*, clock: TestClock, frozen_time: datetime, now: datetime
             raise Conflict(f"Test clock {clock.pk} changed meanwhile; read it again.", code="test_clock_advancing")
         clock.refresh_from_db()
         _emit(clock, "test_clock.advancing", now)
-    from payments.tasks import test_clock_run_task
-
-    enqueue(test_clock_run_task, clock.pk)  # after the commit: the task must see the clock advancing
+    # After the commit: the task must see the clock advancing. By name (payments.tasks imports this module).
+    enqueue(import_string(RUN_TASK), clock.pk)
     clock.refresh_from_db()
     return clock
 

@@ -12,16 +12,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
-from billing_site.errors import InvalidRequest
-from billing_site.tenancy import OPERATORS_ONLY
+from billing_site.errors import InvalidRequest, NotFound
+from billing_site.tenancy import OPERATORS_ONLY, TENANT_SCOPED
 from catalog.models import Coupon, Price
 from customers.clocks import customer_now, customer_now_by_id
 from customers.selectors import customer_from_input
 from invoicing.serializers import InvoiceOutput, draft_data
 from subscriptions import selectors
+from subscriptions.entitlements import customer_entitlements
 from subscriptions.serializers import (
     CancelInput,
     ChangeInput,
+    EntitlementsOutput,
     SubscriptionCreateInput,
     SubscriptionOutput,
     TierCreateInput,
@@ -197,3 +199,21 @@ class TierDetailApi(ApiView):
         changes = validate_input(TierUpdateInput, request.data, partial=True)
         tier = tiers.tier_update(tier=tier, changes=changes, now=timezone.now())
         return Response(TierOutput(selectors.tier_get(tier_id=tier.id)).data)
+
+
+# --- Entitlements ---------------------------------------------------------------------------------
+
+
+class CustomerEntitlementsApi(ApiView):
+    """What the customer may use now. Built to be called on every request of the operator's application:
+    answered from the cache without a database query while nothing it depends on has changed."""
+
+    required_scopes = {"GET": "customers:read"}
+    tenant_access = {"GET": TENANT_SCOPED}
+
+    @extend_schema(operation_id="customers_entitlements", responses=EntitlementsOutput)
+    def get(self, request: Request, customer_id: str) -> Response:
+        tenant = self.tenant_scope
+        if tenant is not None and not tenant.allows(customer_id):
+            raise NotFound(f"No such customer: {customer_id}", param="id")
+        return Response(customer_entitlements(customer_id=customer_id, now=timezone.now()))
