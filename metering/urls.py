@@ -8,5 +8,6 @@ urlpatterns = [
     path("events", apis.EventIngestApi.as_view(), name="events-ingest"),
     path("events/billing-events", apis.BillingEventIngestApi.as_view(), name="billing-events-ingest"),
     path("usage", apis.UsageCancelApi.as_view(), name="usage-cancel"),
+    path("exports/usage.csv", apis.UsageExportApi.as_view(), name="export-usage"),
     path("usage/<str:meter_id>", apis.UsageApi.as_view(), name="usage-detail"),
 ]
