@@ -17,12 +17,14 @@ change commits.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
 
 from django.core.cache import cache
 from django.db import transaction
 
+logger = logging.getLogger(__name__)
 GENERATION_KEY = "entitlements:generation"
 
 
@@ -49,7 +51,10 @@ def entitlements_key(customer_id: str, state: tuple[str, str]) -> str:
 def _new_versions(ids: set[str]) -> None:
     if ids:
         token = uuid.uuid4().hex[:12]
-        cache.set_many({_version_key(customer_id): token for customer_id in ids}, timeout=None)
+        try:
+            cache.set_many({_version_key(customer_id): token for customer_id in ids}, timeout=None)
+        except Exception:  # the cache is down: the change stands; answers expire by ENTITLEMENTS_CACHE_SECONDS
+            logger.warning("entitlements cache unreachable; %d customer(s) not invalidated", len(ids), exc_info=True)
 
 
 def _flush_on_commit() -> None:
@@ -85,7 +90,10 @@ def entitlements_invalidate(customer_ids: Iterable[str]) -> None:
 
 
 def _new_generation() -> None:
-    cache.set(GENERATION_KEY, uuid.uuid4().hex[:12], timeout=None)
+    try:
+        cache.set(GENERATION_KEY, uuid.uuid4().hex[:12], timeout=None)
+    except Exception:  # as in _new_versions
+        logger.warning("entitlements cache unreachable; catalog generation not moved", exc_info=True)
 
 
 def entitlements_catalog_changed() -> None:

@@ -18,6 +18,7 @@ Rules of the answer:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -36,6 +37,7 @@ from customers.models import Customer
 from metering.selectors import usage_aggregate_many
 from subscriptions.models import Subscription
 
+logger = logging.getLogger(__name__)
 ENTITLING = (Subscription.Status.TRIALING, Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE)
 
 
@@ -151,13 +153,21 @@ def customer_entitlements(*, customer_id: str, now: datetime) -> dict[str, Any]:
     """The cached answer, or a new one (then cached). A customer that does not exist (or is deleted) is a
     404; deleting a customer drops its cached answer. A test clock's customer is answered at its clock's
     time."""
-    key = entitlements_key(customer_id, entitlements_state(customer_id))
-    cached = cache.get(key)
+    try:
+        key: str | None = entitlements_key(customer_id, entitlements_state(customer_id))
+        cached = cache.get(key)
+    except Exception:  # the cache is down: answer from the database, uncached
+        logger.warning("entitlements cache unreachable; answering from the database", exc_info=True)
+        key = cached = None
     if cached is not None:
         return cached
     customer = Customer.objects.exclude(status=Customer.Status.DELETED).filter(pk=customer_id).first()
     if customer is None:
         raise NotFound(f"No such customer: {customer_id}", param="id")
     answer = entitlements_build(customer_id=customer_id, now=customer_now(customer, now))
-    cache.set(key, answer, timeout=settings.ENTITLEMENTS_CACHE_SECONDS)
+    if key is not None:
+        try:
+            cache.set(key, answer, timeout=settings.ENTITLEMENTS_CACHE_SECONDS)
+        except Exception:
+            logger.warning("entitlements cache unreachable; answer not cached", exc_info=True)
     return answer

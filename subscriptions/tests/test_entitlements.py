@@ -247,3 +247,26 @@ def test_a_clock_customer_is_answered_at_its_clocks_time(api, plan):
     answer = api.get(f"{V1}/customers/{customer['id']}/entitlements").json()
     assert answer["as_of"] == "2026-01-01T00:00:00Z"
     assert answer["data"][0]["period_start"] == "2026-01-01T00:00:00Z"  # the clock's time, not the wall's
+
+
+def test_a_cache_outage_answers_from_the_database(api, plan, monkeypatch):
+    from django.core.cache import cache
+
+    customer = CustomerFactory(currency="usd")
+    subscribe(customer, plan["price"], now=timezone.now() - timedelta(days=1))
+
+    def down(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    from subscriptions.entitlements import customer_entitlements
+
+    def answer():
+        rows = customer_entitlements(customer_id=customer.id, now=timezone.now())["data"]
+        return {row["feature"]: row for row in rows}
+
+    # (The selector, not the endpoint: the API's rate limiter needs the cache too.)
+    for name in ("get", "get_many", "set", "set_many", "add"):
+        monkeypatch.setattr(cache, name, down)
+    assert "sso" in answer()
+    _use(customer, plan["meter"], 3, timezone.now() - timedelta(minutes=1))  # ingestion is not failed by it
+    assert answer()["api_calls"]["usage"] == "3"
