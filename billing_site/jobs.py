@@ -8,6 +8,13 @@ grants, purging keys, roll-ups) the sweep does it itself. Beat runs each sweep t
 `billing.run_job` with the job's name; `python manage.py run_job NAME --now T` runs the same sweep in the
 foreground for a chosen time, with its tasks inline. Jobs are named by dotted path, so this module imports
 no app and the import direction (core at the bottom) holds.
+
+Per-customer jobs (`per_customer=True`) bill or collect on a customer's time. Their sweep takes
+`clock=`: None (beat, `run_job`) is real time and must leave customers on a test clock alone; a clock id
+runs the sweep for that clock's customers only (`customers.clocks.clock_scope` is the filter). `next_due`
+names a function `fn(*, clock, after) -> datetime | None`: the first moment after `after` at which the
+job has work for the clock's customers; a test clock's advance (`payments.clocks`) steps through these
+moments in order and runs every per-customer job at each.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ class Job:
     function: str
     schedule: crontab | timedelta
     description: str
+    per_customer: bool = False
+    next_due: str | None = None
 
 
 JOBS: tuple[Job, ...] = (
@@ -64,6 +73,8 @@ JOBS: tuple[Job, ...] = (
         schedule=timedelta(minutes=5),
         description="End trials, bill every ended period (catching up missed ones), end subscriptions "
         "canceled at period end.",
+        per_customer=True,
+        next_due="subscriptions.services.renewal.renewal_next_due",
     ),
     Job(
         name="progressive_billing",
@@ -78,6 +89,7 @@ JOBS: tuple[Job, ...] = (
         schedule=crontab(minute="37"),
         description="Invoice usage that arrived late (or was canceled) for the last periods of subscriptions "
         "that have ended.",
+        per_customer=True,
     ),
     Job(
         name="expire_credit_grants",
@@ -85,6 +97,8 @@ JOBS: tuple[Job, ...] = (
         schedule=crontab(minute="7"),
         description="Expire active credit grants whose expires_at has passed (their remaining credit becomes "
         "unusable); emits credit_grant.expired.",
+        per_customer=True,
+        next_due="payments.services.grants.grants_next_due",
     ),
     Job(
         name="resolve_unknown_payments",
@@ -92,6 +106,7 @@ JOBS: tuple[Job, ...] = (
         schedule=timedelta(minutes=10),
         description="Settle payments whose provider answer was lost (status unknown, or processing whose "
         "caller died) by reading the provider's records; never charges again.",
+        per_customer=True,
     ),
     Job(
         name="push_usage",
@@ -106,6 +121,8 @@ JOBS: tuple[Job, ...] = (
         schedule=timedelta(minutes=5),
         description="Collect open charge_automatically invoices whose first attempt or dunning retry is due "
         "(credits, balance, then the provider); mark overdue send_invoice subscriptions past_due.",
+        per_customer=True,
+        next_due="payments.services.collection.collection_next_due",
     ),
     # --- control plane (sbt-aws) ---
     Job(
@@ -163,17 +180,29 @@ def describe_schedule(schedule: crontab | timedelta) -> str:
     )
 
 
-def job_run(name: str, *, now: datetime) -> dict[str, Any]:
+def per_customer_jobs() -> list[Job]:
+    return [job for job in JOBS if job.per_customer]
+
+
+def job_run(name: str, *, now: datetime, clock: str | None = None) -> dict[str, Any]:
+    """Run the named sweep for `now`; `clock` (per-customer jobs only) runs it for that test clock's
+    customers instead of real time's."""
     job = get_job(name)
     function = import_string(job.function)
     started = time.perf_counter()
-    result = function(now=now) or {}
+    if clock is not None:
+        if not job.per_customer:
+            raise ValueError(f"Job {name!r} is not per customer; it has no test clock scope")
+        result = function(now=now, clock=clock) or {}
+    else:
+        result = function(now=now) or {}
     logger.info(
         "job %s done",
         name,
         extra={
             "job": name,
             "now": now.isoformat(),
+            "clock": clock,
             "result": result,
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
         },

@@ -292,6 +292,15 @@ if not all(d.isdigit() for d in _retry_days) or [int(d) for d in _retry_days] !=
     raise EnvError("DUNNING_RETRY_DAYS must be strictly increasing whole numbers of days, e.g. 1,3,5,7")
 DUNNING_RETRY_DAYS = [int(d) for d in _retry_days]
 DUNNING_FINAL_ACTION = env_choice("DUNNING_FINAL_ACTION", "unpaid", ("unpaid", "canceled"))
+# Entitlements: how long a customer's answer may stay cached (every change that affects it drops it sooner).
+ENTITLEMENTS_CACHE_SECONDS = env_int("ENTITLEMENTS_CACHE_SECONDS", 300, minimum=1, maximum=86_400)
+# Test clocks (test mode): customers on a clock of their own, advanced through the API. Off in live mode
+# (DEBUG off) unless set: a clock must never make a live customer's billing run ahead of real time.
+TEST_CLOCKS_ENABLED = env_bool("TEST_CLOCKS_ENABLED", DEBUG)
+# How long an unused clock lives (Stripe: 30 days); `deletes_after` on the clock.
+TEST_CLOCK_LIFETIME_DAYS = env_int("TEST_CLOCK_LIFETIME_DAYS", 30, minimum=1, maximum=3650)
+# One advance may step over at most this many due moments (a runaway schedule is refused, not looped).
+TEST_CLOCK_MAX_STEPS = env_int("TEST_CLOCK_MAX_STEPS", 1000, minimum=1, maximum=100_000)
 RENEWAL_BATCH_SIZE = env_int("RENEWAL_BATCH_SIZE", 500, minimum=1, maximum=100_000)
 # Row locks taken out of the one order (billing_site.locks) raise instead of being logged. On in the tests.
 LOCK_ORDER_STRICT = env_bool("LOCK_ORDER_STRICT", False)

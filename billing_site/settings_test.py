@@ -20,3 +20,5 @@ CSRF_COOKIE_SECURE = False
 # Deliveries in tests go to local HTTP servers on 127.0.0.1.
 WEBHOOKS_ALLOW_PRIVATE_URLS = True
 WEBHOOKS_ALLOW_HTTP = True
+# Test clocks are a test-mode feature (off outside DEBUG by default); the suite exercises them.
+TEST_CLOCKS_ENABLED = True

@@ -16,7 +16,7 @@ from django.utils.safestring import SafeString
 from billing_site.admin_kit import FormattedFields, money_text
 from billing_site.money import decimal_to_str
 from catalog import services
-from catalog.models import Coupon, Price, Product
+from catalog.models import Coupon, Feature, FeatureAttachment, Price, Product
 from catalog.pricing import FixedAmount, PricingError, TieredAmount, generate_price_name
 
 
@@ -197,3 +197,34 @@ class CouponAdmin(FormattedFields, admin.ModelAdmin):
         if coupon.amount_off is not None:
             return f"{money_text(coupon.amount_off, coupon.currency)} off"
         return "-"
+
+
+class FeatureAttachmentInline(admin.TabularInline):
+    model = FeatureAttachment
+    extra = 0
+    can_delete = False
+    fields = ("id", "product", "price", "value", "limit", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Feature)
+class FeatureAdmin(admin.ModelAdmin):
+    """Read-only here: features and attachments change through the API (`/features`,
+    `/feature-attachments`), which drops the cached entitlements."""
+
+    list_display = ("lookup_key", "id", "name", "type", "meter", "active")
+    list_filter = ("type", "active")
+    search_fields = ("=id", "lookup_key", "name")
+    inlines = (FeatureAttachmentInline,)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in Feature._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -9,12 +9,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
-from catalog import selectors, services
+from billing_site.errors import NotFound
+from billing_site.tenancy import OPERATORS_ONLY
+from catalog import features, selectors, services
 from catalog.pricing import quote_to_dict
 from catalog.serializers import (
     CouponCreateInput,
     CouponOutput,
     CouponUpdateInput,
+    FeatureAttachmentInput,
+    FeatureAttachmentOutput,
+    FeatureCreateInput,
+    FeatureOutput,
+    FeatureUpdateInput,
     PriceCreateInput,
     PriceOutput,
     PriceUpdateInput,
@@ -147,3 +154,93 @@ class CouponDetailApi(ApiView):
         changes = validate_input(CouponUpdateInput, request.data, partial=True)
         coupon = services.coupon_update(coupon=coupon, changes=changes, now=timezone.now())
         return Response(CouponOutput(coupon).data)
+
+
+# --- Features (entitlements) ------------------------------------------------------------------------
+
+
+class FeatureListCreateApi(ApiView):
+    scope_resource = "catalog"
+    # The operator's catalog, as products and prices are.
+    tenant_access = {"GET": OPERATORS_ONLY, "POST": OPERATORS_ONLY}
+
+    @extend_schema(
+        operation_id="features_list",
+        parameters=[
+            *_LIST_PARAMS,
+            _ACTIVE,
+            OpenApiParameter("lookup_key", str),
+            OpenApiParameter("type", str, enum=["boolean", "static", "metered"]),
+        ],
+        responses=paginated_schema(FeatureOutput),
+    )
+    def get(self, request: Request) -> Response:
+        return paginate(request, features.feature_list(filters=request.query_params), FeatureOutput)
+
+    @extend_schema(operation_id="features_create", request=FeatureCreateInput, responses={201: FeatureOutput})
+    def post(self, request: Request) -> Response:
+        data = validate_input(FeatureCreateInput, request.data)
+        feature = features.feature_create(**data, now=timezone.now())
+        return Response(FeatureOutput(feature).data, status=status.HTTP_201_CREATED)
+
+
+class FeatureDetailApi(ApiView):
+    scope_resource = "catalog"
+    tenant_access = {"GET": OPERATORS_ONLY, "PATCH": OPERATORS_ONLY}
+
+    @extend_schema(operation_id="features_retrieve", responses=FeatureOutput)
+    def get(self, request: Request, feature_id: str) -> Response:
+        return Response(FeatureOutput(features.feature_get(feature_id=feature_id)).data)
+
+    @extend_schema(operation_id="features_update", request=FeatureUpdateInput, responses=FeatureOutput)
+    def patch(self, request: Request, feature_id: str) -> Response:
+        feature = features.feature_get(feature_id=feature_id)
+        changes = validate_input(FeatureUpdateInput, request.data, partial=True)
+        return Response(
+            FeatureOutput(features.feature_update(feature=feature, changes=changes, now=timezone.now())).data
+        )
+
+
+class FeatureAttachmentListCreateApi(ApiView):
+    scope_resource = "catalog"
+    tenant_access = {"GET": OPERATORS_ONLY, "POST": OPERATORS_ONLY}
+
+    @extend_schema(
+        operation_id="feature_attachments_list",
+        parameters=[
+            *_LIST_PARAMS,
+            OpenApiParameter("feature", str),
+            OpenApiParameter("product", str),
+            OpenApiParameter("price", str),
+        ],
+        responses=paginated_schema(FeatureAttachmentOutput),
+    )
+    def get(self, request: Request) -> Response:
+        return paginate(request, features.attachment_list(filters=request.query_params), FeatureAttachmentOutput)
+
+    @extend_schema(
+        operation_id="feature_attachments_create",
+        request=FeatureAttachmentInput,
+        responses={201: FeatureAttachmentOutput},
+    )
+    def post(self, request: Request) -> Response:
+        data = validate_input(FeatureAttachmentInput, request.data)
+        attachment = features.feature_attach(**data, now=timezone.now())
+        return Response(FeatureAttachmentOutput(attachment).data, status=status.HTTP_201_CREATED)
+
+
+class FeatureAttachmentDetailApi(ApiView):
+    scope_resource = "catalog"
+    tenant_access = {"GET": OPERATORS_ONLY, "DELETE": OPERATORS_ONLY}
+
+    @extend_schema(operation_id="feature_attachments_retrieve", responses=FeatureAttachmentOutput)
+    def get(self, request: Request, attachment_id: str) -> Response:
+        attachment = features.attachment_list().filter(pk=attachment_id).first()
+        if attachment is None:
+            raise NotFound(f"No such feature attachment: {attachment_id}", param="id")
+        return Response(FeatureAttachmentOutput(attachment).data)
+
+    @extend_schema(operation_id="feature_attachments_delete", responses={204: None})
+    def delete(self, request: Request, attachment_id: str) -> Response:
+        features.feature_detach(attachment_id=attachment_id, now=timezone.now())
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -182,3 +182,73 @@ class Coupon(TimestampedModel):
 
     def __str__(self) -> str:
         return f"{self.name or self.id} ({self.id})"
+
+
+class Feature(TimestampedModel):
+    """Something a customer may use (issue 16's entitlements): `boolean` (on or off), `static` (a value
+    such as a plan's seat count or support level) or `metered` (usage of `meter`, up to a limit). Attached
+    to products or prices (`FeatureAttachment`); a customer is entitled to what its live subscriptions'
+    prices carry. `lookup_key` is what the operator's application asks for."""
+
+    class Type(models.TextChoices):
+        BOOLEAN = "boolean"
+        STATIC = "static"
+        METERED = "metered"
+
+    id = PublicIdField("feat")
+    lookup_key = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=255)
+    type = models.CharField(max_length=10, choices=Type.choices)
+    meter = models.ForeignKey("metering.Meter", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    active = models.BooleanField(default=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(type__in=["boolean", "static", "metered"]), name="feature_type_valid"),
+            models.CheckConstraint(
+                condition=Q(type="metered", meter__isnull=False) | (~Q(type="metered") & Q(meter__isnull=True)),
+                name="feature_meter_iff_metered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lookup_key} ({self.type})"
+
+
+class FeatureAttachment(models.Model):
+    """A feature carried by a product (every price of it) or by one price. `value` is the static value;
+    `limit` the metered allowance per period (null: unlimited). A price's own attachment overrides its
+    product's for the same feature."""
+
+    id = PublicIdField("fatt")
+    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="attachments")
+    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    price = models.ForeignKey(Price, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    value = models.CharField(max_length=500, blank=True)
+    limit = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(product__isnull=False, price__isnull=True) | Q(product__isnull=True, price__isnull=False),
+                name="feature_attachment_one_target",
+            ),
+            models.CheckConstraint(condition=Q(limit__isnull=True) | Q(limit__gte=0), name="feature_attachment_limit"),
+            models.UniqueConstraint(
+                fields=["feature", "product"],
+                condition=Q(product__isnull=False),
+                name="feature_attachment_product_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["feature", "price"], condition=Q(price__isnull=False), name="feature_attachment_price_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["product"], condition=Q(product__isnull=False), name="feature_att_product_idx"),
+            models.Index(fields=["price"], condition=Q(price__isnull=False), name="feature_att_price_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.feature_id} on {self.price_id or self.product_id}"

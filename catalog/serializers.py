@@ -11,8 +11,8 @@ from rest_framework import serializers
 from rest_framework.fields import empty
 
 from billing_site.api import InputSerializer
-from billing_site.fields import CurrencyField, MetadataField, NullableCharField
-from catalog.models import Coupon, Price, Product
+from billing_site.fields import CurrencyField, DecimalString, MetadataField, NullableCharField
+from catalog.models import Coupon, Feature, FeatureAttachment, Price, Product
 from catalog.pricing import MAX_MINOR, PricingError, amount_to_dict, parse_quantity
 from catalog.services import MAX_DURATION
 
@@ -270,3 +270,57 @@ class CouponOutput(serializers.Serializer):
 
     def get_object(self, obj: Coupon) -> str:
         return "coupon"
+
+
+# --- Features (entitlements) ------------------------------------------------------------------------
+
+
+class FeatureCreateInput(InputSerializer):
+    lookup_key = serializers.RegexField(r"^[A-Za-z0-9_.:\-]+$", max_length=200)
+    name = serializers.CharField(max_length=255)
+    type = serializers.ChoiceField(choices=Feature.Type.choices)
+    meter = serializers.CharField(max_length=40, required=False, allow_null=True)
+    metadata = MetadataField(required=False)
+
+
+class FeatureUpdateInput(InputSerializer):
+    name = serializers.CharField(max_length=255, required=False)
+    active = serializers.BooleanField(required=False)
+    metadata = MetadataField(required=False)
+
+
+class FeatureOutput(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    lookup_key = serializers.CharField()
+    name = serializers.CharField()
+    type = serializers.CharField()
+    meter = serializers.CharField(source="meter_id", allow_null=True)
+    active = serializers.BooleanField()
+    metadata = MetadataField()
+    created_at = serializers.DateTimeField()
+
+    def get_object(self, obj: Feature) -> str:
+        return "feature"
+
+
+class FeatureAttachmentInput(InputSerializer):
+    feature = serializers.CharField(max_length=40)
+    product = serializers.CharField(max_length=40, required=False)
+    price = serializers.CharField(max_length=40, required=False)
+    value = serializers.CharField(max_length=500, required=False)
+    limit = serializers.DecimalField(max_digits=30, decimal_places=12, min_value=0, required=False, allow_null=True)
+
+
+class FeatureAttachmentOutput(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    feature = serializers.CharField(source="feature_id")
+    product = serializers.CharField(source="product_id", allow_null=True)
+    price = serializers.CharField(source="price_id", allow_null=True)
+    value = NullableCharField()
+    limit = DecimalString(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+    def get_object(self, obj: FeatureAttachment) -> str:
+        return "feature_attachment"

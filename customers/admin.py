@@ -14,7 +14,14 @@ from billing_site.admin_kit import ChangePageActions, FormattedFields, ReadOnlyI
 from billing_site.errors import ApiError
 from customers import services
 from customers.control_plane.answers import answer_resend
-from customers.models import BillingModeChange, ControlPlaneAnswer, ControlPlaneEvent, Customer, CustomerUser
+from customers.models import (
+    BillingModeChange,
+    ControlPlaneAnswer,
+    ControlPlaneEvent,
+    Customer,
+    CustomerUser,
+    TestClock,
+)
 
 
 class CustomerUserInline(ReadOnlyInline):
@@ -250,3 +257,21 @@ class ControlPlaneAnswerAdmin(admin.ModelAdmin):
         label="Queued",
         run=lambda a, now: answer_resend(answer=a, now=now) and None,
     )
+
+
+@admin.register(TestClock)
+class TestClockAdmin(admin.ModelAdmin):
+    """Read-only: clocks are created and advanced through the API (`/test-clocks`), which runs the jobs."""
+
+    list_display = ("id", "name", "frozen_time", "status", "target_frozen_time", "deleted_at", "created_at")
+    list_filter = ("status",)
+    search_fields = ("=id", "name")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in TestClock._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

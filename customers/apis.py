@@ -13,13 +13,15 @@ from rest_framework.response import Response
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
 from billing_site.errors import PermissionDeniedError
 from billing_site.tenancy import OPERATORS_ONLY, TENANT_SCOPED
-from customers import control_plane, selectors, services
+from customers import clocks, control_plane, selectors, services
 from customers.serializers import (
     ControlPlaneEventInput,
     ControlPlaneEventOutput,
     CustomerCreateInput,
     CustomerOutput,
     CustomerUpdateInput,
+    TestClockCreateInput,
+    TestClockOutput,
     UserCreateInput,
     UserOutput,
     UserUpdateInput,
@@ -48,6 +50,7 @@ class CustomerListCreateApi(ApiView):
             OpenApiParameter("external_id", str),
             OpenApiParameter("email", str),
             OpenApiParameter("status", str, enum=["active", "deactivated"]),
+            OpenApiParameter("test_clock", str),
         ],
         responses=paginated_schema(CustomerOutput),
     )
@@ -199,3 +202,44 @@ class ControlPlaneEventApi(ApiView):
             "details": event.details,
         }
         return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+# --- Test clocks (test mode) ------------------------------------------------------------------------
+
+
+class TestClockListCreateApi(ApiView):
+    """Test clocks are the operator's test tool: operators only, scope billing (they move billing time)."""
+
+    scope_resource = "billing"
+    tenant_access = {"GET": OPERATORS_ONLY, "POST": OPERATORS_ONLY}
+
+    @extend_schema(
+        operation_id="test_clocks_list",
+        parameters=[*_LIST_PARAMS, OpenApiParameter("status", str, enum=["ready", "advancing", "internal_failure"])],
+        responses=paginated_schema(TestClockOutput),
+    )
+    def get(self, request: Request) -> Response:
+        clocks.test_clocks_enabled_check()
+        return paginate(request, clocks.test_clock_list(filters=request.query_params), TestClockOutput)
+
+    @extend_schema(operation_id="test_clocks_create", request=TestClockCreateInput, responses={201: TestClockOutput})
+    def post(self, request: Request) -> Response:
+        data = validate_input(TestClockCreateInput, request.data)
+        clock = clocks.test_clock_create(**data, now=timezone.now())
+        return Response(TestClockOutput(clock).data, status=status.HTTP_201_CREATED)
+
+
+class TestClockDetailApi(ApiView):
+    scope_resource = "billing"
+    tenant_access = {"GET": OPERATORS_ONLY, "DELETE": OPERATORS_ONLY}
+
+    @extend_schema(operation_id="test_clocks_retrieve", responses=TestClockOutput)
+    def get(self, request: Request, clock_id: str) -> Response:
+        clocks.test_clocks_enabled_check()
+        return Response(TestClockOutput(clocks.test_clock_get(clock_id=clock_id)).data)
+
+    @extend_schema(operation_id="test_clocks_delete", responses={204: None})
+    def delete(self, request: Request, clock_id: str) -> Response:
+        clocks.test_clocks_enabled_check()
+        clocks.test_clock_delete(clock=clocks.test_clock_get(clock_id=clock_id), now=timezone.now())
+        return Response(status=status.HTTP_204_NO_CONTENT)

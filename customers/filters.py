@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import django_filters
 
-from customers.models import Customer, CustomerUser
+from customers.models import Customer, CustomerUser, TestClock
 
 
 class CustomerFilter(django_filters.FilterSet):
@@ -13,6 +13,7 @@ class CustomerFilter(django_filters.FilterSet):
     )
     created_gte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_lt = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    test_clock = django_filters.CharFilter(field_name="test_clock_id")
 
     class Meta:
         model = Customer
@@ -27,3 +28,11 @@ class CustomerUserFilter(django_filters.FilterSet):
     class Meta:
         model = CustomerUser
         fields = ("external_id", "email", "status")
+
+
+class TestClockFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=TestClock.Status.choices)
+
+    class Meta:
+        model = TestClock
+        fields = ("status",)

@@ -6,6 +6,44 @@ from django.db.models import Q
 from billing_site.ids import PublicIdField, TimestampedModel
 
 
+class TestClock(TimestampedModel):
+    """A clock of its own for the customers attached to it at creation (Stripe's test clocks).
+
+    Its customers live at `frozen_time`, not at the wall clock: the real-time jobs never touch them, and
+    advancing the clock (`payments.clocks.test_clock_advance`) runs every per-customer job for them at each
+    due moment up to the new time. Forward only; `target_frozen_time` is where an advance is heading while
+    `status` is `advancing`. Deleting is soft, as for customers.
+    """
+
+    class Status(models.TextChoices):
+        READY = "ready"
+        ADVANCING = "advancing"
+        INTERNAL_FAILURE = "internal_failure"
+
+    id = PublicIdField("clock")
+    name = models.CharField(max_length=300, blank=True)
+    frozen_time = models.DateTimeField()
+    target_frozen_time = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.READY)
+    failure = models.CharField(max_length=500, blank=True)
+    deletes_after = models.DateTimeField()
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["ready", "advancing", "internal_failure"]), name="test_clock_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(target_frozen_time__isnull=True) | Q(target_frozen_time__gt=models.F("frozen_time")),
+                name="test_clock_target_ahead",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.id} @ {self.frozen_time.isoformat()}"
+
+
 class Customer(TimestampedModel):
     """A tenant of the operator's SaaS: whoever is billed.
 
@@ -65,6 +103,8 @@ class Customer(TimestampedModel):
     # ingestion in the query that resolves the batch's customers, so a batch of customers without alerts
     # costs no alert query at all.
     has_usage_alerts = models.BooleanField(default=False, editable=False)
+    # Set at creation only: the customer lives on this clock's time (test mode), never the wall clock's.
+    test_clock = models.ForeignKey(TestClock, null=True, blank=True, on_delete=models.PROTECT, related_name="customers")
 
     class Meta:
         constraints = [

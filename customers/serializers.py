@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from billing_site.api import InputSerializer
 from billing_site.fields import CountryField, CurrencyField, MetadataField, NullableCharField
-from customers.models import Customer, CustomerUser
+from customers.models import Customer, CustomerUser, TestClock
 
 
 class AddressSerializer(InputSerializer):
@@ -37,6 +37,7 @@ class CustomerCreateInput(InputSerializer):
     metadata = MetadataField(required=False)
     billing_mode = serializers.ChoiceField(choices=Customer.BillingMode.choices, required=False)
     provider_customer_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    test_clock = serializers.CharField(max_length=64, required=False)
 
 
 class CustomerUpdateInput(InputSerializer):
@@ -83,6 +84,7 @@ class CustomerOutput(serializers.Serializer):
     billing_mode = serializers.CharField()
     billing_mode_since = serializers.DateTimeField(allow_null=True)
     provider_customer_id = NullableCharField()
+    test_clock = serializers.CharField(source="test_clock_id", allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -136,3 +138,61 @@ class ControlPlaneEventOutput(serializers.Serializer):
     customer = serializers.CharField(allow_null=True)
     result = serializers.CharField()
     details = serializers.DictField(help_text="What the event did: subscriptions, invoices, usage outcomes.")
+
+
+class ClockTimeField(serializers.DateTimeField):
+    """A clock time: RFC 3339, or an integer of Unix seconds (as Stripe's `frozen_time`); stored in UTC."""
+
+    def to_internal_value(self, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            from datetime import UTC, datetime
+
+            try:
+                return datetime.fromtimestamp(value, UTC)
+            except (OverflowError, OSError, ValueError):
+                self.fail("invalid", format="RFC 3339 or Unix seconds")
+        return super().to_internal_value(value)
+
+
+class TestClockCreateInput(InputSerializer):
+    frozen_time = ClockTimeField()
+    name = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+class TestClockAdvanceInput(InputSerializer):
+    frozen_time = ClockTimeField()
+
+
+class TestClockOutput(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    name = NullableCharField()
+    frozen_time = serializers.DateTimeField()
+    status = serializers.CharField()
+    status_details = serializers.SerializerMethodField()
+    livemode = serializers.SerializerMethodField()
+    deletes_after = serializers.DateTimeField()
+    customers = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_object(self, obj: TestClock) -> str:
+        return "test_clock"
+
+    def get_livemode(self, obj: TestClock) -> bool:
+        return False
+
+    def get_status_details(self, obj: TestClock) -> dict[str, Any]:
+        details: dict[str, Any] = {}
+        if obj.status == TestClock.Status.ADVANCING and obj.target_frozen_time is not None:
+            details["advancing"] = {
+                "target_frozen_time": serializers.DateTimeField().to_representation(obj.target_frozen_time)
+            }
+        if obj.status == TestClock.Status.INTERNAL_FAILURE:
+            details["internal_failure"] = {"message": obj.failure}
+        return details
+
+    def get_customers(self, obj: TestClock) -> int:
+        annotated = getattr(obj, "customer_count", None)
+        if annotated is not None:
+            return annotated
+        return obj.customers.exclude(status=Customer.Status.DELETED).count()

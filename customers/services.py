@@ -16,6 +16,7 @@ from billing_site.fields import metadata_clean, metadata_merge
 from billing_site.locks import LockRank, lock_first
 from billing_site.stripe_sdk import stripe_configured
 from customers import hooks
+from customers.entitlements_cache import entitlements_invalidate
 from customers.models import BillingModeChange, Customer, CustomerUser
 from webhooks.services import event_emit, object_event_emit
 
@@ -152,9 +153,16 @@ def customer_create(
     billing_mode: str | None = None,
     provider_customer_id: str = "",
     source: str = BillingModeChange.Source.API,
+    test_clock: str | None = None,
 ) -> Customer:
     """Create a customer. `billing_mode` defaults to the BILLING_MODE_DEFAULT setting; provider mode
-    takes effect at `now`, so all of the customer's usage is pushed."""
+    takes effect at `now`, so all of the customer's usage is pushed. `test_clock` attaches it to a clock
+    (test mode; only at creation): it then lives on the clock's time."""
+    clock = None
+    if test_clock is not None:
+        from customers.clocks import test_clock_for_customer
+
+        clock = test_clock_for_customer(clock_id=test_clock)
     existing = Customer.objects.filter(external_id=external_id).first()
     if existing is not None:
         raise _exists_conflict(existing)
@@ -169,9 +177,17 @@ def customer_create(
         metadata=metadata_clean(metadata or {}),
         provider=BILLING_PROVIDER if provider_customer_id else "",
         provider_customer_id=provider_customer_id,
+        test_clock=clock,
     )
     _set_address(customer, address)
     mode = billing_mode or settings.BILLING_MODE_DEFAULT
+    if clock is not None and mode != Customer.BillingMode.NATIVE:
+        # Provider mode pushes usage to Stripe at real time; a clock's customer is billed here, on its clock.
+        raise InvalidRequest(
+            "A customer on a test clock is billed natively (billing_mode native).",
+            code="test_clock_billing_mode",
+            param="billing_mode",
+        )
     if mode != Customer.BillingMode.NATIVE:
         customer_billing_mode_check(customer=customer, mode=mode)
     try:
@@ -235,6 +251,12 @@ def customer_update(
             if provider_id and not locked.provider:
                 locked.provider = BILLING_PROVIDER
         mode = changes.get("billing_mode") or locked.billing_mode
+        if mode != locked.billing_mode and locked.test_clock_id is not None:
+            raise InvalidRequest(
+                "A customer on a test clock is billed natively (billing_mode native).",
+                code="test_clock_billing_mode",
+                param="billing_mode",
+            )
         if mode != locked.billing_mode:
             customer_billing_mode_check(customer=locked, mode=mode)
             _billing_mode_record(locked, mode, now, source)
@@ -257,6 +279,7 @@ def customer_delete(*, customer: Customer, now: datetime) -> Customer:
     with transaction.atomic():
         locked = _live(_lock_customer(customer.id))
         Customer.objects.filter(pk=locked.pk).update(status=Customer.Status.DELETED, deleted_at=now, updated_at=now)
+        entitlements_invalidate([locked.pk])
         locked.refresh_from_db()
         object_event_emit(type="customer.deleted", obj=locked, data=customer_snapshot(locked), now=now)
     return locked

@@ -11,5 +11,7 @@ urlpatterns = [
     path("users/<str:user_id>", apis.UserDetailApi.as_view(), name="user-detail"),
     path("users/<str:user_id>/disable", apis.UserDisableApi.as_view(), name="user-disable"),
     path("users/<str:user_id>/enable", apis.UserEnableApi.as_view(), name="user-enable"),
+    path("test-clocks", apis.TestClockListCreateApi.as_view(), name="test-clock-list"),
+    path("test-clocks/<str:clock_id>", apis.TestClockDetailApi.as_view(), name="test-clock-detail"),
     path("control-plane/events", apis.ControlPlaneEventApi.as_view(), name="control-plane-events"),
 ]

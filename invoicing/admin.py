@@ -10,7 +10,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from billing_site.admin_kit import ChangePageActions, FormattedFields, ReadOnlyInline, confirm_action
-from invoicing import services
+from billing_site.csv_export import csv_response
+from invoicing import exports, services
 from invoicing.models import Invoice, InvoiceLine, PendingInvoiceItem, TaxRate, UsageWatermark
 
 
@@ -78,7 +79,7 @@ class InvoiceAdmin(FormattedFields, ChangePageActions, admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ("customer",)
     inlines = (InvoiceLineInline,)
-    actions = ("finalize", "void", "mark_uncollectible")
+    actions = ("finalize", "void", "mark_uncollectible", "export_csv", "export_lines_csv")
     show_full_result_count = False
 
     def raw_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
@@ -111,6 +112,18 @@ class InvoiceAdmin(FormattedFields, ChangePageActions, admin.ModelAdmin):
         explanation="Stops collection; a payment received later still settles it.",
         danger=True,
     )
+
+    # The exports of the API (`invoicing.exports`), streamed, for the selection (or, with "select all",
+    # everything the current filters show).
+    @admin.action(description="Export as CSV (invoices)")
+    def export_csv(self, request: HttpRequest, queryset: Any) -> Any:
+        rows = exports.invoice_rows(queryset.order_by("id"))
+        return csv_response("invoices.csv", exports.INVOICE_COLUMNS, rows)
+
+    @admin.action(description="Export as CSV (invoice lines)")
+    def export_lines_csv(self, request: HttpRequest, queryset: Any) -> Any:
+        lines = InvoiceLine.objects.filter(invoice__in=queryset.values("pk")).order_by("invoice_id", "position", "id")
+        return csv_response("invoice-lines.csv", exports.LINE_COLUMNS, exports.line_rows(lines))
 
 
 @admin.register(TaxRate)

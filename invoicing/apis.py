@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import StreamingHttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
+from billing_site.csv_export import CsvExportMixin, csv_response
+from billing_site.tenancy import OPERATORS_ONLY
 from customers.selectors import customer_from_input
-from invoicing import selectors, services
+from invoicing import exports, selectors, services
+from invoicing.models import Invoice
 from invoicing.serializers import (
     InvoiceCreateInput,
     InvoiceItemCreateInput,
@@ -174,3 +178,40 @@ class TaxRateDetailApi(ApiView):
         rate = selectors.tax_rate_get(tax_rate_id=tax_rate_id)
         changes = validate_input(TaxRateUpdateInput, request.data, partial=True)
         return Response(TaxRateOutput(services.tax_rate_update(rate=rate, changes=changes, now=timezone.now())).data)
+
+
+# --- CSV exports ----------------------------------------------------------------------------------
+
+_EXPORT_PARAMS = [
+    OpenApiParameter("customer", str),
+    OpenApiParameter("subscription", str),
+    OpenApiParameter("status", str, enum=[s for s, _ in Invoice.Status.choices]),
+    OpenApiParameter("currency", str),
+    OpenApiParameter("created_gte", str, description="RFC 3339"),
+    OpenApiParameter("created_lt", str, description="RFC 3339"),
+]
+_CSV = {(200, "text/csv"): OpenApiResponse(description="CSV, streamed (header row first)")}
+
+
+class InvoiceExportApi(CsvExportMixin, ApiView):
+    """Every invoice the filters select, as CSV, streamed (no row limit). Operators only."""
+
+    required_scopes = {"GET": "billing:read"}
+    tenant_access = {"GET": OPERATORS_ONLY}
+
+    @extend_schema(operation_id="exports_invoices", parameters=_EXPORT_PARAMS, responses=_CSV)
+    def get(self, request: Request) -> StreamingHttpResponse:
+        invoices = exports.invoices_for_export(filters=request.query_params)
+        return csv_response("invoices.csv", exports.INVOICE_COLUMNS, exports.invoice_rows(invoices))
+
+
+class InvoiceLineExportApi(CsvExportMixin, ApiView):
+    """The lines of every invoice the filters select (the invoices' filters), as CSV, streamed."""
+
+    required_scopes = {"GET": "billing:read"}
+    tenant_access = {"GET": OPERATORS_ONLY}
+
+    @extend_schema(operation_id="exports_invoice_lines", parameters=_EXPORT_PARAMS, responses=_CSV)
+    def get(self, request: Request) -> StreamingHttpResponse:
+        lines = exports.lines_for_export(filters=request.query_params)
+        return csv_response("invoice-lines.csv", exports.LINE_COLUMNS, exports.line_rows(lines))

@@ -34,3 +34,18 @@ class TaxRateFilter(django_filters.FilterSet):
     class Meta:
         model = TaxRate
         fields = ("country", "state", "active")
+
+
+class InvoiceExportFilter(django_filters.FilterSet):
+    """`GET /exports/invoices.csv` (and the lines' export, through `invoice__`)."""
+
+    customer = django_filters.CharFilter(field_name="customer_id")
+    subscription = django_filters.CharFilter(field_name="subscription_id")
+    status = django_filters.ChoiceFilter(choices=Invoice.Status.choices)
+    currency = django_filters.CharFilter(lookup_expr="iexact")
+    created_gte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_lt = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Invoice
+        fields = ("customer", "subscription", "status", "currency")

@@ -4,6 +4,8 @@ from invoicing import apis
 from invoicing.documents import apis as document_apis
 
 urlpatterns = [
+    path("exports/invoices.csv", apis.InvoiceExportApi.as_view(), name="export-invoices"),
+    path("exports/invoice-lines.csv", apis.InvoiceLineExportApi.as_view(), name="export-invoice-lines"),
     path("invoices", apis.InvoiceListApi.as_view(), name="invoice-list"),
     path("invoices/<str:invoice_id>", apis.InvoiceDetailApi.as_view(), name="invoice-detail"),
     path("invoices/<str:invoice_id>/finalize", apis.InvoiceFinalizeApi.as_view()),

@@ -5,21 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
+from billing_site.csv_export import CsvExportMixin, csv_response
 from billing_site.errors import InvalidRequest
 from billing_site.renderers import dumps
 from billing_site.replicas import replica_reads
 from billing_site.tenancy import OPERATORS_ONLY
 from customers import selectors as customer_selectors
 from customers.models import Customer
-from metering import alerts, ingest, selectors, services, usage
+from metering import alerts, exports, ingest, selectors, services, usage
 from metering.models import Meter
 from metering.serializers import (
     AlertCreateInput,
@@ -36,6 +37,7 @@ from metering.serializers import (
     UsageBucketOutput,
     UsageCancelInput,
     UsageCancelOutput,
+    UsageExportInput,
     UsageOutput,
     UsageQueryInput,
     encode_usage_cursor,
@@ -355,3 +357,36 @@ class ThresholdCheckApi(ApiView):
             meter=meter, customer=_usage_customer(query), threshold=query["threshold"], now=timezone.now()
         )
         return Response(ThresholdCheckOutput(result).data)
+
+
+class UsageExportApi(CsvExportMixin, ApiView):
+    """One meter's usage events over [start, end) as CSV, streamed (no row limit). Operators only."""
+
+    required_scopes = {"GET": "usage:read"}
+    tenant_access = {"GET": OPERATORS_ONLY}
+
+    @extend_schema(
+        operation_id="exports_usage",
+        parameters=[
+            OpenApiParameter("meter", str, required=True, description="mtr_… or the meter's code"),
+            OpenApiParameter("start", str, required=True, description="RFC 3339 or epoch ms; included"),
+            OpenApiParameter("end", str, required=True, description="RFC 3339 or epoch ms; excluded"),
+            OpenApiParameter("customer", str, description="cus_…: only this customer's events"),
+            OpenApiParameter("include_canceled", bool, description="default false"),
+        ],
+        responses={(200, "text/csv"): OpenApiResponse(description="CSV, streamed (header row first)")},
+    )
+    def get(self, request: Request) -> StreamingHttpResponse:
+        query = validate_input(UsageExportInput, request.query_params.dict())
+        meter = exports.export_meter(query["meter"])
+        customer = None
+        if "customer" in query:
+            customer = customer_selectors.customer_from_input(customer_id=query["customer"], include_deleted=True).pk
+        events = exports.events_for_export(
+            meter=meter,
+            start=query["start"],
+            end=query["end"],
+            customer=customer,
+            include_canceled=query["include_canceled"],
+        )
+        return csv_response("usage.csv", exports.USAGE_COLUMNS, exports.usage_rows(events, meter))

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 
+from customers.entitlements_cache import entitlements_invalidate
 from customers.models import Customer
 from metering.ids import event_public_id, new_tokens_for
 from metering.models import VALUE_DIGITS, VALUE_PLACES, Meter, MeterEvent, MeterEventKey, UsageDirtyHour
@@ -708,6 +709,8 @@ def usage_ingest(*, events: list[Any], now: datetime) -> IngestResult:
             if connection.in_atomic_block:
                 raise  # inside a caller's transaction, which the error has broken: theirs to handle
             logger.exception("usage alert evaluation failed after a committed batch; the job will catch up")
+    if created:  # their metered usage changed: one cache call for the batch
+        entitlements_invalidate({p.customer_id for p in to_insert if p.token in created})
 
     outcome: dict[int, tuple[str, str]] = {}
     for p in to_insert:

@@ -397,3 +397,24 @@ class ThresholdCheckOutput(serializers.Serializer):
 
     def get_current_value(self, obj: Any) -> str:
         return decimal_to_str(obj["current_value"])
+
+
+class UsageExportInput(InputSerializer):
+    """The query string of GET /exports/usage.csv: one meter's events over [start, end), any customers."""
+
+    meter = serializers.CharField(max_length=255, help_text="mtr_… or the meter's code")
+    start = serializers.CharField(help_text="RFC 3339 or epoch milliseconds; included")
+    end = serializers.CharField(help_text="RFC 3339 or epoch milliseconds; excluded")
+    customer = serializers.CharField(required=False, max_length=255, help_text="cus_…: only this customer")
+    include_canceled = serializers.BooleanField(required=False, default=False)
+
+    def validate_start(self, value: str) -> datetime:
+        return parse_usage_time(value, "start")
+
+    def validate_end(self, value: str) -> datetime:
+        return parse_usage_time(value, "end")
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if data["start"] >= data["end"]:
+            raise serializers.ValidationError({"end": ["end must be after start."]})
+        return data

@@ -31,6 +31,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Q
 
 from billing_site.replicas import read_alias
+from customers.entitlements_cache import entitlements_invalidate
 from customers.models import Customer
 from metering.ids import event_day, event_public_id, parse_event_id
 from metering.ingest import events_by_keys, mark_hours_dirty
@@ -596,6 +597,7 @@ def usage_cancel(
                 raise RuntimeError(f"usage_cancel updated {updated} of {len(to_cancel)} locked events")
             mark_hours_dirty({(row[3], row[2], floor_hour(utc(row[4]))) for row in to_cancel}, now)
             customer_ids = sorted({row[2] for row in to_cancel})
+            entitlements_invalidate(customer_ids)  # their metered usage changed
             event_emit(
                 type="usage.canceled",
                 object_type="usage_cancellation",

@@ -15,13 +15,17 @@ from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
 from billing_site.errors import InvalidRequest
+from billing_site.tenancy import OPERATORS_ONLY
+from customers.clocks import customer_now, customer_now_by_id, test_clock_get, test_clocks_enabled_check
 from customers.models import Customer
 from customers.selectors import customer_from_input, customer_get
+from customers.serializers import TestClockAdvanceInput, TestClockOutput
 from invoicing.documents.apis import PDF_RESPONSES, pdf_response
 from invoicing.models import Invoice
 from invoicing.selectors import invoice_get
 from invoicing.serializers import InvoiceOutput, invoice_data
 from payments import selectors
+from payments.clocks import test_clock_advance
 from payments.documents import credit_note_pdf, invoice_receipt_pdf
 from payments.models import BalanceTransaction, CollectionAttempt, CreditGrant, PaymentIntent, PaymentMethod
 from payments.serializers import (
@@ -98,11 +102,12 @@ class PaymentMethodListCreateApi(ApiView):
     )
     def post(self, request: Request) -> Response:
         data = validate_input(PaymentMethodCreateInput, request.data)
+        customer = customer_from_input(customer_id=data["customer"])
         method = methods.payment_method_create(
-            customer=customer_from_input(customer_id=data["customer"]),
+            customer=customer,
             token=data["token"],
             default=data["default"],
-            now=timezone.now(),
+            now=customer_now(customer, timezone.now()),  # a test clock's customer lives on its clock
         )
         return Response(PaymentMethodOutput(method).data, status=status.HTTP_201_CREATED)
 
@@ -557,7 +562,8 @@ class InvoicePayApi(ApiView):
     )
     def post(self, request: Request, invoice_id: str) -> Response:
         invoice = invoice_get(invoice_id=invoice_id)
-        result = collection.invoice_collect(invoice=invoice, trigger=CollectionAttempt.Trigger.API, now=timezone.now())
+        now = customer_now_by_id(invoice.customer_id, timezone.now())
+        result = collection.invoice_collect(invoice=invoice, trigger=CollectionAttempt.Trigger.API, now=now)
         fresh = invoice_get(invoice_id=invoice_id)
         return Response({"invoice": InvoiceOutput(invoice_data(fresh)).data, "attempt": attempt_data(result.attempt)})
 
@@ -595,3 +601,19 @@ class InvoiceReceiptApi(ApiView):
     def get(self, request: Request, invoice_id: str) -> HttpResponse:
         invoice = invoice_get(invoice_id=invoice_id)
         return pdf_response(invoice_receipt_pdf(invoice=invoice, now=timezone.now()))
+
+
+# --- Test clocks: the advance (the clock itself is in customers) ------------------------------------
+
+
+class TestClockAdvanceApi(ApiView):
+    scope_resource = "billing"
+    tenant_access = {"POST": OPERATORS_ONLY}
+
+    @extend_schema(operation_id="test_clocks_advance", request=TestClockAdvanceInput, responses=TestClockOutput)
+    def post(self, request: Request, clock_id: str) -> Response:
+        test_clocks_enabled_check()
+        clock = test_clock_get(clock_id=clock_id)
+        data = validate_input(TestClockAdvanceInput, request.data)
+        clock = test_clock_advance(clock=clock, frozen_time=data["frozen_time"], now=timezone.now())
+        return Response(TestClockOutput(clock).data)

@@ -31,3 +31,11 @@ def refund_resend_task(refund_id: str, now: str | None = None) -> dict[str, int]
     """Ask the provider again for a refund whose answer was lost, with the refund's own key."""
     status = refunds.refund_resend_due(refund_id=refund_id, now=parse_now(now))
     return {"refunds_retried": 1} if status is not None else {"skipped": 1}
+
+
+@billing_task("payments.test_clock_run", time_limit=900)
+def test_clock_run_task(clock_id: str) -> dict:
+    """Advance a test clock that is `advancing` to its target (see `payments.clocks`)."""
+    from payments.clocks import test_clock_run
+
+    return test_clock_run(clock_id=clock_id)

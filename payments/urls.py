@@ -3,6 +3,7 @@ from django.urls import path
 from payments import apis
 
 urlpatterns = [
+    path("test-clocks/<str:clock_id>/advance", apis.TestClockAdvanceApi.as_view(), name="test-clock-advance"),
     path("payment-methods", apis.PaymentMethodListCreateApi.as_view(), name="payment-method-list"),
     path(
         "payment-methods/<str:payment_method_id>",

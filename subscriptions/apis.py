@@ -12,16 +12,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
-from billing_site.errors import InvalidRequest
-from billing_site.tenancy import OPERATORS_ONLY
+from billing_site.errors import InvalidRequest, NotFound
+from billing_site.tenancy import OPERATORS_ONLY, TENANT_SCOPED
 from catalog.models import Coupon, Price
 from catalog.selectors import price_get
+from customers.clocks import customer_now, customer_now_by_id
 from customers.selectors import customer_from_input
 from invoicing.serializers import InvoiceOutput, draft_data
 from subscriptions import selectors
+from subscriptions.entitlements import customer_entitlements
 from subscriptions.serializers import (
     CancelInput,
     ChangeInput,
+    EntitlementsOutput,
     PriceMigrateInput,
     PriceMigrationOutput,
     SubscriptionCreateInput,
@@ -65,8 +68,8 @@ class SubscriptionListCreateApi(ApiView):
     )
     def post(self, request: Request) -> Response:
         data = validate_input(SubscriptionCreateInput, request.data)
-        now = timezone.now()
         customer = customer_from_input(customer_id=data["customer"])
+        now = customer_now(customer, timezone.now())  # a test clock's customer lives on its clock
         coupon = None
         if data.get("coupon"):
             coupon = Coupon.objects.filter(pk=data["coupon"]).first()
@@ -111,7 +114,10 @@ class SubscriptionCancelApi(ApiView):
         sub = selectors.subscription_get(subscription_id=subscription_id)
         data = validate_input(CancelInput, request.data)
         sub, invoice = lifecycle.subscription_cancel(
-            subscription=sub, at_period_end=data["at_period_end"], prorate=data["prorate"], now=timezone.now()
+            subscription=sub,
+            at_period_end=data["at_period_end"],
+            prorate=data["prorate"],
+            now=customer_now_by_id(sub.customer_id, timezone.now()),
         )
         body = SubscriptionOutput(sub).data
         body["latest_invoice"] = invoice.id if invoice else None
@@ -124,7 +130,9 @@ class SubscriptionReactivateApi(ApiView):
     @extend_schema(operation_id="subscriptions_reactivate", request=None, responses=SubscriptionOutput)
     def post(self, request: Request, subscription_id: str) -> Response:
         sub = selectors.subscription_get(subscription_id=subscription_id)
-        sub = lifecycle.subscription_reactivate(subscription=sub, now=timezone.now())
+        sub = lifecycle.subscription_reactivate(
+            subscription=sub, now=customer_now_by_id(sub.customer_id, timezone.now())
+        )
         return Response(SubscriptionOutput(sub).data)
 
 
@@ -139,7 +147,7 @@ class SubscriptionChangeApi(ApiView):
             subscription=sub,
             items=_item_specs(data["items"]),
             proration_behavior=data["proration_behavior"],
-            now=timezone.now(),
+            now=customer_now_by_id(sub.customer_id, timezone.now()),
         )
         body = SubscriptionOutput(sub).data
         body["latest_invoice"] = invoice.id if invoice else None
@@ -152,7 +160,9 @@ class UpcomingInvoiceApi(ApiView):
     @extend_schema(operation_id="subscriptions_upcoming_invoice", responses=InvoiceOutput)
     def get(self, request: Request, subscription_id: str) -> Response:
         sub = selectors.subscription_get(subscription_id=subscription_id)
-        draft = preview.subscription_upcoming_invoice(subscription=sub, now=timezone.now())
+        draft = preview.subscription_upcoming_invoice(
+            subscription=sub, now=customer_now_by_id(sub.customer_id, timezone.now())
+        )
         return Response(InvoiceOutput(draft_data(draft)).data)
 
 
@@ -214,3 +224,21 @@ class TierDetailApi(ApiView):
         changes = validate_input(TierUpdateInput, request.data, partial=True)
         tier = tiers.tier_update(tier=tier, changes=changes, now=timezone.now())
         return Response(TierOutput(selectors.tier_get(tier_id=tier.id)).data)
+
+
+# --- Entitlements ---------------------------------------------------------------------------------
+
+
+class CustomerEntitlementsApi(ApiView):
+    """What the customer may use now. Built to be called on every request of the operator's application:
+    answered from the cache without a database query while nothing it depends on has changed."""
+
+    required_scopes = {"GET": "customers:read"}
+    tenant_access = {"GET": TENANT_SCOPED}
+
+    @extend_schema(operation_id="customers_entitlements", responses=EntitlementsOutput)
+    def get(self, request: Request, customer_id: str) -> Response:
+        tenant = self.tenant_scope
+        if tenant is not None and not tenant.allows(customer_id):
+            raise NotFound(f"No such customer: {customer_id}", param="id")
+        return Response(customer_entitlements(customer_id=customer_id, now=timezone.now()))

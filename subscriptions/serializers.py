@@ -229,3 +229,26 @@ class TierOutput(serializers.Serializer):
 
     def get_items(self, obj: Tier) -> list[dict[str, Any]]:
         return TierItemOutput(sorted(obj.items.all(), key=lambda i: i.position), many=True).data
+
+
+class EntitlementOutput(serializers.Serializer):
+    """One feature the customer may use (the schema of `GET /customers/{id}/entitlements` rows)."""
+
+    feature = serializers.CharField(help_text="The feature's lookup_key.")
+    feature_id = serializers.CharField()
+    name = serializers.CharField()
+    type = serializers.ChoiceField(choices=["boolean", "static", "metered"])
+    value = serializers.JSONField(help_text="true (boolean), the value (static), null (metered).")
+    limit = serializers.CharField(allow_null=True, help_text="Metered: the allowance (decimal); null: unlimited.")
+    usage = serializers.CharField(allow_null=True, help_text="Metered: usage of the current period so far.")
+    remaining = serializers.CharField(allow_null=True)
+    period_start = serializers.DateTimeField(allow_null=True)
+    period_end = serializers.DateTimeField(allow_null=True)
+    subscriptions = serializers.ListField(child=serializers.CharField())
+
+
+class EntitlementsOutput(serializers.Serializer):
+    object = serializers.CharField()
+    customer = serializers.CharField()
+    as_of = serializers.DateTimeField()
+    data = EntitlementOutput(many=True)

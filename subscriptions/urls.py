@@ -13,4 +13,9 @@ urlpatterns = [
     # the control plane's tier -> plan table
     path("tiers", apis.TierListCreateApi.as_view(), name="tier-list"),
     path("tiers/<str:tier_id>", apis.TierDetailApi.as_view(), name="tier-detail"),
+    path(
+        "customers/<str:customer_id>/entitlements",
+        apis.CustomerEntitlementsApi.as_view(),
+        name="customer-entitlements",
+    ),
 ]

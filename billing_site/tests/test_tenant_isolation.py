@@ -289,7 +289,7 @@ def test_the_customers_endpoints_are_all_scoped_or_operator_only():
         f"{method} {path}"
         for method, path, _ in _operations()
         if path.startswith(customers_paths)
-        and not path.endswith(("/balance", "/balance-transactions", "/portal-sessions"))  # payments', portal's
+        and not path.endswith(("/balance", "/balance-transactions", "/portal-sessions", "/entitlements"))
     ]
     assert len(mine) == 15
     assert not set(mine) & NOT_YET_SCOPED

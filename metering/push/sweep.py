@@ -103,6 +103,8 @@ def _lanes_due(now: datetime) -> list[int]:
             | Q(customer__billing_mode_since__gte=now - PROVIDER_MAX_AGE)
             | Exists(outstanding),
             blocked_at__isnull=True,
+            # Customers on a test clock are billed natively on their clock's time, never pushed.
+            customer__test_clock__isnull=True,
         )
         .order_by("pk")
         .values_list("pk", flat=True)

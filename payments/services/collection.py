@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Min
 
 from billing_site.errors import ApiError, Conflict
 from billing_site.tasks import enqueue_each
+from customers.clocks import clock_scope
 from customers.locks import lock_customer
 from customers.models import Customer
 from customers.selectors import customer_refuse_deleted
@@ -236,14 +237,16 @@ def invoice_collect_due(*, invoice_id: str, now: datetime, offboarding: bool = F
         return None  # paid or voided meanwhile, or the customer was deleted
 
 
-def invoices_collect_job(*, now: datetime, limit: int = 5000) -> dict[str, int]:
+def invoices_collect_job(*, now: datetime, limit: int = 5000, clock: str | None = None) -> dict[str, int]:
     """The sweep: one collection task per open charge_automatically invoice whose (first or next) attempt
     is due, and overdue send_invoice subscriptions marked past_due. The provider calls happen in the
-    tasks, one invoice each, on as many workers as run the `collection` queue."""
+    tasks, one invoice each, on as many workers as run the `collection` queue. `clock`: see
+    `customers.clocks.clock_scope` (None: customers on no test clock)."""
     from payments.tasks import invoice_collect_task
 
     due = list(
-        Invoice.objects.filter(
+        clock_scope(Invoice.objects.all(), clock)
+        .filter(
             status=Invoice.Status.OPEN,
             collection_method="charge_automatically",
             amount_remaining__gt=0,
@@ -254,18 +257,22 @@ def invoices_collect_job(*, now: datetime, limit: int = 5000) -> dict[str, int]:
         .values_list("id", flat=True)[:limit]
     )
     done = enqueue_each(invoice_collect_task, [(invoice_id, now.isoformat()) for invoice_id in due])
-    overdue = invoices_mark_overdue(now=now)
+    overdue = invoices_mark_overdue(now=now, clock=clock)
     return {"attempted": len(due), "collected": done["collected"], "failed": done["failed"], "overdue": overdue}
 
 
-def invoices_mark_overdue(*, now: datetime) -> int:
+def invoices_mark_overdue(*, now: datetime, clock: str | None = None) -> int:
     """send_invoice invoices are never charged; once past their due date their subscription is past_due."""
-    overdue = Invoice.objects.filter(
-        status=Invoice.Status.OPEN,
-        collection_method="send_invoice",
-        due_date__lt=now,
-        subscription__status=SubStatus.ACTIVE,
-    ).values_list("subscription_id", "id")
+    overdue = (
+        clock_scope(Invoice.objects.all(), clock)
+        .filter(
+            status=Invoice.Status.OPEN,
+            collection_method="send_invoice",
+            due_date__lt=now,
+            subscription__status=SubStatus.ACTIVE,
+        )
+        .values_list("subscription_id", "id")
+    )
     marked = 0
     for subscription_id, invoice_id in overdue:
         with transaction.atomic():
@@ -280,3 +287,25 @@ def invoices_mark_overdue(*, now: datetime) -> int:
             invoice = Invoice.objects.get(pk=invoice_id)
             object_event_emit(type="invoice.overdue", obj=invoice, data=invoice_snapshot(invoice), now=now)
     return marked
+
+
+# A send_invoice invoice is overdue once strictly past its due date.
+OVERDUE_AFTER = timedelta(seconds=1)
+
+
+def collection_next_due(*, clock: str, after: datetime) -> datetime | None:
+    """The test clock's next collection moment after `after`: the soonest first attempt or dunning retry
+    of an open charge_automatically invoice, or the moment a send_invoice invoice of an active
+    subscription becomes overdue."""
+    invoices = clock_scope(Invoice.objects.filter(status=Invoice.Status.OPEN), clock)
+    attempt = invoices.filter(
+        collection_method="charge_automatically", amount_remaining__gt=0, next_payment_attempt__gt=after
+    ).aggregate(at=Min("next_payment_attempt"))["at"]
+    due = invoices.filter(
+        collection_method="send_invoice",
+        subscription__status=SubStatus.ACTIVE,
+        due_date__gt=after - OVERDUE_AFTER,
+    ).aggregate(at=Min("due_date"))["at"]
+    overdue = due + OVERDUE_AFTER if due is not None else None
+    moments = [m for m in (attempt, overdue) if m is not None]
+    return min(moments) if moments else None

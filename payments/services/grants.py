@@ -25,10 +25,11 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Min, Q, Sum
 
 from billing_site.errors import Conflict, InvalidRequest, currency_clean
 from catalog.models import Price
+from customers.clocks import clock_scope
 from customers.models import Customer
 from invoicing.locks import lock_invoice
 from invoicing.models import Invoice, InvoiceLine
@@ -156,15 +157,16 @@ def credit_grant_void(*, grant: CreditGrant, now: datetime) -> CreditGrant:
     return locked
 
 
-def credit_grants_expire_job(*, now: datetime, batch_size: int = 500) -> dict[str, int]:
+def credit_grants_expire_job(*, now: datetime, batch_size: int = 500, clock: str | None = None) -> dict[str, int]:
     """Expire every active grant whose `expires_at` has passed, in batches; emits credit_grant.expired
     with what was left unburned. A grant being burned right now (locked) is skipped until the next run;
-    the burn itself already ignores expired grants, so the job's timing never decides what is usable."""
+    the burn itself already ignores expired grants, so the job's timing never decides what is usable.
+    `clock`: see `customers.clocks.clock_scope` (None: customers on no test clock)."""
     expired = 0
     while True:
         with transaction.atomic():
             grants = list(
-                CreditGrant.objects.select_for_update(skip_locked=True)
+                clock_scope(CreditGrant.objects.select_for_update(skip_locked=True), clock)
                 .filter(status=Status.ACTIVE, expires_at__lte=now)
                 .order_by("expires_at", "pk")[:batch_size]
             )
@@ -305,3 +307,9 @@ def _credited_by_line(invoice: Invoice) -> dict[str, int]:
     for line_id, total in rows:
         totals[line_id] += total or 0
     return totals
+
+
+def grants_next_due(*, clock: str, after: datetime) -> datetime | None:
+    """The test clock's next expiry after `after` of an active grant of its customers."""
+    active = clock_scope(CreditGrant.objects.filter(status=Status.ACTIVE, expires_at__gt=after), clock)
+    return active.aggregate(at=Min("expires_at"))["at"]

@@ -26,6 +26,7 @@ from django.db.models import F
 
 from billing_site.errors import Conflict, InvalidRequest
 from billing_site.tasks import enqueue_each
+from customers.clocks import clock_scope
 from customers.models import Customer
 from customers.selectors import customer_refuse_deleted
 from invoicing.locks import lock_invoice
@@ -510,23 +511,27 @@ def payment_intent_reconcile(*, payment_intent: PaymentIntent, result: ProviderP
     return current
 
 
-def payment_intent_resolve_unknown_job(*, now: datetime, limit: int = 500) -> dict[str, int]:
+def payment_intent_resolve_unknown_job(*, now: datetime, limit: int = 500, clock: str | None = None) -> dict[str, int]:
     """The `resolve_unknown_payments` sweep: one resolver task per unknown payment and per processing one
     whose caller died, and one resend task per refund whose answer was lost. Running it twice (or
     concurrently) is harmless: each task re-checks the row's state."""
     from payments.tasks import payment_intent_resolve_task, refund_resend_task
 
     # Two scans, each over a small partial index (unknown; in flight), rather than one OR over the table.
-    unknown = PaymentIntent.objects.filter(status=Status.UNKNOWN).order_by("updated_at")
-    stale = PaymentIntent.objects.filter(status=Status.PROCESSING, updated_at__lt=now - PROCESSING_STALE)
-    abandoned = PaymentIntent.objects.filter(
+    # `clock`: customers on no test clock (None), or only that clock's (`customers.clocks.clock_scope`).
+    intents = clock_scope(PaymentIntent.objects.all(), clock)
+    unknown = intents.filter(status=Status.UNKNOWN).order_by("updated_at")
+    stale = intents.filter(status=Status.PROCESSING, updated_at__lt=now - PROCESSING_STALE)
+    abandoned = intents.filter(
         status=Status.REQUIRES_CONFIRMATION, invoice__isnull=False, updated_at__lt=now - ABANDONED_AFTER
     )
     ids = list(unknown.values_list("pk", flat=True)[:limit])
     ids += list(stale.order_by("updated_at").values_list("pk", flat=True)[: max(limit - len(ids), 0)])
     ids += list(abandoned.order_by("updated_at").values_list("pk", flat=True)[: max(limit - len(ids), 0)])
     outcomes = enqueue_each(payment_intent_resolve_task, [(pk, now.isoformat()) for pk in ids])
-    refunds = enqueue_each(refund_resend_task, [(pk, now.isoformat()) for pk in refunds_lost(now=now, limit=limit)])
+    refunds = enqueue_each(
+        refund_resend_task, [(pk, now.isoformat()) for pk in refunds_lost(now=now, limit=limit, clock=clock)]
+    )
     if refunds["refunds_retried"]:
         outcomes["refunds_retried"] = refunds["refunds_retried"]
     return {"checked": len(ids), **dict(sorted(outcomes.items()))}

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import F
 
 from billing_site.errors import Conflict, InvalidRequest
+from customers.clocks import clock_scope
 from invoicing.locks import lock_invoice
 from invoicing.models import Invoice
 from payments.locks import lock_intent_with_invoice, lock_payment_intent, lock_refund
@@ -226,13 +227,18 @@ LOST_RETRY_AFTER = timedelta(minutes=10)
 LOST_RETRY_WITHIN = timedelta(hours=23)
 
 
-def refunds_lost(*, now: datetime, limit: int = 500) -> list[str]:
-    """Pending refunds whose provider answer was lost (or whose on-commit call never ran)."""
-    lost = Refund.objects.filter(
-        status=RefundStatus.PENDING,
-        updated_at__lt=now - LOST_RETRY_AFTER,
-        created_at__gt=now - LOST_RETRY_WITHIN,
-    ).order_by("created_at")
+def refunds_lost(*, now: datetime, limit: int = 500, clock: str | None = None) -> list[str]:
+    """Pending refunds whose provider answer was lost (or whose on-commit call never ran); `clock`: see
+    `customers.clocks.clock_scope`."""
+    lost = (
+        clock_scope(Refund.objects.all(), clock, path="payment_intent__customer")
+        .filter(
+            status=RefundStatus.PENDING,
+            updated_at__lt=now - LOST_RETRY_AFTER,
+            created_at__gt=now - LOST_RETRY_WITHIN,
+        )
+        .order_by("created_at")
+    )
     return list(lost.values_list("pk", flat=True)[:limit])
 
 

@@ -86,6 +86,10 @@ def seed(api) -> dict[str, str]:
         post(api, "/refunds", {"payment_intent": intent["id"], "amount": 100 + i})
         post(api, f"/customers/{first['id']}/balance-transactions", {"amount": 100 + i, "currency": "usd"})
         post(api, "/credit-grants", {"customer": first["id"], "amount": 1000 + i, "currency": "usd"})
+        feature = post(api, "/features", {"lookup_key": f"feature-{i}", "name": f"F {i}", "type": "boolean"})
+        post(api, "/feature-attachments", {"feature": feature["id"], "price": price["id"]})
+        clock = post(api, "/test-clocks", {"frozen_time": "2026-01-01T00:00:00Z", "name": f"clock {i}"})
+        post(api, "/customers", {"external_id": f"clocked-{i}", "test_clock": clock["id"]})
         _seed_without_an_api(first["id"], intent["id"], meter["id"], i)
     # Deliveries: the events so far fanned out to the endpoints (normally a task right after each commit).
     events_dispatch(now=timezone.now())

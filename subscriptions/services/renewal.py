@@ -23,10 +23,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Min, QuerySet
 
 from billing_site.locks import LockRank, lock_rows
 from billing_site.tasks import enqueue_each
+from customers.clocks import clock_scope
 from customers.models import Customer
 from invoicing.drafts import Draft
 from subscriptions.locks import claim_subscriptions
@@ -204,13 +205,17 @@ def _claim_siblings(subs: list[Subscription], due: QuerySet[Subscription]) -> li
     return claim_subscriptions(siblings, limit=settings.RENEWAL_BATCH_SIZE)
 
 
-def subscriptions_due(now: datetime) -> QuerySet[Subscription]:
+def subscriptions_due(now: datetime, *, clock: str | None = None, every_clock: bool = False) -> QuerySet[Subscription]:
     """Live subscriptions whose period has ended. Those of a deactivated customer (suspended by the
     control plane) wait, except a cancellation at period end, which still takes effect at its boundary:
-    their ended periods are billed, in order, when the customer is activated again."""
-    return Subscription.objects.filter(status__in=LIVE, current_period_end__lte=now).exclude(
+    their ended periods are billed, in order, when the customer is activated again.
+
+    Only customers on no test clock (`clock=None`, real time), or only those of `clock` (its advance);
+    `every_clock` drops that filter, for a task renewing ids its sweep already chose."""
+    due = Subscription.objects.filter(status__in=LIVE, current_period_end__lte=now).exclude(
         customer__status=Customer.Status.DEACTIVATED, cancel_at_period_end=False
     )
+    return due if every_clock else clock_scope(due, clock)
 
 
 def subscriptions_renew(*, now: datetime, ids: list[str] | None = None, limit: int | None = None) -> dict[str, int]:
@@ -222,7 +227,7 @@ def subscriptions_renew(*, now: datetime, ids: list[str] | None = None, limit: i
     renewed = invoices = failed = 0
     failed_ids: set[str] = set()
     size = settings.RENEWAL_BATCH_SIZE
-    due = subscriptions_due(now) if ids is None else subscriptions_due(now).filter(pk__in=ids)
+    due = subscriptions_due(now) if ids is None else subscriptions_due(now, every_clock=True).filter(pk__in=ids)
     while limit is None or renewed < limit:
         with transaction.atomic():
             subs = claim_subscriptions(
@@ -256,12 +261,13 @@ def subscriptions_renew(*, now: datetime, ids: list[str] | None = None, limit: i
     return {"renewed": renewed, "invoices": invoices, "failed": failed}
 
 
-def renew_subscriptions_job(*, now: datetime) -> dict[str, int]:
+def renew_subscriptions_job(*, now: datetime, clock: str | None = None) -> dict[str, int]:
     """The beat sweep: find every subscription whose period has ended (trials ending, periods to bill,
-    cancellations at period end) and enqueue one renewal task per batch of them."""
+    cancellations at period end) and enqueue one renewal task per batch of them. `clock`: see
+    `customers.clocks.clock_scope` (None: customers on no test clock)."""
     from subscriptions.tasks import subscriptions_renew_batch
 
-    ids = list(subscriptions_due(now).order_by("current_period_end", "id").values_list("id", flat=True))
+    ids = list(subscriptions_due(now, clock=clock).order_by("current_period_end", "id").values_list("id", flat=True))
     size = settings.RENEWAL_BATCH_SIZE
     batches = [(ids[start : start + size], now.isoformat()) for start in range(0, len(ids), size)]
     done = enqueue_each(subscriptions_renew_batch, batches)
@@ -293,16 +299,26 @@ def subscriptions_bill_ended_late_usage(*, now: datetime, ids: list[str]) -> dic
     return {"subscriptions": len(subs), "invoices": issued}
 
 
-def ended_late_usage_job(*, now: datetime, batch: int = 200) -> dict[str, int]:
-    """The sweep: subscriptions that ended within the backfill window, in batches, one task each."""
+def ended_late_usage_job(*, now: datetime, batch: int = 200, clock: str | None = None) -> dict[str, int]:
+    """The sweep: subscriptions that ended within the backfill window, in batches, one task each
+    (`clock`: see `customers.clocks.clock_scope`)."""
     from subscriptions.tasks import subscriptions_bill_ended_late_usage_batch
 
     since = now - settings.METERING_BACKFILL_WINDOW - CHANGE_MARGIN
     ids = list(
-        Subscription.objects.filter(status=Status.CANCELED, ended_at__gte=since)
+        clock_scope(Subscription.objects.filter(status=Status.CANCELED, ended_at__gte=since), clock)
         .order_by("id")
         .values_list("id", flat=True)
     )
     batches = [(ids[start : start + batch], now.isoformat()) for start in range(0, len(ids), batch)]
     done = enqueue_each(subscriptions_bill_ended_late_usage_batch, batches)
     return {"subscriptions": len(ids), "invoices": done["invoices"]}
+
+
+def renewal_next_due(*, clock: str, after: datetime) -> datetime | None:
+    """The test clock's next renewal moment after `after`: the soonest end of a live period (a trial, a
+    period to bill, a cancellation at period end) of the clock's customers that renewal would act on."""
+    live = Subscription.objects.filter(status__in=LIVE, current_period_end__gt=after).exclude(
+        customer__status=Customer.Status.DEACTIVATED, cancel_at_period_end=False
+    )
+    return clock_scope(live, clock).aggregate(at=Min("current_period_end"))["at"]

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from billing_site.errors import Conflict
+from customers.entitlements_cache import entitlements_invalidate
 from subscriptions.models import Subscription, SubscriptionItem
 from subscriptions.serializers import subscription_data
 from subscriptions.services.builder import SubscriptionInvoiceWriter
@@ -49,6 +50,8 @@ def subscription_event_emit(
     items: list[SubscriptionItem] | None = None,
 ) -> None:
     data = subscription_snapshot(sub, items)
+    # Every change of a subscription passes here: what its customer is entitled to may have changed.
+    entitlements_invalidate([sub.customer_id])
     if writer is not None:
         writer.emit(type_, "subscription", sub.id, sub.customer_id, data, previous)
     else:
