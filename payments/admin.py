@@ -562,7 +562,7 @@ class CreditNoteAdmin(_ReadOnly):
     list_filter = ("status", "reason", "currency")
     search_fields = ("=number", "=id", "=invoice__id", "=customer__id", "customer__external_id")
     list_select_related = ("customer", "invoice")
-    money_fields = ("amount", "refund_amount", "credit_amount", "out_of_band_amount", "invoice_amount")
+    money_fields = ("amount", "tax", "refund_amount", "credit_amount", "out_of_band_amount", "invoice_amount")
     inlines = (CreditNoteLineInline,)
     actions = ("void",)
     date_hierarchy = "created_at"

@@ -68,6 +68,7 @@ class SubscriptionAdmin(FormattedFields, ChangePageActions, admin.ModelAdmin):
     inlines = (SubscriptionItemInline,)
     actions = ("cancel_now", "cancel_at_period_end", "reactivate", "bill_now")
     date_hierarchy = "created_at"
+    money_fields = ("minimum_amount",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # created through the API, which issues the first invoice
