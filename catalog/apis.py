@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
+from billing_site.tenancy import OPERATORS_ONLY
 from catalog import selectors, services
 from catalog.pricing import quote_to_dict
 from catalog.serializers import (
@@ -32,8 +33,14 @@ _LIST_PARAMS = [
 _ACTIVE = OpenApiParameter("active", str, enum=["true", "false"])
 
 
+# The catalog is the operator's price list: a tenant-bound token neither reads nor changes it (what a tenant
+# pays shows on its own subscriptions and invoices).
+_OPERATORS = {method: OPERATORS_ONLY for method in ("GET", "POST", "PATCH")}
+
+
 class ProductListCreateApi(ApiView):
     scope_resource = "catalog"
+    tenant_access = _OPERATORS
 
     @extend_schema(
         operation_id="products_list", parameters=[*_LIST_PARAMS, _ACTIVE], responses=paginated_schema(ProductOutput)
@@ -50,6 +57,7 @@ class ProductListCreateApi(ApiView):
 
 class ProductDetailApi(ApiView):
     scope_resource = "catalog"
+    tenant_access = _OPERATORS
 
     @extend_schema(operation_id="products_retrieve", responses=ProductOutput)
     def get(self, request: Request, product_id: str) -> Response:
@@ -65,6 +73,7 @@ class ProductDetailApi(ApiView):
 
 class PriceListCreateApi(ApiView):
     scope_resource = "catalog"
+    tenant_access = _OPERATORS
 
     @extend_schema(
         operation_id="prices_list",
@@ -93,6 +102,7 @@ class PriceListCreateApi(ApiView):
 
 class PriceDetailApi(ApiView):
     scope_resource = "catalog"
+    tenant_access = _OPERATORS
 
     @extend_schema(operation_id="prices_retrieve", responses=PriceOutput)
     def get(self, request: Request, price_id: str) -> Response:
@@ -108,6 +118,7 @@ class PriceDetailApi(ApiView):
 
 class PriceQuoteApi(ApiView):
     scope_resource = "catalog"
+    tenant_access = _OPERATORS
     required_scopes = {"POST": "catalog:read"}  # a POST only because it takes a body: it changes nothing
 
     @extend_schema(operation_id="prices_quote", request=QuoteInput, responses=QuoteOutput)
@@ -119,6 +130,7 @@ class PriceQuoteApi(ApiView):
 
 class CouponListCreateApi(ApiView):
     scope_resource = "catalog"
+    tenant_access = _OPERATORS
 
     @extend_schema(
         operation_id="coupons_list", parameters=[*_LIST_PARAMS, _ACTIVE], responses=paginated_schema(CouponOutput)
@@ -135,6 +147,7 @@ class CouponListCreateApi(ApiView):
 
 class CouponDetailApi(ApiView):
     scope_resource = "catalog"
+    tenant_access = _OPERATORS
 
     @extend_schema(operation_id="coupons_retrieve", responses=CouponOutput)
     def get(self, request: Request, coupon_id: str) -> Response:
