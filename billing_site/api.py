@@ -256,7 +256,8 @@ def validate_input(serializer_class: type[serializers.Serializer], data: Any, **
 
 
 class InputSerializer(serializers.Serializer):
-    """Base for request bodies: an unknown field is a 400 naming it (a typo must not be silently ignored)."""
+    # Base for request bodies: an unknown field is a 400 naming it (a typo must not be silently ignored).
+    # A comment, not a docstring: the OpenAPI schema would give it to every request body as its description.
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):

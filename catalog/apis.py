@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -90,7 +90,62 @@ class PriceListCreateApi(ApiView):
     def get(self, request: Request) -> Response:
         return paginate(request, selectors.price_list(filters=request.query_params), PriceOutput)
 
-    @extend_schema(operation_id="prices_create", request=PriceCreateInput, responses={201: PriceOutput})
+    @extend_schema(
+        operation_id="prices_create",
+        request=PriceCreateInput,
+        responses={201: PriceOutput},
+        examples=[
+            OpenApiExample(
+                "Monthly plan price",
+                summary="$20.00 a month for a product",
+                value={
+                    "type": "product",
+                    "product": "prod_01j9zq3y5k8m2n4p6r8t0v2x4z",
+                    "duration": {"amount": 1, "unit": "month"},
+                    "amount": {"model": "fixed", "currency": "usd", "unit": "2000"},
+                    "lookup_key": "pro_monthly",
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Metered volume price",
+                summary="Per API call, volume tiers, billed monthly",
+                value={
+                    "type": "standalone",
+                    "meter": "mtr_01j9zq3y5k8m2n4p6r8t0v2x4z",
+                    "duration": {"amount": 1, "unit": "month"},
+                    "amount": {
+                        "model": "tiered",
+                        "mode": "volume",
+                        "currency": "usd",
+                        "tiers": [{"up_to": "1000", "unit": "0.5"}, {"up_to": None, "unit": "0.25"}],
+                    },
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Monthly plan price",
+                value={
+                    "id": "price_01j9zq4a7c9e1g3j5l7n9q1s3u",
+                    "object": "price",
+                    "type": "product",
+                    "product": "prod_01j9zq3y5k8m2n4p6r8t0v2x4z",
+                    "duration": {"amount": 1, "unit": "month"},
+                    "amount": {"model": "fixed", "currency": "usd", "unit": "2000", "flat": 0},
+                    "name": "$20.00 / month",
+                    "description": None,
+                    "meter": None,
+                    "lookup_key": "pro_monthly",
+                    "active": True,
+                    "metadata": {},
+                    "created_at": "2026-01-05T09:30:00Z",
+                    "updated_at": "2026-01-05T09:30:00Z",
+                },
+                response_only=True,
+                status_codes=["201"],
+            ),
+        ],
+    )
     def post(self, request: Request) -> Response:
         data = validate_input(PriceCreateInput, request.data)
         duration = data.pop("duration")
