@@ -47,6 +47,7 @@ def api_key(db: None) -> str:
     max_examples=EXAMPLES,
     deadline=None,
     derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 @pytest.mark.django_db
