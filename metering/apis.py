@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from django.http import HttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -180,7 +180,36 @@ class EventIngestApi(EventListApi):
     tenant_access = {"POST": TENANT_SCOPED, **EventListApi.tenant_access}
     compat = False
 
-    @extend_schema(operation_id="events_ingest", request=EventBatchInput, responses=IngestOutput)
+    @extend_schema(
+        operation_id="events_ingest",
+        request=EventBatchInput,
+        responses=IngestOutput,
+        examples=[
+            OpenApiExample(
+                "Two API calls",
+                value={
+                    "events": [
+                        {
+                            "external_id": "tenant-4711",
+                            "meter": "api-calls",
+                            "value": "1",
+                            "timestamp": "2026-01-05T09:30:00Z",
+                            "idempotency_key": "req-8f14e45f",
+                        },
+                        {
+                            "external_id": "tenant-4711",
+                            "meter": "api-calls",
+                            "value": "1",
+                            "timestamp": "2026-01-05T09:30:02Z",
+                            "idempotency_key": "req-c9f0f895",
+                            "dimensions": {"region": "eu"},
+                        },
+                    ]
+                },
+                request_only=True,
+            ),
+        ],
+    )
     def post(self, request: Request) -> HttpResponse:
         events = _events_from_body(request, compat=self.compat)
         if self.tenant_scope is not None:
