@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework import serializers
-from rest_framework.exceptions import APIException, Throttled
+from rest_framework.exceptions import APIException, MethodNotAllowed, Throttled
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -69,6 +69,20 @@ class ApiView(APIView):
             raise
         if request.auth is None:
             self._throttle_anonymous(request)
+
+    def check_permissions(self, request: Request) -> None:
+        """A method the route does not have is 405 for any authenticated caller, before scopes: a
+        read-only key (or a tenant's token) sending PUT learns the method is wrong, not that it lacks a
+        scope. Without a credential the 401 still comes first."""
+        if request.auth is not None and not self._supports(request.method or "GET"):
+            raise MethodNotAllowed(request.method)
+        super().check_permissions(request)
+
+    def _supports(self, method: str) -> bool:
+        name = method.lower()
+        if name == "options":
+            return self.metadata_class is not None
+        return name in self.http_method_names and hasattr(self, name)
 
     def _throttle_anonymous(self, request: Request) -> None:
         throttle = AnonymousRateThrottle()

@@ -235,6 +235,18 @@ def test_a_method_a_route_lacks_is_405_and_unauthenticated_still_401(api, method
     assert call(APIClient(), "/api/v1/customers").status_code == 401
 
 
+@pytest.mark.parametrize("method", ["PUT", "OPTIONS", "TRACE", "DELETE"])
+def test_a_missing_method_is_405_even_without_the_scope_or_for_a_tenant(make_client, oidc, method):
+    reader = make_client("customers:read")
+    tenant = oidc.client(sub="t", scope="admin", **{"custom:tenantId": "tenant-x"})
+    for client in (reader, tenant):
+        response = client.generic(method, "/api/v1/customers")
+        assert response.status_code == 405, (method, response.content)
+        assert response.json()["error"]["code"] == "method_not_allowed"
+    # A method the route has still needs its scope.
+    assert reader.post("/api/v1/customers", {"external_id": "x"}, format="json").status_code == 403
+
+
 def test_null_is_accepted_wherever_get_answers_null(api):
     response = api.post(
         "/api/v1/customers",

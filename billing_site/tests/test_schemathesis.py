@@ -40,8 +40,6 @@ def api_key(db: None) -> str:
     return raw
 
 
-
-
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES,
