@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -331,3 +332,31 @@ def test_the_walk_finds_a_leak(oidc, world, api, monkeypatch):
         "PATCH /api/v1/customers/{customer_id}: another tenant's object answered 200, not 404",
     ]
     assert _snapshot(api, operations, world["b"]) != before
+
+
+def test_a_tenant_sends_usage_for_itself_only(oidc, world, api):
+    mine, other = world["a"], world["b"]
+    client = oidc.client(sub="user-of-a", scope="admin", **{TENANT_CLAIM: mine["external_id"]})
+    now = datetime.now(UTC)
+    window = {"start": (now - timedelta(hours=2)).isoformat(), "end": (now + timedelta(hours=2)).isoformat()}
+
+    def used(tenant: dict[str, str]) -> str:
+        answer = api.get(f"/api/v1/usage/{tenant['meter_id']}", {"customer": tenant["customer_id"], **window})
+        assert answer.status_code == 200, answer.content
+        return answer.json()["data"][0]["value"]
+
+    before = used(mine), used(other)
+    unnamed = client.post("/api/v1/events", {"meter": "calls", "idempotency_key": "mine-1"}, format="json")
+    assert unnamed.status_code == 200 and unnamed.json()["created"] == 1, unnamed.content
+    batch = {
+        "events": [
+            {"meter": "calls", "idempotency_key": "mine-2"},
+            {"customer": other["customer_id"], "meter": "calls", "idempotency_key": "theirs-1"},
+        ]
+    }
+    refused = client.post("/api/v1/events", batch, format="json")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "events[1].customer"
+    assert (used(mine), used(other)) == (str(int(before[0]) + 1), before[1])  # nothing of the refused batch
+    own = client.get(f"/api/v1/usage/{mine['meter_id']}", window)
+    assert own.status_code == 200 and own.json()["customer"] == mine["customer_id"]
