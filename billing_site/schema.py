@@ -180,6 +180,11 @@ def summary_for(method: str, path: str) -> str:
         return template.format(a=_a(thing), thing=thing)
     if not segments[-2].startswith("{"):  # a collection below another: /meter-mappings/x/y
         return f"{method.title()} {_words(last)}"
+    if last.endswith("s") and not last.endswith("ss"):  # a collection of one object: /customers/{id}/portal-sessions
+        child = _singular(last)
+        if method == "GET":
+            return f"List the {_words(last)} of {_a(thing)} {thing}"
+        return f"Create {_a(child)} {child} for {_a(thing)} {thing}"
     return f"{_words(last).capitalize()} {_a(thing)} {thing}"
 
 
