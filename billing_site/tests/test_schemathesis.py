@@ -12,6 +12,8 @@ import os
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
     content_type_conformance,
@@ -40,6 +42,17 @@ def api_key(db: None) -> str:
     return raw
 
 
+@pytest.fixture
+def _connection_kept() -> object:
+    """As Django's test client does: the requests run inside the test's transaction, so the per-request
+    connection cleanup must not close (and reopen) the connection in the middle of it (PostgreSQL)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES,
@@ -49,7 +62,7 @@ def api_key(db: None) -> str:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 @pytest.mark.django_db
-def test_every_operation_answers_without_a_server_error_and_as_documented(case, api_key, settings):
+def test_every_operation_answers_without_a_server_error_and_as_documented(case, api_key, settings, _connection_kept):
     settings.API_RATE_LIMIT = (0, 60)
     settings.API_ANON_RATE_LIMIT = (0, 60)
     case.call_and_validate(headers={"Authorization": f"Bearer {api_key}"}, checks=CHECKS)
