@@ -10,11 +10,12 @@ from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework import serializers
+from rest_framework.exceptions import APIException, MethodNotAllowed, Throttled
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing_site.errors import InvalidRequest, PermissionDeniedError
+from billing_site.errors import ApiError, InvalidRequest, NotFound, PermissionDeniedError
 from billing_site.idempotency import (
     IdempotentReplay,
     WriteTracker,
@@ -24,12 +25,27 @@ from billing_site.idempotency import (
 )
 from billing_site.replicas import replica_reads
 from billing_site.tenancy import OPERATORS_ONLY, TENANT_SCOPED, TenantScope, tenant_scope_of
+from billing_site.throttling import AnonymousRateThrottle
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 
 
 _UNRESOLVED = object()
+_bodyless: dict[type, bool] = {}
+
+
+def _declares_no_body(view_class: type) -> bool:
+    """Whether the view's POST is documented with `extend_schema(request=None)`: the schema and the
+    check that refuses a body are one declaration, so they cannot disagree."""
+    if view_class not in _bodyless:
+        schema = getattr(getattr(view_class, "post", None), "kwargs", {}).get("schema")
+        method = getattr(schema, "get_request_serializer", None)
+        closure = getattr(method, "__closure__", None) or ()
+        names = getattr(getattr(method, "__code__", None), "co_freevars", ())
+        declared = {name: cell.cell_contents for name, cell in zip(names, closure, strict=False)}
+        _bodyless[view_class] = "request" in declared and declared["request"] is None
+    return _bodyless[view_class]
 
 
 class ApiView(APIView):
@@ -44,8 +60,39 @@ class ApiView(APIView):
     required_scopes: dict[str, str] | None = None
     tenant_access: dict[str, str] = {}
 
+    def perform_authentication(self, request: Request) -> None:
+        """Requests without a valid credential are rate limited per client address before they are
+        answered 401 (so guessing keys is slowed down as well)."""
+        try:
+            super().perform_authentication(request)
+        except (APIException, ApiError):
+            self._throttle_anonymous(request)
+            raise
+        if request.auth is None:
+            self._throttle_anonymous(request)
+
+    def check_permissions(self, request: Request) -> None:
+        """A method the route does not have is 405 for any authenticated caller, before scopes: a
+        read-only key (or a tenant's token) sending PUT learns the method is wrong, not that it lacks a
+        scope. Without a credential the 401 still comes first."""
+        if request.auth is not None and not self._supports(request.method or "GET"):
+            raise MethodNotAllowed(request.method)
+        super().check_permissions(request)
+
+    def _supports(self, method: str) -> bool:
+        name = method.lower()
+        if name == "options":
+            return self.metadata_class is not None
+        return name in self.http_method_names and hasattr(self, name)
+
+    def _throttle_anonymous(self, request: Request) -> None:
+        throttle = AnonymousRateThrottle()
+        if not throttle.allow_request(request, self):
+            raise Throttled(wait=throttle.wait())
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication and scope checks come first
+        self._path_ids_check(kwargs)
         self._tenant_scope: Any = _UNRESOLVED
         self._idempotency_record = None
         self._write_tracker: WriteTracker | None = None
@@ -63,6 +110,7 @@ class ApiView(APIView):
             # From here on, whether the handler's work committed decides what a 5xx does to the key.
             self._write_tracker = WriteTracker()
             self._write_tracker.start()
+        self._bodyless_check(request)
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -71,6 +119,34 @@ class ApiView(APIView):
             tracker = getattr(self, "_write_tracker", None)
             if tracker is not None:
                 tracker.stop()
+
+    @staticmethod
+    def _path_ids_check(kwargs: dict[str, Any]) -> None:
+        """An id in the path with a NUL or another control character names nothing: 404 here, once for
+        every detail route, before it reaches a query (PostgreSQL refuses NUL in text with a DataError)."""
+        for value in kwargs.values():
+            if isinstance(value, str) and not value.isprintable():
+                raise NotFound("No such object: the id contains a control character.", param="id")
+
+    def _bodyless_check(self, request: Request) -> None:
+        """A POST whose schema declares no body (`extend_schema(request=None)`: /pay, /void, /cancel...)
+        refuses one, as every body refuses unknown fields: `{"amount": 1}` on /pay must not be ignored."""
+        if request.method != "POST":
+            return
+        if not _declares_no_body(type(self)):
+            return
+        if not request._request.body:  # read (and cached) here, so the handler can still read it
+            return
+        data = request.data
+        if isinstance(data, dict) and not data:
+            return
+        if isinstance(data, dict):
+            raise InvalidRequest(
+                f"Unknown field '{sorted(data)[0]}': this operation takes no request body.",
+                param=str(sorted(data)[0]),
+                code="unknown_field",
+            )
+        raise InvalidRequest("This operation takes no request body.", code="malformed_body")
 
     @property
     def tenant_scope(self) -> TenantScope | None:
@@ -212,7 +288,8 @@ def validate_input(serializer_class: type[serializers.Serializer], data: Any, **
 
 
 class InputSerializer(serializers.Serializer):
-    """Base for request bodies: an unknown field is a 400 naming it (a typo must not be silently ignored)."""
+    # Base for request bodies: an unknown field is a 400 naming it (a typo must not be silently ignored).
+    # A comment, not a docstring: the OpenAPI schema would give it to every request body as its description.
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):

@@ -99,7 +99,11 @@ class CountryField(serializers.CharField):
 
 
 class NullableCharField(serializers.CharField):
-    """Outputs "" as null, so clients see "not set" rather than an empty string."""
+    """Outputs "" as null, so clients see "not set" rather than an empty string (declared nullable)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
 
     def to_representation(self, value: Any) -> str | None:
         return value or None
@@ -111,3 +115,34 @@ class DecimalString(serializers.Field):
 
     def to_representation(self, value: Any) -> str | None:
         return None if value is None else decimal_to_str(value)
+
+
+class _NullMeansBlank:
+    """Input side of NullableCharField: what GET answers as null may be sent back as null, and means
+    "not set" (stored as ""), exactly like an empty string."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_null", True)
+        kwargs.setdefault("allow_blank", True)
+        super().__init__(**kwargs)  # type: ignore[call-arg]
+
+    def validate_empty_values(self, data: Any) -> tuple[bool, Any]:
+        if data is None:
+            return True, ""
+        return super().validate_empty_values(data)  # type: ignore[misc]
+
+
+class OptionalCharField(_NullMeansBlank, serializers.CharField):
+    pass
+
+
+class OptionalEmailField(_NullMeansBlank, serializers.EmailField):
+    pass
+
+
+class OptionalCurrencyField(_NullMeansBlank, CurrencyField):
+    pass
+
+
+class OptionalCountryField(_NullMeansBlank, CountryField):
+    pass

@@ -32,8 +32,42 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid JSON number")
 
 
-def loads(raw: bytes | str) -> Any:
-    return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+# How deeply a request body may nest objects and lists. No body of this API needs more than a handful of
+# levels; the limit keeps a body like `[[[[...]]]]` 10,000 levels deep from exhausting the parser's (and
+# later the serializers' and the renderer's) recursion: it is a 400, never a RecursionError.
+MAX_JSON_DEPTH = 32
+
+
+class JsonTooDeep(ValueError):
+    pass
+
+
+def _check_depth(value: Any, limit: int) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            raise JsonTooDeep(f"nested more than {limit} levels deep")
+        stack.extend((child, depth + 1) for child in children)
+
+
+def loads(raw: bytes | str, *, max_depth: int | None = None) -> Any:
+    """JSON with exact decimals. Nesting deeper than `max_depth` raises JsonTooDeep (a ValueError), so
+    does a body so deep that the parser itself runs out of recursion. Request bodies are read with
+    MAX_JSON_DEPTH; what we stored ourselves is read without a limit."""
+    try:
+        value = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+    except RecursionError:
+        raise JsonTooDeep(f"nested more than {max_depth or MAX_JSON_DEPTH} levels deep") from None
+    if max_depth is not None:
+        _check_depth(value, max_depth)
+    return value
 
 
 class JSONRenderer(renderers.BaseRenderer):
@@ -59,6 +93,6 @@ class JSONParser(parsers.BaseParser):
             # PostgreSQL text cannot hold NUL; refusing it here keeps it from becoming a 500 later.
             raise ParseError("NUL characters (\\u0000) are not allowed")
         try:
-            return loads(raw)
+            return loads(raw, max_depth=MAX_JSON_DEPTH)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"malformed JSON ({exc})") from None

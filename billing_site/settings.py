@@ -209,15 +209,26 @@ IDEMPOTENCY_LOCK_TIMEOUT = timedelta(seconds=env_int("IDEMPOTENCY_LOCK_TIMEOUT_S
 API_KEY_LAST_USED_RESOLUTION = timedelta(seconds=60)
 # Requests per API key: "N/second", "N/minute" or "N/hour"; "0" turns limiting off. Over it: 429 with
 # Retry-After. Counted in the cache, so it is per process unless REDIS_URL is set (as in production).
-_rate = env_str("API_RATE_LIMIT", "6000/minute") or ""
 _periods = {"second": 1, "minute": 60, "hour": 3600}
-if _rate == "0":
-    API_RATE_LIMIT = (0, 60)
-else:
-    _count, _, _unit = _rate.partition("/")
-    if not _count.isdigit() or _unit not in _periods:
-        raise EnvError(f"API_RATE_LIMIT must look like 6000/minute (or 0 for none), got {_rate!r}")
-    API_RATE_LIMIT = (int(_count), _periods[_unit])
+
+
+def _rate_setting(name: str, default: str) -> tuple[int, int]:
+    rate = env_str(name, default) or ""
+    if rate == "0":
+        return (0, 60)
+    count, _, unit = rate.partition("/")
+    if not count.isdigit() or unit not in _periods:
+        raise EnvError(f"{name} must look like {default} (or 0 for none), got {rate!r}")
+    return (int(count), _periods[unit])
+
+
+API_RATE_LIMIT = _rate_setting("API_RATE_LIMIT", "6000/minute")
+# Requests without a valid credential (none sent, or one that fails), per client address: guessing keys
+# or tokens is slowed down, and anonymous traffic cannot take the service's time without limit.
+API_ANON_RATE_LIMIT = _rate_setting("API_ANON_RATE_LIMIT", "300/minute")
+# The client address is REMOTE_ADDR unless the service sits behind this many trusted proxies, which
+# append to X-Forwarded-For (0: the header is ignored, so a client cannot pick its own address).
+API_NUM_PROXIES = env_int("API_NUM_PROXIES", 0, minimum=0, maximum=10)
 # Usage events older than this are refused at ingestion (periods that old are already invoiced).
 METERING_BACKFILL_WINDOW = timedelta(days=env_int("METERING_BACKFILL_DAYS", 35, minimum=1, maximum=3650))
 # --- Metering at scale (issue 15) ---
@@ -255,11 +266,14 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["billing_site.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["billing_site.renderers.JSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "billing_site.schema.BillingAutoSchema",
     "EXCEPTION_HANDLER": "billing_site.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     "COERCE_DECIMAL_TO_STRING": True,
     "DATETIME_FORMAT": "iso-8601",
+    "NUM_PROXIES": API_NUM_PROXIES,
+    # OPTIONS is not part of this API (no CORS preflight is served): 405, like any other method a route lacks.
+    "DEFAULT_METADATA_CLASS": None,
 }
 
 SPECTACULAR_SETTINGS = {

@@ -57,3 +57,13 @@ def tenant_scope_of(principal: Any) -> TenantScope | None:
         logger.error("No tenant resolver is registered; tenant-scoped principals see nothing")
         return TenantScope(external_id=external_id, customer_id=None)
     return TenantScope(external_id=external_id, customer_id=_resolver(external_id))
+
+
+def tenant_filter(queryset: Any, tenant: TenantScope | None, field: str = "customer_id") -> Any:
+    """`queryset` limited to the tenant's own rows (`field` names the customer), all of it for operators,
+    none of it for a tenant without a customer. Selectors call it with the `tenant` their view hands them."""
+    if tenant is None:
+        return queryset
+    if tenant.customer_id is None:
+        return queryset.none()
+    return queryset.filter(**{field: tenant.customer_id})

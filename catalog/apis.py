@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -39,8 +39,14 @@ _LIST_PARAMS = [
 _ACTIVE = OpenApiParameter("active", str, enum=["true", "false"])
 
 
+# The catalog is the operator's price list: a tenant-bound token neither reads nor changes it (what a tenant
+# pays shows on its own subscriptions and invoices).
+_OPERATORS = {method: OPERATORS_ONLY for method in ("GET", "POST", "PATCH")}
+
+
 class ProductListCreateApi(ApiView):
     scope_resource = "catalog"
+    tenant_access = _OPERATORS
 
     @extend_schema(
         operation_id="products_list", parameters=[*_LIST_PARAMS, _ACTIVE], responses=paginated_schema(ProductOutput)
@@ -57,6 +63,7 @@ class ProductListCreateApi(ApiView):
 
 class ProductDetailApi(ApiView):
     scope_resource = "catalog"
+    tenant_access = _OPERATORS
 
     @extend_schema(operation_id="products_retrieve", responses=ProductOutput)
     def get(self, request: Request, product_id: str) -> Response:
@@ -72,6 +79,7 @@ class ProductDetailApi(ApiView):
 
 class PriceListCreateApi(ApiView):
     scope_resource = "catalog"
+    tenant_access = _OPERATORS
 
     @extend_schema(
         operation_id="prices_list",
@@ -88,7 +96,62 @@ class PriceListCreateApi(ApiView):
     def get(self, request: Request) -> Response:
         return paginate(request, selectors.price_list(filters=request.query_params), PriceOutput)
 
-    @extend_schema(operation_id="prices_create", request=PriceCreateInput, responses={201: PriceOutput})
+    @extend_schema(
+        operation_id="prices_create",
+        request=PriceCreateInput,
+        responses={201: PriceOutput},
+        examples=[
+            OpenApiExample(
+                "Monthly plan price",
+                summary="$20.00 a month for a product",
+                value={
+                    "type": "product",
+                    "product": "prod_01j9zq3y5k8m2n4p6r8t0v2x4z",
+                    "duration": {"amount": 1, "unit": "month"},
+                    "amount": {"model": "fixed", "currency": "usd", "unit": "2000"},
+                    "lookup_key": "pro_monthly",
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Metered volume price",
+                summary="Per API call, volume tiers, billed monthly",
+                value={
+                    "type": "standalone",
+                    "meter": "mtr_01j9zq3y5k8m2n4p6r8t0v2x4z",
+                    "duration": {"amount": 1, "unit": "month"},
+                    "amount": {
+                        "model": "tiered",
+                        "mode": "volume",
+                        "currency": "usd",
+                        "tiers": [{"up_to": "1000", "unit": "0.5"}, {"up_to": None, "unit": "0.25"}],
+                    },
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Monthly plan price",
+                value={
+                    "id": "price_01j9zq4a7c9e1g3j5l7n9q1s3u",
+                    "object": "price",
+                    "type": "product",
+                    "product": "prod_01j9zq3y5k8m2n4p6r8t0v2x4z",
+                    "duration": {"amount": 1, "unit": "month"},
+                    "amount": {"model": "fixed", "currency": "usd", "unit": "2000", "flat": 0},
+                    "name": "$20.00 / month",
+                    "description": None,
+                    "meter": None,
+                    "lookup_key": "pro_monthly",
+                    "active": True,
+                    "metadata": {},
+                    "created_at": "2026-01-05T09:30:00Z",
+                    "updated_at": "2026-01-05T09:30:00Z",
+                },
+                response_only=True,
+                status_codes=["201"],
+            ),
+        ],
+    )
     def post(self, request: Request) -> Response:
         data = validate_input(PriceCreateInput, request.data)
         duration = data.pop("duration")
@@ -100,6 +163,7 @@ class PriceListCreateApi(ApiView):
 
 class PriceDetailApi(ApiView):
     scope_resource = "catalog"
+    tenant_access = _OPERATORS
 
     @extend_schema(operation_id="prices_retrieve", responses=PriceOutput)
     def get(self, request: Request, price_id: str) -> Response:
@@ -115,6 +179,7 @@ class PriceDetailApi(ApiView):
 
 class PriceQuoteApi(ApiView):
     scope_resource = "catalog"
+    tenant_access = _OPERATORS
     required_scopes = {"POST": "catalog:read"}  # a POST only because it takes a body: it changes nothing
 
     @extend_schema(operation_id="prices_quote", request=QuoteInput, responses=QuoteOutput)
@@ -127,6 +192,7 @@ class PriceQuoteApi(ApiView):
 
 class CouponListCreateApi(ApiView):
     scope_resource = "catalog"
+    tenant_access = _OPERATORS
 
     @extend_schema(
         operation_id="coupons_list", parameters=[*_LIST_PARAMS, _ACTIVE], responses=paginated_schema(CouponOutput)
@@ -143,6 +209,7 @@ class CouponListCreateApi(ApiView):
 
 class CouponDetailApi(ApiView):
     scope_resource = "catalog"
+    tenant_access = _OPERATORS
 
     @extend_schema(operation_id="coupons_retrieve", responses=CouponOutput)
     def get(self, request: Request, coupon_id: str) -> Response:

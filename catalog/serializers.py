@@ -74,7 +74,9 @@ class ProductOutput(serializers.Serializer):
 class TierDoc(serializers.Serializer):
     up_to = serializers.CharField(allow_null=True, help_text="Cumulative, inclusive; null on the last tier.")
     unit = serializers.CharField(help_text="Minor units per unit, decimal string (up to 12 places).")
-    flat = serializers.IntegerField(help_text="Minor units, once per tier that holds any units.")
+    flat = serializers.IntegerField(
+        required=False, help_text="Minor units, once per tier that holds any units (default 0)."
+    )
 
 
 class AmountDoc(serializers.Serializer):
@@ -84,7 +86,11 @@ class AmountDoc(serializers.Serializer):
     currency = serializers.CharField()
     unit = serializers.CharField(required=False, help_text="fixed: minor units per unit, decimal string.")
     flat = serializers.IntegerField(required=False, help_text="fixed: minor units.")
-    mode = serializers.ChoiceField(choices=Price.Mode.choices, required=False, help_text="tiered only.")
+    mode = serializers.ChoiceField(
+        choices=[*Price.Mode.choices, ("volume", "Volume")],
+        required=False,
+        help_text="tiered only. `volume` is the common name of `total` (accepted, answered as `total`).",
+    )
     tiers = TierDoc(many=True, required=False, help_text="tiered and graduated_percentage (rate instead of unit).")
     package_size = serializers.CharField(required=False, help_text="package: units per block.")
     amount = serializers.CharField(required=False, help_text="package: minor units per started block.")

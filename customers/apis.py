@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -58,7 +58,53 @@ class CustomerListCreateApi(ApiView):
         customers = selectors.customer_list(filters=request.query_params, tenant=self.tenant_scope)
         return paginate(request, customers, CustomerOutput)
 
-    @extend_schema(operation_id="customers_create", request=CustomerCreateInput, responses={201: CustomerOutput})
+    @extend_schema(
+        operation_id="customers_create",
+        request=CustomerCreateInput,
+        responses={201: CustomerOutput},
+        examples=[
+            OpenApiExample(
+                "A tenant",
+                value={
+                    "external_id": "tenant-4711",
+                    "name": "Acme GmbH",
+                    "email": "billing@acme.example",
+                    "currency": "eur",
+                    "address": {"line1": "Hauptstrasse 1", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "A tenant",
+                value={
+                    "id": "cus_01j9zq3y5k8m2n4p6r8t0v2x4z",
+                    "object": "customer",
+                    "external_id": "tenant-4711",
+                    "name": "Acme GmbH",
+                    "email": "billing@acme.example",
+                    "currency": "eur",
+                    "address": {
+                        "line1": "Hauptstrasse 1",
+                        "line2": None,
+                        "city": "Berlin",
+                        "state": None,
+                        "postal_code": "10115",
+                        "country": "DE",
+                    },
+                    "tax_exempt": "none",
+                    "metadata": {},
+                    "status": "active",
+                    "billing_mode": "native",
+                    "billing_mode_since": None,
+                    "provider_customer_id": None,
+                    "created_at": "2026-01-05T09:30:00Z",
+                    "updated_at": "2026-01-05T09:30:00Z",
+                },
+                response_only=True,
+                status_codes=["201"],
+            ),
+        ],
+    )
     def post(self, request: Request) -> Response:
         data = validate_input(CustomerCreateInput, request.data)
         customer = services.customer_create(**data, now=timezone.now())

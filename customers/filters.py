@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import django_filters
 
+from billing_site.filters import UtcDateTimeFilter
 from customers.models import Customer, CustomerUser, TestClock
 
 
@@ -11,8 +12,8 @@ class CustomerFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(
         choices=[(Customer.Status.ACTIVE, "active"), (Customer.Status.DEACTIVATED, "deactivated")]
     )
-    created_gte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_lt = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_gte = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_lt = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
     test_clock = django_filters.CharFilter(field_name="test_clock_id")
 
     class Meta:

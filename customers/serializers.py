@@ -5,17 +5,24 @@ from typing import Any
 from rest_framework import serializers
 
 from billing_site.api import InputSerializer
-from billing_site.fields import CountryField, CurrencyField, MetadataField, NullableCharField
+from billing_site.fields import (
+    MetadataField,
+    NullableCharField,
+    OptionalCharField,
+    OptionalCountryField,
+    OptionalCurrencyField,
+    OptionalEmailField,
+)
 from customers.models import Customer, CustomerUser, TestClock
 
 
 class AddressSerializer(InputSerializer):
-    line1 = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    line2 = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    city = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    state = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    postal_code = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    country = CountryField(required=False, allow_blank=True)
+    line1 = OptionalCharField(max_length=255, required=False)
+    line2 = OptionalCharField(max_length=255, required=False)
+    city = OptionalCharField(max_length=255, required=False)
+    state = OptionalCharField(max_length=255, required=False)
+    postal_code = OptionalCharField(max_length=64, required=False)
+    country = OptionalCountryField(required=False)
 
 
 class TimezoneField(serializers.CharField):
@@ -27,24 +34,24 @@ class TimezoneField(serializers.CharField):
 
 class CustomerCreateInput(InputSerializer):
     external_id = serializers.CharField(max_length=255)
-    name = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
-    currency = CurrencyField(required=False, allow_blank=True)
+    name = OptionalCharField(max_length=255, required=False)
+    email = OptionalEmailField(max_length=254, required=False)
+    currency = OptionalCurrencyField(required=False)
     address = AddressSerializer(required=False, allow_null=True)
     tax_exempt = serializers.ChoiceField(choices=Customer.TaxExempt.choices, required=False)
     timezone = TimezoneField()
     invoice_consolidation = serializers.BooleanField(required=False)
     metadata = MetadataField(required=False)
     billing_mode = serializers.ChoiceField(choices=Customer.BillingMode.choices, required=False)
-    provider_customer_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    provider_customer_id = OptionalCharField(max_length=255, required=False)
     test_clock = serializers.CharField(max_length=64, required=False)
 
 
 class CustomerUpdateInput(InputSerializer):
     external_id = serializers.CharField(required=False)
-    name = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
-    currency = CurrencyField(required=False, allow_blank=True)
+    name = OptionalCharField(max_length=255, required=False)
+    email = OptionalEmailField(max_length=254, required=False)
+    currency = OptionalCurrencyField(required=False)
     address = AddressSerializer(required=False, allow_null=True)
     tax_exempt = serializers.ChoiceField(choices=Customer.TaxExempt.choices, required=False)
     timezone = TimezoneField()
@@ -93,15 +100,15 @@ class CustomerOutput(serializers.Serializer):
 
 
 class UserCreateInput(InputSerializer):
-    external_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    external_id = OptionalCharField(max_length=255, required=False)
     email = serializers.EmailField(max_length=254)
-    name = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    name = OptionalCharField(max_length=255, required=False)
 
 
 class UserUpdateInput(InputSerializer):
-    external_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    external_id = OptionalCharField(max_length=255, required=False)
     email = serializers.EmailField(max_length=254, required=False)
-    name = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    name = OptionalCharField(max_length=255, required=False)
 
 
 class UserOutput(serializers.Serializer):

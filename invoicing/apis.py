@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
 from billing_site.csv_export import CsvExportMixin, csv_response
-from billing_site.tenancy import OPERATORS_ONLY
+from billing_site.tenancy import OPERATORS_ONLY, TENANT_SCOPED
 from customers.selectors import customer_from_input
 from invoicing import exports, selectors, services
 from invoicing.models import Invoice
@@ -38,6 +38,8 @@ class _InvoiceSerializer(serializers.BaseSerializer):
 
 class InvoiceListApi(ApiView):
     scope_resource = "billing"
+    # A tenant reads its own invoices; issuing one is the operator's.
+    tenant_access = {"GET": TENANT_SCOPED, "POST": OPERATORS_ONLY}
 
     @extend_schema(
         operation_id="invoices_list",
@@ -50,7 +52,8 @@ class InvoiceListApi(ApiView):
         responses=paginated_schema(InvoiceOutput),
     )
     def get(self, request: Request) -> Response:
-        return paginate(request, selectors.invoice_list(filters=request.query_params), _InvoiceSerializer)
+        invoices = selectors.invoice_list(filters=request.query_params, tenant=self.tenant_scope)
+        return paginate(request, invoices, _InvoiceSerializer)
 
     @extend_schema(operation_id="invoices_create", request=InvoiceCreateInput, responses={201: InvoiceOutput})
     def post(self, request: Request) -> Response:
@@ -63,14 +66,18 @@ class InvoiceListApi(ApiView):
 
 class InvoiceDetailApi(ApiView):
     scope_resource = "billing"
+    tenant_access = {"GET": TENANT_SCOPED}
 
     @extend_schema(operation_id="invoices_retrieve", responses=InvoiceOutput)
     def get(self, request: Request, invoice_id: str) -> Response:
-        return Response(InvoiceOutput(invoice_data(selectors.invoice_get(invoice_id=invoice_id))).data)
+        invoice = selectors.invoice_get(invoice_id=invoice_id, tenant=self.tenant_scope)
+        return Response(InvoiceOutput(invoice_data(invoice)).data)
 
 
 class _InvoiceActionApi(ApiView):
     scope_resource = "billing"
+    # Finalizing, voiding and writing off invoices are the operator's decisions.
+    tenant_access = {"POST": OPERATORS_ONLY}
     transition: Any = None
 
     def post(self, request: Request, invoice_id: str) -> Response:
@@ -105,6 +112,8 @@ class InvoiceMarkUncollectibleApi(_InvoiceActionApi):
 
 class InvoiceItemListCreateApi(ApiView):
     scope_resource = "billing"
+    # A tenant sees what is pending on its next invoice; adding charges is the operator's.
+    tenant_access = {"GET": TENANT_SCOPED, "POST": OPERATORS_ONLY}
 
     @extend_schema(
         operation_id="invoice_items_list",
@@ -117,7 +126,8 @@ class InvoiceItemListCreateApi(ApiView):
         responses=paginated_schema(InvoiceItemOutput),
     )
     def get(self, request: Request) -> Response:
-        return paginate(request, selectors.invoice_item_list(filters=request.query_params), InvoiceItemOutput)
+        items = selectors.invoice_item_list(filters=request.query_params, tenant=self.tenant_scope)
+        return paginate(request, items, InvoiceItemOutput)
 
     @extend_schema(
         operation_id="invoice_items_create", request=InvoiceItemCreateInput, responses={201: InvoiceItemOutput}
@@ -131,10 +141,12 @@ class InvoiceItemListCreateApi(ApiView):
 
 class InvoiceItemDetailApi(ApiView):
     scope_resource = "billing"
+    tenant_access = {"GET": TENANT_SCOPED, "DELETE": OPERATORS_ONLY}
 
     @extend_schema(operation_id="invoice_items_retrieve", responses=InvoiceItemOutput)
     def get(self, request: Request, invoice_item_id: str) -> Response:
-        return Response(InvoiceItemOutput(selectors.invoice_item_get(invoice_item_id=invoice_item_id)).data)
+        item = selectors.invoice_item_get(invoice_item_id=invoice_item_id, tenant=self.tenant_scope)
+        return Response(InvoiceItemOutput(item).data)
 
     @extend_schema(operation_id="invoice_items_delete", responses={204: None})
     def delete(self, request: Request, invoice_item_id: str) -> Response:
@@ -143,8 +155,13 @@ class InvoiceItemDetailApi(ApiView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+# Tax rates are the operator's configuration.
+_TAX_OPERATORS = {"GET": OPERATORS_ONLY, "POST": OPERATORS_ONLY, "PATCH": OPERATORS_ONLY}
+
+
 class TaxRateListCreateApi(ApiView):
     scope_resource = "billing"
+    tenant_access = _TAX_OPERATORS
 
     @extend_schema(
         operation_id="tax_rates_list",
@@ -168,6 +185,7 @@ class TaxRateListCreateApi(ApiView):
 
 class TaxRateDetailApi(ApiView):
     scope_resource = "billing"
+    tenant_access = _TAX_OPERATORS
 
     @extend_schema(operation_id="tax_rates_retrieve", responses=TaxRateOutput)
     def get(self, request: Request, tax_rate_id: str) -> Response:

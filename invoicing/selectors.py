@@ -7,6 +7,7 @@ from django.db.models import Prefetch, QuerySet
 
 from billing_site.errors import NotFound
 from billing_site.selectors import apply_filters
+from billing_site.tenancy import TenantScope, tenant_filter
 from customers.models import Customer
 from invoicing import hooks
 from invoicing import tax as taxmath
@@ -20,26 +21,31 @@ def _with_lines(queryset: QuerySet[Invoice]) -> QuerySet[Invoice]:
     )
 
 
-def invoice_get(*, invoice_id: str) -> Invoice:
-    invoice = _with_lines(Invoice.objects.filter(pk=invoice_id)).first()
+def invoice_get(*, invoice_id: str, tenant: TenantScope | None = None) -> Invoice:
+    """`tenant` (from the view): another tenant's invoice is missing, exactly like one that does not exist."""
+    invoice = _with_lines(tenant_filter(Invoice.objects.filter(pk=invoice_id), tenant)).first()
     if invoice is None:
         raise NotFound(f"No such invoice: {invoice_id}", param="id")
     return invoice
 
 
-def invoice_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Invoice]:
-    return _with_lines(apply_filters(InvoiceFilter, filters or {}, Invoice.objects.all()))
+def invoice_list(*, filters: Mapping[str, Any] | None = None, tenant: TenantScope | None = None) -> QuerySet[Invoice]:
+    return _with_lines(apply_filters(InvoiceFilter, filters or {}, tenant_filter(Invoice.objects.all(), tenant)))
 
 
-def invoice_item_get(*, invoice_item_id: str) -> PendingInvoiceItem:
-    item = PendingInvoiceItem.objects.filter(pk=invoice_item_id).first()
+def invoice_item_get(*, invoice_item_id: str, tenant: TenantScope | None = None) -> PendingInvoiceItem:
+    item = tenant_filter(PendingInvoiceItem.objects.filter(pk=invoice_item_id), tenant).first()
     if item is None:
         raise NotFound(f"No such invoice item: {invoice_item_id}", param="id")
     return item
 
 
-def invoice_item_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[PendingInvoiceItem]:
-    return apply_filters(PendingInvoiceItemFilter, filters or {}, PendingInvoiceItem.objects.all())
+def invoice_item_list(
+    *, filters: Mapping[str, Any] | None = None, tenant: TenantScope | None = None
+) -> QuerySet[PendingInvoiceItem]:
+    return apply_filters(
+        PendingInvoiceItemFilter, filters or {}, tenant_filter(PendingInvoiceItem.objects.all(), tenant)
+    )
 
 
 def tax_rate_get(*, tax_rate_id: str) -> TaxRate:

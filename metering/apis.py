@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,7 +17,7 @@ from billing_site.csv_export import CsvExportMixin, csv_response
 from billing_site.errors import InvalidRequest
 from billing_site.renderers import dumps
 from billing_site.replicas import replica_reads
-from billing_site.tenancy import OPERATORS_ONLY
+from billing_site.tenancy import OPERATORS_ONLY, TENANT_SCOPED, TenantScope
 from customers import selectors as customer_selectors
 from customers.models import Customer
 from metering import alerts, exports, ingest, selectors, services, usage
@@ -55,8 +55,13 @@ _METER_SCOPES = {
 }
 
 
+# Meters are the operator's catalog, like prices: not a tenant's to read or change.
+_OPERATORS = {method: OPERATORS_ONLY for method in ("GET", "POST", "PUT", "PATCH", "DELETE")}
+
+
 class MeterListCreateApi(ApiView):
     required_scopes = _METER_SCOPES
+    tenant_access = _OPERATORS
 
     @extend_schema(
         operation_id="meters_list",
@@ -81,6 +86,7 @@ class MeterListCreateApi(ApiView):
 
 class MeterDetailApi(ApiView):
     required_scopes = _METER_SCOPES
+    tenant_access = _OPERATORS
 
     @extend_schema(operation_id="meters_retrieve", responses=MeterOutput)
     def get(self, request: Request, meter_id: str) -> Response:
@@ -154,16 +160,68 @@ def _events_from_body(request: Request, *, compat: bool) -> list[Any]:
     return events
 
 
+def _events_for_tenant(events: list[Any], tenant: TenantScope, *, compat: bool) -> None:
+    """A tenant-bound caller's events are its own customer's: one that names no customer is given the
+    tenant's; one naming any other customer refuses the whole batch (400 naming it, as for an unknown
+    customer: another tenant's existence is not revealed), so nothing of it is stored."""
+    for index, event in enumerate(events):
+        if not isinstance(event, dict):
+            continue  # rejected per event by the ingestion, as for anyone
+        named = {key: event.get(key) for key in ("customer", "external_id") if event.get(key) is not None}
+        allowed = {"customer": tenant.customer_id, "external_id": tenant.external_id}
+        wrong = [key for key, value in named.items() if tenant.customer_id is None or value != allowed[key]]
+        if wrong:
+            field = "TenantID" if compat else wrong[0]
+            param = f"events[{index}].{field}" if len(events) > 1 or compat else field
+            raise InvalidRequest(f"No such customer: {named[wrong[0]]}", param=param, code="resource_missing")
+        if not named:
+            event.pop("external_id", None)
+            event["customer"] = tenant.customer_id
+
+
 class EventIngestApi(EventListApi):
     """`POST /events` ingests usage; `GET /events` on the same path lists the billing-event outbox (the
     webhooks app's view, inherited)."""
 
     required_scopes = {"POST": "usage:write", **EventListApi.required_scopes}
+    # A tenant sends its own usage (each event names its own customer, or none: then it is its own).
+    tenant_access = {"POST": TENANT_SCOPED, **EventListApi.tenant_access}
     compat = False
 
-    @extend_schema(operation_id="events_ingest", request=EventBatchInput, responses=IngestOutput)
+    @extend_schema(
+        operation_id="events_ingest",
+        request=EventBatchInput,
+        responses=IngestOutput,
+        examples=[
+            OpenApiExample(
+                "Two API calls",
+                value={
+                    "events": [
+                        {
+                            "external_id": "tenant-4711",
+                            "meter": "api-calls",
+                            "value": "1",
+                            "timestamp": "2026-01-05T09:30:00Z",
+                            "idempotency_key": "req-8f14e45f",
+                        },
+                        {
+                            "external_id": "tenant-4711",
+                            "meter": "api-calls",
+                            "value": "1",
+                            "timestamp": "2026-01-05T09:30:02Z",
+                            "idempotency_key": "req-c9f0f895",
+                            "dimensions": {"region": "eu"},
+                        },
+                    ]
+                },
+                request_only=True,
+            ),
+        ],
+    )
     def post(self, request: Request) -> HttpResponse:
         events = _events_from_body(request, compat=self.compat)
+        if self.tenant_scope is not None:
+            _events_for_tenant(events, self.tenant_scope, compat=self.compat)
         result = ingest.usage_ingest(events=events, now=timezone.now())
         return HttpResponse(dumps(result.as_dict()), content_type="application/json")
 
@@ -180,11 +238,13 @@ class BillingEventIngestApi(EventIngestApi):
 # --- Usage ----------------------------------------------------------------------------------------
 
 
-def _usage_customer(data: dict[str, Any]) -> Customer:
+def _usage_customer(data: dict[str, Any], tenant: TenantScope | None = None) -> Customer:
     """The customer named by `customer` (id) or `external_id`; deleted customers keep their usage."""
     if "customer" in data:
-        return customer_selectors.customer_from_input(customer_id=data["customer"], include_deleted=True)
-    customer = customer_selectors.customer_get_by_external_id(external_id=data["external_id"], include_deleted=True)
+        return customer_selectors.customer_from_input(customer_id=data["customer"], include_deleted=True, tenant=tenant)
+    customer = customer_selectors.customer_get_by_external_id(
+        external_id=data["external_id"], include_deleted=True, tenant=tenant
+    )
     if customer is None:
         raise InvalidRequest(
             f"No customer with external_id {data['external_id']!r}.", param="external_id", code="resource_missing"
@@ -199,6 +259,8 @@ class UsageApi(ApiView):
     bucket. Pages go by bucket start, then group value (null first)."""
 
     required_scopes = {"GET": "usage:read"}
+    # A tenant reads its own usage: `customer` / `external_id` default to its own; another's is a 400.
+    tenant_access = {"GET": TENANT_SCOPED}
 
     @extend_schema(
         operation_id="usage_retrieve",
@@ -224,14 +286,18 @@ class UsageApi(ApiView):
     def get(self, request: Request, meter_id: str) -> Response:
         meter = selectors.meter_get(meter_id=meter_id)
         filters, params = usage_filters_from_query(request.query_params)
+        if self.tenant_scope is not None and not ({"customer", "external_id"} & params.keys()):
+            params["customer"] = self.tenant_scope.customer_id or ""
         query = validate_input(UsageQueryInput, params)
         limit = query["limit"]
         with replica_reads():  # usage may lag the primary by the replication delay; billing never reads here
-            buckets = self._series(meter, query, filters)
+            customer = _usage_customer(query, tenant=self.tenant_scope)
+            buckets = self._series(meter, customer, query, filters)
         page, has_more = buckets[:limit], len(buckets) > limit
         return Response(
             {
                 "meter": meter.id,
+                "customer": customer.id,
                 "aggregation": meter.aggregation,
                 "data": UsageBucketOutput(page, many=True).data,
                 "has_more": has_more,
@@ -240,10 +306,10 @@ class UsageApi(ApiView):
         )
 
     @staticmethod
-    def _series(meter: Any, query: dict[str, Any], filters: dict[str, list[str]]) -> list[Any]:
+    def _series(meter: Any, customer: Customer, query: dict[str, Any], filters: dict[str, list[str]]) -> list[Any]:
         return selectors.usage_series(
             meter=meter,
-            customer=_usage_customer(query),
+            customer=customer,
             start=query["start"],
             end=query["end"],
             window=query["window"],
@@ -257,6 +323,8 @@ class UsageCancelApi(ApiView):
     """Cancel usage events: they stay stored, marked canceled, and no aggregation counts them again."""
 
     required_scopes = {"DELETE": "usage:write"}
+    # Canceling usage corrects what will be billed: the operator's.
+    tenant_access = {"DELETE": OPERATORS_ONLY}
 
     @extend_schema(operation_id="usage_cancel", request=UsageCancelInput, responses=UsageCancelOutput)
     def delete(self, request: Request) -> Response:

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 
+from billing_site.datetimes import TimestampOutOfRange, to_utc
 from customers.entitlements_cache import entitlements_invalidate
 from customers.models import Customer
 from metering.ids import event_public_id, new_tokens_for
@@ -165,7 +166,12 @@ def parse_timestamp(raw: Any, *, now: datetime, param: str = "timestamp") -> dat
             ) from None
         if parsed.tzinfo is None:
             raise EventRejected("parameter_invalid", "timestamp needs a UTC offset (e.g. a trailing Z).", param)
-        return parsed.astimezone(UTC)
+        try:
+            return to_utc(parsed)
+        except TimestampOutOfRange:
+            raise EventRejected(
+                "parameter_invalid", "timestamp is out of range once converted to UTC.", param
+            ) from None
     raise EventRejected("parameter_invalid", "timestamp must be RFC 3339 or epoch milliseconds.", param)
 
 

@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing_site.api import InputSerializer
+from billing_site.datetimes import TimestampOutOfRange, to_utc
 from billing_site.errors import InvalidRequest
 from billing_site.fields import MetadataField
 from billing_site.money import decimal_to_str
@@ -155,7 +156,12 @@ def parse_usage_time(raw: str, param: str) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         raise serializers.ValidationError(f"{param} needs a UTC offset (e.g. a trailing Z).", code="parameter_invalid")
-    return parsed.astimezone(UTC)
+    try:
+        return to_utc(parsed)
+    except TimestampOutOfRange:
+        raise serializers.ValidationError(
+            f"{param} is out of range once converted to UTC.", code="parameter_invalid"
+        ) from None
 
 
 def encode_usage_cursor(start: datetime, group: dict[str, str | None]) -> str:
@@ -167,7 +173,7 @@ def encode_usage_cursor(start: datetime, group: dict[str, str | None]) -> str:
 def decode_usage_cursor(cursor: str, group_by: str | None) -> tuple[datetime, dict[str, str | None]]:
     try:
         payload = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        start = datetime.fromisoformat(payload[0])
+        start = to_utc(datetime.fromisoformat(payload[0]))
         group = payload[1]
         if start.tzinfo is None or not (group is None or isinstance(group, str)) or len(payload) != 2:
             raise ValueError(cursor)
@@ -258,6 +264,7 @@ class UsageBucketOutput(serializers.Serializer):
 
 class UsageOutput(serializers.Serializer):
     meter = serializers.CharField()
+    customer = serializers.CharField()
     aggregation = serializers.CharField()
     data = UsageBucketOutput(many=True)
     has_more = serializers.BooleanField()

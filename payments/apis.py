@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
 from billing_site.errors import InvalidRequest
-from billing_site.tenancy import OPERATORS_ONLY
+from billing_site.tenancy import OPERATORS_ONLY, TENANT_SCOPED, TenantScope, tenant_filter
 from customers.clocks import customer_now, customer_now_by_id, test_clock_get, test_clocks_enabled_check
 from customers.models import Customer
 from customers.selectors import customer_from_input, customer_get
@@ -55,10 +55,10 @@ from payments.services import collection, credit_notes, grants, intents, ledger,
 _LIST = [OpenApiParameter("limit", int, description="1-100, default 20"), OpenApiParameter("cursor", str)]
 
 
-def _method(method_id: str | None) -> PaymentMethod | None:
+def _method(method_id: str | None, tenant: TenantScope | None = None) -> PaymentMethod | None:
     if not method_id:
         return None
-    method = PaymentMethod.objects.filter(pk=method_id).first()
+    method = tenant_filter(PaymentMethod.objects.filter(pk=method_id), tenant).first()
     if method is None:
         raise InvalidRequest(f"No such payment method: {method_id}", param="payment_method", code="resource_missing")
     return method
@@ -87,6 +87,7 @@ def _intent(intent_id: str | None) -> PaymentIntent | None:
 
 class PaymentMethodListCreateApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"GET": TENANT_SCOPED, "POST": TENANT_SCOPED}  # a tenant manages its own cards
 
     @extend_schema(
         operation_id="payment_methods_list",
@@ -94,7 +95,7 @@ class PaymentMethodListCreateApi(ApiView):
         responses=paginated_schema(PaymentMethodOutput),
     )
     def get(self, request: Request) -> Response:
-        queryset = selectors.payment_method_filtered(filters=request.query_params)
+        queryset = selectors.payment_method_filtered(filters=request.query_params, tenant=self.tenant_scope)
         return paginate(request, queryset, PaymentMethodOutput)
 
     @extend_schema(
@@ -102,7 +103,7 @@ class PaymentMethodListCreateApi(ApiView):
     )
     def post(self, request: Request) -> Response:
         data = validate_input(PaymentMethodCreateInput, request.data)
-        customer = customer_from_input(customer_id=data["customer"])
+        customer = customer_from_input(customer_id=data["customer"], tenant=self.tenant_scope)
         method = methods.payment_method_create(
             customer=customer,
             token=data["token"],
@@ -114,18 +115,24 @@ class PaymentMethodListCreateApi(ApiView):
 
 class PaymentMethodDetailApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"GET": TENANT_SCOPED}
 
     @extend_schema(operation_id="payment_methods_retrieve", responses=PaymentMethodOutput)
     def get(self, request: Request, payment_method_id: str) -> Response:
-        return Response(PaymentMethodOutput(selectors.payment_method_get(payment_method_id=payment_method_id)).data)
+        return Response(
+            PaymentMethodOutput(
+                selectors.payment_method_get(payment_method_id=payment_method_id, tenant=self.tenant_scope)
+            ).data
+        )
 
 
 class PaymentMethodDetachApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"POST": TENANT_SCOPED}
 
     @extend_schema(operation_id="payment_methods_detach", request=None, responses=PaymentMethodOutput)
     def post(self, request: Request, payment_method_id: str) -> Response:
-        method = selectors.payment_method_get(payment_method_id=payment_method_id)
+        method = selectors.payment_method_get(payment_method_id=payment_method_id, tenant=self.tenant_scope)
         method = methods.payment_method_detach(payment_method=method, now=timezone.now())
         return Response(PaymentMethodOutput(method).data)
 
@@ -135,6 +142,7 @@ class PaymentMethodDetachApi(ApiView):
 
 class SetupIntentCreateApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"POST": TENANT_SCOPED}
 
     @extend_schema(
         operation_id="setup_intents_create", request=SetupIntentCreateInput, responses={201: SetupIntentOutput}
@@ -142,7 +150,7 @@ class SetupIntentCreateApi(ApiView):
     def post(self, request: Request) -> Response:
         data = validate_input(SetupIntentCreateInput, request.data)
         intent = methods.setup_intent_create(
-            customer=customer_from_input(customer_id=data["customer"]),
+            customer=customer_from_input(customer_id=data["customer"], tenant=self.tenant_scope),
             token=data["token"],
             usage=data["usage"],
             now=timezone.now(),
@@ -152,23 +160,29 @@ class SetupIntentCreateApi(ApiView):
 
 class SetupIntentDetailApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"GET": TENANT_SCOPED}
 
     @extend_schema(operation_id="setup_intents_retrieve", responses=SetupIntentOutput)
     def get(self, request: Request, setup_intent_id: str) -> Response:
-        return Response(SetupIntentOutput(selectors.setup_intent_get(setup_intent_id=setup_intent_id)).data)
+        return Response(
+            SetupIntentOutput(
+                selectors.setup_intent_get(setup_intent_id=setup_intent_id, tenant=self.tenant_scope)
+            ).data
+        )
 
 
 class SetupIntentConfirmApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"POST": TENANT_SCOPED}
 
     @extend_schema(operation_id="setup_intents_confirm", request=SetupIntentConfirmInput, responses=SetupIntentOutput)
     def post(self, request: Request, setup_intent_id: str) -> Response:
-        intent = selectors.setup_intent_get(setup_intent_id=setup_intent_id)
+        intent = selectors.setup_intent_get(setup_intent_id=setup_intent_id, tenant=self.tenant_scope)
         data = validate_input(SetupIntentConfirmInput, request.data)
         intent = methods.setup_intent_confirm(
             setup_intent=intent,
             token=data["token"],
-            payment_method=_method(data.get("payment_method")),
+            payment_method=_method(data.get("payment_method"), self.tenant_scope),
             now=timezone.now(),
         )
         return Response(SetupIntentOutput(intent).data)
@@ -176,10 +190,11 @@ class SetupIntentConfirmApi(ApiView):
 
 class SetupIntentCancelApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"POST": TENANT_SCOPED}
 
     @extend_schema(operation_id="setup_intents_cancel", request=IntentCancelInput, responses=SetupIntentOutput)
     def post(self, request: Request, setup_intent_id: str) -> Response:
-        intent = selectors.setup_intent_get(setup_intent_id=setup_intent_id)
+        intent = selectors.setup_intent_get(setup_intent_id=setup_intent_id, tenant=self.tenant_scope)
         data = validate_input(IntentCancelInput, request.data)
         intent = methods.setup_intent_cancel(
             setup_intent=intent, cancellation_reason=data["cancellation_reason"], now=timezone.now()
@@ -192,6 +207,7 @@ class SetupIntentCancelApi(ApiView):
 
 class PaymentIntentListCreateApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"GET": TENANT_SCOPED, "POST": OPERATORS_ONLY}  # charging an amount is the operator's
 
     @extend_schema(
         operation_id="payment_intents_list",
@@ -204,7 +220,7 @@ class PaymentIntentListCreateApi(ApiView):
         responses=paginated_schema(PaymentIntentOutput),
     )
     def get(self, request: Request) -> Response:
-        queryset = selectors.payment_intent_filtered(filters=request.query_params)
+        queryset = selectors.payment_intent_filtered(filters=request.query_params, tenant=self.tenant_scope)
         return paginate(request, queryset, PaymentIntentOutput)
 
     @extend_schema(
@@ -213,10 +229,10 @@ class PaymentIntentListCreateApi(ApiView):
     def post(self, request: Request) -> Response:
         data = validate_input(PaymentIntentCreateInput, request.data)
         intent = intents.payment_intent_create(
-            customer=customer_from_input(customer_id=data["customer"]),
+            customer=customer_from_input(customer_id=data["customer"], tenant=self.tenant_scope),
             amount=data["amount"],
             currency=data["currency"],
-            payment_method=_method(data.get("payment_method")),
+            payment_method=_method(data.get("payment_method"), self.tenant_scope),
             capture_method=data["capture_method"],
             invoice=_invoice(data.get("invoice")),
             description=data["description"],
@@ -227,35 +243,44 @@ class PaymentIntentListCreateApi(ApiView):
 
 class PaymentIntentDetailApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"GET": TENANT_SCOPED}
 
     @extend_schema(operation_id="payment_intents_retrieve", responses=PaymentIntentOutput)
     def get(self, request: Request, payment_intent_id: str) -> Response:
-        return Response(PaymentIntentOutput(selectors.payment_intent_get(payment_intent_id=payment_intent_id)).data)
+        return Response(
+            PaymentIntentOutput(
+                selectors.payment_intent_get(payment_intent_id=payment_intent_id, tenant=self.tenant_scope)
+            ).data
+        )
 
 
 class PaymentIntentConfirmApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"POST": TENANT_SCOPED}  # the customer completes its own payment (3-D Secure)
 
     @extend_schema(
         operation_id="payment_intents_confirm", request=PaymentIntentConfirmInput, responses=PaymentIntentOutput
     )
     def post(self, request: Request, payment_intent_id: str) -> Response:
-        intent = selectors.payment_intent_get(payment_intent_id=payment_intent_id)
+        intent = selectors.payment_intent_get(payment_intent_id=payment_intent_id, tenant=self.tenant_scope)
         data = validate_input(PaymentIntentConfirmInput, request.data)
         intent = intents.payment_intent_confirm(
-            payment_intent=intent, payment_method=_method(data.get("payment_method")), now=timezone.now()
+            payment_intent=intent,
+            payment_method=_method(data.get("payment_method"), self.tenant_scope),
+            now=timezone.now(),
         )
         return Response(PaymentIntentOutput(intent).data)
 
 
 class PaymentIntentCaptureApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"POST": OPERATORS_ONLY}
 
     @extend_schema(
         operation_id="payment_intents_capture", request=PaymentIntentCaptureInput, responses=PaymentIntentOutput
     )
     def post(self, request: Request, payment_intent_id: str) -> Response:
-        intent = selectors.payment_intent_get(payment_intent_id=payment_intent_id)
+        intent = selectors.payment_intent_get(payment_intent_id=payment_intent_id, tenant=self.tenant_scope)
         data = validate_input(PaymentIntentCaptureInput, request.data)
         intent = intents.payment_intent_capture(payment_intent=intent, amount=data.get("amount"), now=timezone.now())
         return Response(PaymentIntentOutput(intent).data)
@@ -263,10 +288,11 @@ class PaymentIntentCaptureApi(ApiView):
 
 class PaymentIntentCancelApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"POST": OPERATORS_ONLY}
 
     @extend_schema(operation_id="payment_intents_cancel", request=IntentCancelInput, responses=PaymentIntentOutput)
     def post(self, request: Request, payment_intent_id: str) -> Response:
-        intent = selectors.payment_intent_get(payment_intent_id=payment_intent_id)
+        intent = selectors.payment_intent_get(payment_intent_id=payment_intent_id, tenant=self.tenant_scope)
         data = validate_input(IntentCancelInput, request.data)
         intent = intents.payment_intent_cancel(
             payment_intent=intent, cancellation_reason=data["cancellation_reason"], now=timezone.now()
@@ -279,6 +305,7 @@ class PaymentIntentCancelApi(ApiView):
 
 class RefundListCreateApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"GET": TENANT_SCOPED, "POST": OPERATORS_ONLY}  # giving money back is the operator's
 
     @extend_schema(
         operation_id="refunds_list",
@@ -286,7 +313,7 @@ class RefundListCreateApi(ApiView):
         responses=paginated_schema(RefundOutput),
     )
     def get(self, request: Request) -> Response:
-        queryset = selectors.refund_filtered(filters=request.query_params)
+        queryset = selectors.refund_filtered(filters=request.query_params, tenant=self.tenant_scope)
         return paginate(request, queryset, RefundOutput)
 
     @extend_schema(operation_id="refunds_create", request=RefundCreateInput, responses={201: RefundOutput})
@@ -304,10 +331,11 @@ class RefundListCreateApi(ApiView):
 
 class RefundDetailApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"GET": TENANT_SCOPED}
 
     @extend_schema(operation_id="refunds_retrieve", responses=RefundOutput)
     def get(self, request: Request, refund_id: str) -> Response:
-        return Response(RefundOutput(selectors.refund_get(refund_id=refund_id)).data)
+        return Response(RefundOutput(selectors.refund_get(refund_id=refund_id, tenant=self.tenant_scope)).data)
 
 
 # --- disputes (read-only: they come from the provider's webhooks) ---------------------------------
@@ -315,6 +343,7 @@ class RefundDetailApi(ApiView):
 
 class DisputeListApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"GET": OPERATORS_ONLY}  # chargebacks are handled by the operator with the provider
 
     @extend_schema(
         operation_id="disputes_list",
@@ -333,6 +362,7 @@ class DisputeListApi(ApiView):
 
 class DisputeDetailApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"GET": OPERATORS_ONLY}
 
     @extend_schema(operation_id="disputes_retrieve", responses=DisputeOutput)
     def get(self, request: Request, dispute_id: str) -> Response:
@@ -356,10 +386,11 @@ def _currency_or_customers(data: Mapping[str, Any], customer: Customer) -> str:
 
 class CustomerBalanceApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"GET": TENANT_SCOPED}
 
     @extend_schema(operation_id="customer_balance_retrieve", responses=CustomerBalanceOutput)
     def get(self, request: Request, customer_id: str) -> Response:
-        customer = customer_get(customer_id=customer_id)
+        customer = customer_get(customer_id=customer_id, tenant=self.tenant_scope)
         body = {
             "object": "customer_balance",
             "customer": customer.id,
@@ -370,6 +401,7 @@ class CustomerBalanceApi(ApiView):
 
 class CustomerBalanceTransactionListCreateApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"GET": TENANT_SCOPED, "POST": OPERATORS_ONLY}
 
     @extend_schema(
         operation_id="customer_balance_transactions_list",
@@ -377,7 +409,7 @@ class CustomerBalanceTransactionListCreateApi(ApiView):
         responses=paginated_schema(BalanceTransactionOutput),
     )
     def get(self, request: Request, customer_id: str) -> Response:
-        customer = customer_get(customer_id=customer_id)
+        customer = customer_get(customer_id=customer_id, tenant=self.tenant_scope)
         queryset = selectors.balance_transaction_list(customer=customer, filters=request.query_params)
         return paginate(request, queryset, BalanceTransactionOutput)
 
@@ -387,7 +419,7 @@ class CustomerBalanceTransactionListCreateApi(ApiView):
         responses={201: BalanceTransactionOutput},
     )
     def post(self, request: Request, customer_id: str) -> Response:
-        customer = customer_get(customer_id=customer_id)
+        customer = customer_get(customer_id=customer_id, tenant=self.tenant_scope)
         data = validate_input(BalanceTransactionCreateInput, request.data)
         txn = ledger.balance_adjust(
             customer=customer,
@@ -405,6 +437,7 @@ class CustomerBalanceTransactionListCreateApi(ApiView):
 
 class CreditGrantListCreateApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"GET": TENANT_SCOPED, "POST": OPERATORS_ONLY}
 
     @extend_schema(
         operation_id="credit_grants_list",
@@ -417,7 +450,7 @@ class CreditGrantListCreateApi(ApiView):
         responses=paginated_schema(CreditGrantOutput),
     )
     def get(self, request: Request) -> Response:
-        queryset = selectors.credit_grant_list(filters=request.query_params)
+        queryset = selectors.credit_grant_list(filters=request.query_params, tenant=self.tenant_scope)
         return paginate(request, queryset, CreditGrantOutput)
 
     @extend_schema(
@@ -446,19 +479,26 @@ class CreditGrantListCreateApi(ApiView):
 
 class CreditGrantDetailApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"GET": TENANT_SCOPED}
 
     @extend_schema(operation_id="credit_grants_retrieve", responses=CreditGrantOutput)
     def get(self, request: Request, credit_grant_id: str) -> Response:
-        return Response(CreditGrantOutput(selectors.credit_grant_get(credit_grant_id=credit_grant_id)).data)
+        return Response(
+            CreditGrantOutput(
+                selectors.credit_grant_get(credit_grant_id=credit_grant_id, tenant=self.tenant_scope)
+            ).data
+        )
 
 
 class CreditGrantVoidApi(ApiView):
     scope_resource = "payments"
+    tenant_access = {"POST": OPERATORS_ONLY}
 
     @extend_schema(operation_id="credit_grants_void", request=None, responses=CreditGrantOutput)
     def post(self, request: Request, credit_grant_id: str) -> Response:
         grant = grants.credit_grant_void(
-            grant=selectors.credit_grant_get(credit_grant_id=credit_grant_id), now=timezone.now()
+            grant=selectors.credit_grant_get(credit_grant_id=credit_grant_id, tenant=self.tenant_scope),
+            now=timezone.now(),
         )
         return Response(CreditGrantOutput(selectors.credit_grant_get(credit_grant_id=grant.id)).data)
 
@@ -468,6 +508,7 @@ class CreditGrantVoidApi(ApiView):
 
 class CreditNoteListCreateApi(ApiView):
     scope_resource = "billing"
+    tenant_access = {"GET": TENANT_SCOPED, "POST": OPERATORS_ONLY}
 
     @extend_schema(
         operation_id="credit_notes_list",
@@ -480,7 +521,11 @@ class CreditNoteListCreateApi(ApiView):
         responses=paginated_schema(CreditNoteOutput),
     )
     def get(self, request: Request) -> Response:
-        return paginate(request, selectors.credit_note_list(filters=request.query_params), CreditNoteOutput)
+        return paginate(
+            request,
+            selectors.credit_note_list(filters=request.query_params, tenant=self.tenant_scope),
+            CreditNoteOutput,
+        )
 
     @extend_schema(operation_id="credit_notes_create", request=CreditNoteCreateInput, responses={201: CreditNoteOutput})
     def post(self, request: Request) -> Response:
@@ -505,18 +550,22 @@ class CreditNoteListCreateApi(ApiView):
 
 class CreditNoteDetailApi(ApiView):
     scope_resource = "billing"
+    tenant_access = {"GET": TENANT_SCOPED}
 
     @extend_schema(operation_id="credit_notes_retrieve", responses=CreditNoteOutput)
     def get(self, request: Request, credit_note_id: str) -> Response:
-        return Response(CreditNoteOutput(selectors.credit_note_get(credit_note_id=credit_note_id)).data)
+        return Response(
+            CreditNoteOutput(selectors.credit_note_get(credit_note_id=credit_note_id, tenant=self.tenant_scope)).data
+        )
 
 
 class CreditNoteVoidApi(ApiView):
     scope_resource = "billing"
+    tenant_access = {"POST": OPERATORS_ONLY}
 
     @extend_schema(operation_id="credit_notes_void", request=None, responses=CreditNoteOutput)
     def post(self, request: Request, credit_note_id: str) -> Response:
-        note = selectors.credit_note_get(credit_note_id=credit_note_id)
+        note = selectors.credit_note_get(credit_note_id=credit_note_id, tenant=self.tenant_scope)
         note = credit_notes.credit_note_void(credit_note=note, now=timezone.now())
         return Response(CreditNoteOutput(selectors.credit_note_get(credit_note_id=note.id)).data)
 
@@ -554,6 +603,7 @@ _AttemptOutput = inline_serializer(
 class InvoicePayApi(ApiView):
     # It moves money: the payments scope, not billing.
     required_scopes = {"POST": "payments:write"}
+    tenant_access = {"POST": TENANT_SCOPED}  # a tenant pays its own invoice
 
     @extend_schema(
         operation_id="invoices_pay",
@@ -561,10 +611,10 @@ class InvoicePayApi(ApiView):
         responses=inline_serializer("InvoicePayment", {"invoice": InvoiceOutput(), "attempt": _AttemptOutput}),
     )
     def post(self, request: Request, invoice_id: str) -> Response:
-        invoice = invoice_get(invoice_id=invoice_id)
+        invoice = invoice_get(invoice_id=invoice_id, tenant=self.tenant_scope)
         now = customer_now_by_id(invoice.customer_id, timezone.now())
         result = collection.invoice_collect(invoice=invoice, trigger=CollectionAttempt.Trigger.API, now=now)
-        fresh = invoice_get(invoice_id=invoice_id)
+        fresh = invoice_get(invoice_id=invoice_id, tenant=self.tenant_scope)
         return Response({"invoice": InvoiceOutput(invoice_data(fresh)).data, "attempt": attempt_data(result.attempt)})
 
 
@@ -574,6 +624,7 @@ class InvoicePayApi(ApiView):
 class CreditNotePdfApi(ApiView):
     # Credit notes are invoice documents: the billing scope, like the invoice PDF.
     scope_resource = "billing"
+    tenant_access = {"GET": TENANT_SCOPED}
 
     @extend_schema(
         operation_id="credit_notes_pdf",
@@ -582,12 +633,13 @@ class CreditNotePdfApi(ApiView):
         responses=PDF_RESPONSES,
     )
     def get(self, request: Request, credit_note_id: str) -> HttpResponse:
-        note = selectors.credit_note_get(credit_note_id=credit_note_id)
+        note = selectors.credit_note_get(credit_note_id=credit_note_id, tenant=self.tenant_scope)
         return pdf_response(credit_note_pdf(credit_note=note, now=timezone.now()))
 
 
 class InvoiceReceiptApi(ApiView):
     scope_resource = "billing"
+    tenant_access = {"GET": TENANT_SCOPED}
 
     @extend_schema(
         operation_id="invoices_receipt",
@@ -599,7 +651,7 @@ class InvoiceReceiptApi(ApiView):
         responses={**PDF_RESPONSES, 409: OpenApiResponse(description="The invoice is not paid (`invoice_not_paid`).")},
     )
     def get(self, request: Request, invoice_id: str) -> HttpResponse:
-        invoice = invoice_get(invoice_id=invoice_id)
+        invoice = invoice_get(invoice_id=invoice_id, tenant=self.tenant_scope)
         return pdf_response(invoice_receipt_pdf(invoice=invoice, now=timezone.now()))
 
 

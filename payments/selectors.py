@@ -1,4 +1,7 @@
-"""Every read of payments: get one (404 naming the id) or list (filtered through `payments.filters`)."""
+"""Every read of payments: get one (404 naming the id) or list (filtered through `payments.filters`).
+
+Each takes `tenant` (ApiView.tenant_scope): None for operators; for a tenant-bound caller another
+tenant's object is missing, exactly like one that does not exist, and lists hold only its own rows."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from django.db.models.functions import Coalesce
 
 from billing_site.errors import NotFound, currency_clean
 from billing_site.selectors import apply_filters
+from billing_site.tenancy import TenantScope, tenant_filter
 from customers.models import Customer
 from payments.filters import (
     BalanceTransactionFilter,
@@ -33,8 +37,8 @@ from payments.models import (
 )
 
 
-def payment_method_get(*, payment_method_id: str) -> PaymentMethod:
-    method = PaymentMethod.objects.filter(pk=payment_method_id).first()
+def payment_method_get(*, payment_method_id: str, tenant: TenantScope | None = None) -> PaymentMethod:
+    method = tenant_filter(PaymentMethod.objects.filter(pk=payment_method_id), tenant).first()
     if method is None:
         raise NotFound(f"No such payment method: {payment_method_id}", param="id")
     return method
@@ -45,15 +49,15 @@ def payment_method_list() -> QuerySet[PaymentMethod]:
     return PaymentMethod.objects.filter(detached_at__isnull=True)
 
 
-def setup_intent_get(*, setup_intent_id: str) -> SetupIntent:
-    intent = SetupIntent.objects.filter(pk=setup_intent_id).first()
+def setup_intent_get(*, setup_intent_id: str, tenant: TenantScope | None = None) -> SetupIntent:
+    intent = tenant_filter(SetupIntent.objects.filter(pk=setup_intent_id), tenant).first()
     if intent is None:
         raise NotFound(f"No such setup intent: {setup_intent_id}", param="id")
     return intent
 
 
-def refund_get(*, refund_id: str) -> Refund:
-    refund = Refund.objects.filter(pk=refund_id).first()
+def refund_get(*, refund_id: str, tenant: TenantScope | None = None) -> Refund:
+    refund = tenant_filter(Refund.objects.filter(pk=refund_id), tenant, "payment_intent__customer_id").first()
     if refund is None:
         raise NotFound(f"No such refund: {refund_id}", param="id")
     return refund
@@ -63,8 +67,8 @@ def refund_list() -> QuerySet[Refund]:
     return Refund.objects.all()
 
 
-def payment_intent_get(*, payment_intent_id: str) -> PaymentIntent:
-    intent = PaymentIntent.objects.filter(pk=payment_intent_id).first()
+def payment_intent_get(*, payment_intent_id: str, tenant: TenantScope | None = None) -> PaymentIntent:
+    intent = tenant_filter(PaymentIntent.objects.filter(pk=payment_intent_id), tenant).first()
     if intent is None:
         raise NotFound(f"No such payment intent: {payment_intent_id}", param="id")
     return intent
@@ -107,38 +111,45 @@ def with_burned(queryset: Any) -> Any:
     return queryset.annotate(burned=Coalesce(Sum("burns__amount"), 0))
 
 
-def credit_note_get(*, credit_note_id: str) -> CreditNote:
-    note = CreditNote.objects.prefetch_related("lines").filter(pk=credit_note_id).first()
+def credit_note_get(*, credit_note_id: str, tenant: TenantScope | None = None) -> CreditNote:
+    note = tenant_filter(CreditNote.objects.prefetch_related("lines").filter(pk=credit_note_id), tenant).first()
     if note is None:
         raise NotFound(f"No such credit note: {credit_note_id}", param="id")
     return note
 
 
-def credit_note_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[CreditNote]:
-    return apply_filters(CreditNoteFilter, filters or {}, CreditNote.objects.prefetch_related("lines"))
+def credit_note_list(
+    *, filters: Mapping[str, Any] | None = None, tenant: TenantScope | None = None
+) -> QuerySet[CreditNote]:
+    queryset = tenant_filter(CreditNote.objects.prefetch_related("lines"), tenant)
+    return apply_filters(CreditNoteFilter, filters or {}, queryset)
 
 
-def credit_grant_get(*, credit_grant_id: str) -> CreditGrant:
-    grant = with_burned(CreditGrant.objects.filter(pk=credit_grant_id)).first()
+def credit_grant_get(*, credit_grant_id: str, tenant: TenantScope | None = None) -> CreditGrant:
+    grant = with_burned(tenant_filter(CreditGrant.objects.filter(pk=credit_grant_id), tenant)).first()
     if grant is None:
         raise NotFound(f"No such credit grant: {credit_grant_id}", param="id")
     return grant
 
 
-def payment_method_filtered(*, filters: Mapping[str, Any]) -> QuerySet[PaymentMethod]:
-    return apply_filters(PaymentMethodFilter, filters, payment_method_list())
+def payment_method_filtered(
+    *, filters: Mapping[str, Any], tenant: TenantScope | None = None
+) -> QuerySet[PaymentMethod]:
+    return apply_filters(PaymentMethodFilter, filters, tenant_filter(payment_method_list(), tenant))
 
 
-def payment_intent_filtered(*, filters: Mapping[str, Any]) -> QuerySet[PaymentIntent]:
-    return apply_filters(PaymentIntentFilter, filters, payment_intent_list())
+def payment_intent_filtered(
+    *, filters: Mapping[str, Any], tenant: TenantScope | None = None
+) -> QuerySet[PaymentIntent]:
+    return apply_filters(PaymentIntentFilter, filters, tenant_filter(payment_intent_list(), tenant))
 
 
-def refund_filtered(*, filters: Mapping[str, Any]) -> QuerySet[Refund]:
-    return apply_filters(RefundFilter, filters, refund_list())
+def refund_filtered(*, filters: Mapping[str, Any], tenant: TenantScope | None = None) -> QuerySet[Refund]:
+    return apply_filters(RefundFilter, filters, tenant_filter(refund_list(), tenant, "payment_intent__customer_id"))
 
 
-def credit_grant_list(*, filters: Mapping[str, Any]) -> QuerySet[CreditGrant]:
-    return apply_filters(CreditGrantFilter, filters, with_burned(CreditGrant.objects.all()))
+def credit_grant_list(*, filters: Mapping[str, Any], tenant: TenantScope | None = None) -> QuerySet[CreditGrant]:
+    return apply_filters(CreditGrantFilter, filters, with_burned(tenant_filter(CreditGrant.objects.all(), tenant)))
 
 
 def balance_transaction_list(*, customer: Customer, filters: Mapping[str, Any]) -> QuerySet[BalanceTransaction]:

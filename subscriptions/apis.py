@@ -54,6 +54,9 @@ def _item_specs(items: list[dict[str, Any]]) -> list[ItemSpec]:
 
 class SubscriptionListCreateApi(ApiView):
     scope_resource = "billing"
+    # A tenant reads its own subscriptions. Choosing prices and coupons is the operator's (a tenant must not
+    # subscribe itself to a 100%-off coupon); so is changing them.
+    tenant_access = {"GET": TENANT_SCOPED, "POST": OPERATORS_ONLY}
 
     @extend_schema(
         operation_id="subscriptions_list",
@@ -61,7 +64,8 @@ class SubscriptionListCreateApi(ApiView):
         responses=paginated_schema(SubscriptionOutput),
     )
     def get(self, request: Request) -> Response:
-        return paginate(request, selectors.subscription_list(filters=request.query_params), SubscriptionOutput)
+        subs = selectors.subscription_list(filters=request.query_params, tenant=self.tenant_scope)
+        return paginate(request, subs, SubscriptionOutput)
 
     @extend_schema(
         operation_id="subscriptions_create", request=SubscriptionCreateInput, responses={201: SubscriptionOutput}
@@ -100,18 +104,21 @@ class SubscriptionListCreateApi(ApiView):
 
 class SubscriptionDetailApi(ApiView):
     scope_resource = "billing"
+    tenant_access = {"GET": TENANT_SCOPED}
 
     @extend_schema(operation_id="subscriptions_retrieve", responses=SubscriptionOutput)
     def get(self, request: Request, subscription_id: str) -> Response:
-        return Response(SubscriptionOutput(selectors.subscription_get(subscription_id=subscription_id)).data)
+        sub = selectors.subscription_get(subscription_id=subscription_id, tenant=self.tenant_scope)
+        return Response(SubscriptionOutput(sub).data)
 
 
 class SubscriptionCancelApi(ApiView):
     scope_resource = "billing"
+    tenant_access = {"POST": TENANT_SCOPED}  # a tenant may end its own subscription
 
     @extend_schema(operation_id="subscriptions_cancel", request=CancelInput, responses=SubscriptionOutput)
     def post(self, request: Request, subscription_id: str) -> Response:
-        sub = selectors.subscription_get(subscription_id=subscription_id)
+        sub = selectors.subscription_get(subscription_id=subscription_id, tenant=self.tenant_scope)
         data = validate_input(CancelInput, request.data)
         sub, invoice = lifecycle.subscription_cancel(
             subscription=sub,
@@ -126,10 +133,11 @@ class SubscriptionCancelApi(ApiView):
 
 class SubscriptionReactivateApi(ApiView):
     scope_resource = "billing"
+    tenant_access = {"POST": TENANT_SCOPED}
 
     @extend_schema(operation_id="subscriptions_reactivate", request=None, responses=SubscriptionOutput)
     def post(self, request: Request, subscription_id: str) -> Response:
-        sub = selectors.subscription_get(subscription_id=subscription_id)
+        sub = selectors.subscription_get(subscription_id=subscription_id, tenant=self.tenant_scope)
         sub = lifecycle.subscription_reactivate(
             subscription=sub, now=customer_now_by_id(sub.customer_id, timezone.now())
         )
@@ -138,10 +146,11 @@ class SubscriptionReactivateApi(ApiView):
 
 class SubscriptionChangeApi(ApiView):
     scope_resource = "billing"
+    tenant_access = {"POST": OPERATORS_ONLY}
 
     @extend_schema(operation_id="subscriptions_change", request=ChangeInput, responses=SubscriptionOutput)
     def post(self, request: Request, subscription_id: str) -> Response:
-        sub = selectors.subscription_get(subscription_id=subscription_id)
+        sub = selectors.subscription_get(subscription_id=subscription_id, tenant=self.tenant_scope)
         data = validate_input(ChangeInput, request.data)
         sub, invoice = lifecycle.subscription_change(
             subscription=sub,
@@ -156,10 +165,11 @@ class SubscriptionChangeApi(ApiView):
 
 class UpcomingInvoiceApi(ApiView):
     scope_resource = "billing"
+    tenant_access = {"GET": TENANT_SCOPED}
 
     @extend_schema(operation_id="subscriptions_upcoming_invoice", responses=InvoiceOutput)
     def get(self, request: Request, subscription_id: str) -> Response:
-        sub = selectors.subscription_get(subscription_id=subscription_id)
+        sub = selectors.subscription_get(subscription_id=subscription_id, tenant=self.tenant_scope)
         draft = preview.subscription_upcoming_invoice(
             subscription=sub, now=customer_now_by_id(sub.customer_id, timezone.now())
         )

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from billing_site.api import ApiView, paginate, paginated_schema, validate_input
 from billing_site.errors import error_response
-from billing_site.tenancy import OPERATORS_ONLY
+from billing_site.tenancy import OPERATORS_ONLY, TENANT_SCOPED
 from webhooks import delivery, endpoints, inbound, selectors
 from webhooks.serializers import (
     DeliveryDetailOutput,
@@ -170,6 +170,8 @@ class EventListApi(ApiView):
     metering view subclasses this one to answer GET there."""
 
     required_scopes = {"GET": _SCOPE}
+    # A tenant reads the events of its own customer (those without a customer are the operator's).
+    tenant_access = {"GET": TENANT_SCOPED}
 
     @extend_schema(
         operation_id="billing_events_list",
@@ -188,15 +190,17 @@ class EventListApi(ApiView):
         responses=paginated_schema(EventOutput),
     )
     def get(self, request: Request) -> Response:
-        return paginate(request, selectors.event_list(filters=request.query_params), EventOutput)
+        events = selectors.event_list(filters=request.query_params, tenant=self.tenant_scope)
+        return paginate(request, events, EventOutput)
 
 
 class EventDetailApi(ApiView):
     required_scopes = {"GET": _SCOPE}
+    tenant_access = {"GET": TENANT_SCOPED}
 
     @extend_schema(operation_id="billing_events_retrieve", responses=EventOutput)
     def get(self, request: Request, event_id: str) -> Response:
-        return Response(EventOutput(selectors.event_get(event_id=event_id)).data)
+        return Response(EventOutput(selectors.event_get(event_id=event_id, tenant=self.tenant_scope)).data)
 
 
 # --- Inbound --------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q, QuerySet
 
+from billing_site.filters import UtcDateTimeFilter
 from webhooks.models import BillingEvent, WebhookDelivery, WebhookEndpoint
 
 
@@ -11,10 +12,10 @@ class EventFilter(django_filters.FilterSet):
     type = django_filters.CharFilter(method="filter_type")
     customer = django_filters.CharFilter(field_name="customer_id")
     object_id = django_filters.CharFilter()
-    created_gte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_gt = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gt")
-    created_lte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
-    created_lt = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_gte = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_gt = UtcDateTimeFilter(field_name="created_at", lookup_expr="gt")
+    created_lte = UtcDateTimeFilter(field_name="created_at", lookup_expr="lte")
+    created_lt = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = BillingEvent

@@ -8,20 +8,24 @@ from django.db.models import QuerySet
 from billing_site.errors import NotFound
 from billing_site.renderers import loads
 from billing_site.selectors import apply_filters
+from billing_site.tenancy import TenantScope, tenant_filter
 from webhooks.filters import DeliveryFilter, EndpointFilter, EventFilter
 from webhooks.models import BillingEvent, EventPayload, WebhookDelivery, WebhookEndpoint
 from webhooks.rendering import envelope, event_objects_render
 
 
-def event_get(*, event_id: str) -> BillingEvent:
-    event = BillingEvent.objects.filter(pk=event_id).first()
+def event_get(*, event_id: str, tenant: TenantScope | None = None) -> BillingEvent:
+    """A tenant-bound caller reads only the events of its own customer (`tenant`, from the view)."""
+    event = tenant_filter(BillingEvent.objects.filter(pk=event_id), tenant).first()
     if event is None:
         raise NotFound(f"No such event: {event_id}", param="id")
     return event
 
 
-def event_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[BillingEvent]:
-    return apply_filters(EventFilter, filters or {}, BillingEvent.objects.all())
+def event_list(
+    *, filters: Mapping[str, Any] | None = None, tenant: TenantScope | None = None
+) -> QuerySet[BillingEvent]:
+    return apply_filters(EventFilter, filters or {}, tenant_filter(BillingEvent.objects.all(), tenant))
 
 
 def event_envelopes(events: list[BillingEvent]) -> list[dict[str, Any]]:

@@ -139,13 +139,17 @@ def test_tenant_bound_to_a_deleted_customer_sees_nothing(oidc, world, api):
     assert client.get(f"/api/v1/users/{world['a']['user']}").status_code == 404
 
 
-def test_endpoints_not_yet_scoped_refuse_tenant_tokens(oidc, world, make_client):
+def test_an_endpoint_that_declares_nothing_refuses_tenant_tokens(oidc, world, make_client, monkeypatch):
+    """Fail closed: a view whose method is not declared in tenant_access refuses tenant tokens."""
+    from customers.apis import CustomerListCreateApi
+
+    monkeypatch.setattr(CustomerListCreateApi, "tenant_access", {})
     client = _tenant(oidc, "tenant-a", scope="admin")
-    response = client.get("/api/v1/invoices")
+    response = client.get("/api/v1/customers")
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "tenant_scope_unsupported"
     # Operators are not affected.
-    assert make_client("billing:read").get("/api/v1/invoices").status_code == 200
+    assert make_client("customers:read").get("/api/v1/customers").status_code == 200
 
 
 def test_the_scope_check_comes_before_the_tenant_check(oidc, world):

@@ -8,6 +8,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 
 from billing_site.api import ApiView
+from billing_site.tenancy import TENANT_SCOPED
 from invoicing import selectors
 from invoicing.documents.invoice import invoice_pdf
 from invoicing.documents.store import Pdf
@@ -29,6 +30,7 @@ def pdf_response(pdf: Pdf) -> HttpResponse:
 
 class InvoicePdfApi(ApiView):
     scope_resource = "billing"
+    tenant_access = {"GET": TENANT_SCOPED}
 
     @extend_schema(
         operation_id="invoices_pdf",
@@ -41,5 +43,5 @@ class InvoicePdfApi(ApiView):
         responses=PDF_RESPONSES,
     )
     def get(self, request: Request, invoice_id: str) -> HttpResponse:
-        invoice = selectors.invoice_get(invoice_id=invoice_id)
+        invoice = selectors.invoice_get(invoice_id=invoice_id, tenant=self.tenant_scope)
         return pdf_response(invoice_pdf(invoice=invoice, now=timezone.now()))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import django_filters
 
+from billing_site.filters import UtcDateTimeFilter
 from metering.push.models import MeterMapping, UsagePush
 
 
@@ -10,8 +11,8 @@ class UsagePushFilter(django_filters.FilterSet):
     meter = django_filters.CharFilter(field_name="meter_id")
     status = django_filters.ChoiceFilter(choices=UsagePush.Status.choices)
     kind = django_filters.ChoiceFilter(choices=UsagePush.Kind.choices)
-    slice_start_gte = django_filters.IsoDateTimeFilter(field_name="slice_start", lookup_expr="gte")
-    slice_start_lt = django_filters.IsoDateTimeFilter(field_name="slice_start", lookup_expr="lt")
+    slice_start_gte = UtcDateTimeFilter(field_name="slice_start", lookup_expr="gte")
+    slice_start_lt = UtcDateTimeFilter(field_name="slice_start", lookup_expr="lt")
 
     class Meta:
         model = UsagePush

@@ -50,6 +50,7 @@ def test_window_none_is_one_bucket(api, usage):
     assert response.status_code == 200, response.json()
     assert response.json() == {
         "meter": meter.id,
+        "customer": customer.id,
         "aggregation": "sum",
         "data": [
             {

@@ -408,7 +408,8 @@ def test_mrr_counts_licensed_prices_per_month():
     subscribe(None, fixed_price("1000"), quantity=Decimal("2"))  # $20.00 / month
     subscribe(None, fixed_price("12000", interval="year"))  # $120 / year = $10.00 / month
     subscribe(None, fixed_price("700", every=3))  # $7 / 3 months = $2.333...
-    subscribe(CustomerFactory(currency="eur"), fixed_price("900", currency="eur"), metered_price(currency="eur"))  # usage is not MRR
+    eur_customer = CustomerFactory(currency="eur")
+    subscribe(eur_customer, fixed_price("900", currency="eur"), metered_price(currency="eur"))  # usage is not MRR
     ended, _ = subscribe(None, fixed_price("5000"))
     Subscription.objects.filter(pk=ended.pk).update(status="canceled")
     trial, _ = subscribe(None, fixed_price("5000"))
