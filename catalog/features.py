@@ -51,10 +51,6 @@ def attachment_snapshot(attachment: FeatureAttachment) -> dict[str, Any]:
     }
 
 
-def _emit(type_: str, object_type: str, object_id: str, data: dict[str, Any], now: datetime, **kw: Any) -> None:
-    event_emit(type=type_, object_type=object_type, object_id=object_id, data=data, now=now, **kw)
-
-
 def feature_create(
     *,
     lookup_key: str,
@@ -81,7 +77,13 @@ def feature_create(
     try:
         with transaction.atomic():
             feature.save(force_insert=True)
-            _emit("feature.created", "feature", feature.id, feature_snapshot(feature), now)
+            event_emit(
+                type="feature.created",
+                object_type="feature",
+                object_id=feature.id,
+                data=feature_snapshot(feature),
+                now=now,
+            )
     except IntegrityError:
         raise Conflict(
             f"A feature with lookup_key {lookup_key!r} exists.", code="feature_exists", param="lookup_key"
@@ -106,7 +108,14 @@ def feature_update(*, feature: Feature, changes: Mapping[str, Any], now: datetim
         previous = {k: v for k, v in before.items() if after[k] != v}
         if previous:
             locked.save()
-            _emit("feature.updated", "feature", locked.id, after, now, previous_attributes=previous)
+            event_emit(
+                type="feature.updated",
+                object_type="feature",
+                object_id=locked.id,
+                data=after,
+                now=now,
+                previous_attributes=previous,
+            )
             entitlements_catalog_changed()
     return locked
 
@@ -173,8 +182,12 @@ def feature_attach(
     try:
         with transaction.atomic():
             attachment.save(force_insert=True)
-            _emit(
-                "feature_attachment.created", "feature_attachment", attachment.id, attachment_snapshot(attachment), now
+            event_emit(
+                type="feature_attachment.created",
+                object_type="feature_attachment",
+                object_id=attachment.id,
+                data=attachment_snapshot(attachment),
+                now=now,
             )
             entitlements_catalog_changed()
     except IntegrityError:
@@ -189,7 +202,13 @@ def feature_detach(*, attachment_id: str, now: datetime) -> None:
             raise NotFound(f"No such feature attachment: {attachment_id}", param="id")
         data = attachment_snapshot(attachment)
         attachment.delete()
-        _emit("feature_attachment.deleted", "feature_attachment", attachment_id, data, now)
+        event_emit(
+            type="feature_attachment.deleted",
+            object_type="feature_attachment",
+            object_id=attachment_id,
+            data=data,
+            now=now,
+        )
         entitlements_catalog_changed()
 
 

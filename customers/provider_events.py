@@ -6,6 +6,7 @@ from datetime import datetime
 
 from django.db import transaction
 
+from billing_site.locks import LockRank, lock_first
 from customers.models import Customer
 from customers.services import customer_snapshot
 from webhooks.inbound import provider_handler_register
@@ -19,10 +20,8 @@ def customer_provider_detach(*, provider: str, provider_customer_id: str, now: d
     (active, with its history): whether a tenant is billed is the control plane's call, not the provider's.
     Returns the customer, or None when none of ours has that id (already detached, or never ours)."""
     with transaction.atomic():
-        customer = (
-            Customer.objects.select_for_update()
-            .filter(provider=provider, provider_customer_id=provider_customer_id)
-            .first()
+        customer = lock_first(
+            Customer.objects.filter(provider=provider, provider_customer_id=provider_customer_id), LockRank.CUSTOMER
         )
         if customer is None:
             return None

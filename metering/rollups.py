@@ -28,6 +28,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from metering.locks import claim_dirty_hours
 from metering.models import Meter, MeterEvent, UsageDailyGroup, UsageDirtyHour, UsageHourly, UsageHourlyGroup
 from metering.usage import DAY, HOUR, Acc, conditions_for, conditions_sql, passes, raw_events, utc
 from metering.weighted import held_integral
@@ -59,12 +60,7 @@ def usage_rollup_job(*, now: datetime, batch_size: int = BATCH_SIZE, max_batches
 
 def _rollup_batch(*, now: datetime, batch_size: int) -> tuple[int, int, int]:
     with transaction.atomic():
-        locked = list(
-            UsageDirtyHour.objects.select_for_update(skip_locked=True)
-            # By hour, so one batch holds the hour of many customers and reads each hour's pages once.
-            .order_by("meter_id", "hour", "customer_id")
-            .values_list("id", "meter_id", "customer_id", "hour", "touched_at")[:batch_size]
-        )
+        locked = claim_dirty_hours(("id", "meter_id", "customer_id", "hour", "touched_at"), limit=batch_size)
         if not locked:
             return 0, 0, 0
         # rolled_at is never earlier than the change it reflects (callers may pass any `now`, e.g. in tests

@@ -11,6 +11,7 @@ from django.db.models import ProtectedError
 
 from billing_site.errors import Conflict, InvalidRequest
 from billing_site.fields import metadata_clean, metadata_merge
+from metering.locks import lock_meter
 from metering.models import Meter
 from metering.push.mappings import check_meter_aggregation
 from webhooks.services import event_emit
@@ -92,7 +93,7 @@ def meter_has_events(meter: Meter) -> bool:
 
 def meter_update(*, meter: Meter, changes: dict[str, Any], now: datetime) -> Meter:
     with transaction.atomic():
-        locked = Meter.objects.select_for_update().get(pk=meter.pk)
+        locked = lock_meter(meter.pk)
         before = meter_snapshot(locked)
         changing = [f for f in DEFINING_FIELDS if f in changes and changes[f] != getattr(locked, f)]
         if changing and meter_has_events(locked):
@@ -132,7 +133,7 @@ def meter_update(*, meter: Meter, changes: dict[str, Any], now: datetime) -> Met
 def meter_delete(*, meter: Meter, now: datetime) -> None:
     """Only a meter nothing refers to can go; one with events or prices is archived (active: false)."""
     with transaction.atomic():
-        locked = Meter.objects.select_for_update().get(pk=meter.pk)
+        locked = lock_meter(meter.pk)
         if meter_has_events(locked):
             raise Conflict(
                 "This meter has usage events and cannot be deleted; archive it with active: false.",

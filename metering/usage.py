@@ -35,6 +35,7 @@ from customers.entitlements_cache import entitlements_invalidate
 from customers.models import Customer
 from metering.ids import event_day, event_public_id, parse_event_id
 from metering.ingest import events_by_keys, mark_hours_dirty
+from metering.locks import lock_event_values
 from metering.models import Meter, MeterEvent, UsageDailyGroup, UsageDirtyHour, UsageHourly, UsageHourlyGroup
 from webhooks.services import event_emit
 
@@ -493,12 +494,10 @@ def _locked_by_ids(ids: list[tuple[int, str]], fields: tuple[str, ...]) -> dict[
         scope |= Q(pk__in=pks, timestamp__gte=lo, timestamp__lt=hi)
     rows: dict[int, tuple] = {}
     if by_day:
-        query = MeterEvent.objects.select_for_update().filter(scope).order_by("pk").values_list(*fields)
-        rows = {row[0]: row for row in query}
+        rows = {row[0]: row for row in lock_event_values(MeterEvent.objects.filter(scope), fields)}
     rest = sorted({pk for pk, _ in ids} - rows.keys())
     if rest:
-        query = MeterEvent.objects.select_for_update().filter(pk__in=rest).order_by("pk").values_list(*fields)
-        rows.update({row[0]: row for row in query})
+        rows.update({row[0]: row for row in lock_event_values(MeterEvent.objects.filter(pk__in=rest), fields)})
     return rows
 
 
@@ -559,15 +558,13 @@ def usage_cancel(
             wanted = list(dict.fromkeys(idempotency_keys or []))
             assert customer is not None
             located = events_by_keys(customer.pk, wanted)
-            rows = (
-                MeterEvent.objects.select_for_update()
-                .filter(
+            rows = lock_event_values(
+                MeterEvent.objects.filter(
                     customer=customer,
                     pk__in=[pk for pk, _ in located.values()],
                     timestamp__in={ts for _, ts in located.values()},
-                )
-                .order_by("pk")
-                .values_list(*fields)
+                ),
+                fields,
             )
             matched = {row[6]: row for row in rows}
 

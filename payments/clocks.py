@@ -52,10 +52,6 @@ class TooManySteps(RuntimeError):
     pass
 
 
-def _emit(clock: TestClock, type_: str, now: datetime) -> None:
-    object_event_emit(type=type_, obj=clock, data=test_clock_snapshot(clock), now=now, customer_id="")
-
-
 def test_clock_advance(*, clock: TestClock, frozen_time: datetime, now: datetime) -> TestClock:
     """Start moving `clock` forward to `frozen_time`. The same time as now is a no-op (a retried advance
     changes nothing); an earlier one is refused; a clock already advancing is a 409."""
@@ -94,7 +90,9 @@ def test_clock_advance(*, clock: TestClock, frozen_time: datetime, now: datetime
         if changed != 1:
             raise Conflict(f"Test clock {clock.pk} changed meanwhile; read it again.", code="test_clock_advancing")
         clock.refresh_from_db()
-        _emit(clock, "test_clock.advancing", now)
+        object_event_emit(
+            type="test_clock.advancing", obj=clock, data=test_clock_snapshot(clock), now=now, customer_id=""
+        )
     # After the commit: the task must see the clock advancing. By name (payments.tasks imports this module).
     enqueue(import_string(RUN_TASK), clock.pk)
     clock.refresh_from_db()
@@ -160,12 +158,20 @@ def test_clock_run(*, clock_id: str) -> dict[str, Any]:
                 updated_at=timezone.now(),
             )
             clock.refresh_from_db()
-            _emit(clock, "test_clock.internal_failure", timezone.now())
+            object_event_emit(
+                type="test_clock.internal_failure",
+                obj=clock,
+                data=test_clock_snapshot(clock),
+                now=timezone.now(),
+                customer_id="",
+            )
         return {"failed": 1, "moments": moments}
     with transaction.atomic():
         TestClock.objects.filter(pk=clock_id, status=Status.ADVANCING).update(
             status=Status.READY, frozen_time=target, target_frozen_time=None, updated_at=timezone.now()
         )
         clock.refresh_from_db()
-        _emit(clock, "test_clock.ready", timezone.now())
+        object_event_emit(
+            type="test_clock.ready", obj=clock, data=test_clock_snapshot(clock), now=timezone.now(), customer_id=""
+        )
     return {"moments": moments + 1, "frozen_time": target.isoformat()}

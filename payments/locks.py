@@ -19,7 +19,16 @@ from django.db.models import QuerySet
 
 from billing_site.locks import LockRank, lock_first, lock_one, lock_rows
 from invoicing.locks import lock_invoice
-from payments.models import CreditGrant, CreditNote, CustomerBalance, Dispute, PaymentIntent, Refund
+from payments.models import (
+    CreditGrant,
+    CreditNote,
+    CustomerBalance,
+    Dispute,
+    PaymentIntent,
+    PaymentMethod,
+    Refund,
+    SetupIntent,
+)
 
 
 def lock_balance(*, customer_id: str, currency: str, now: datetime) -> CustomerBalance:
@@ -45,6 +54,23 @@ def lock_balance_if_exists(*, customer_id: str, currency: str) -> CustomerBalanc
 
 def lock_grants(queryset: QuerySet[CreditGrant]) -> list[CreditGrant]:
     return lock_rows(queryset, LockRank.CREDIT_GRANT)
+
+
+def lock_grant(grant_id: str) -> CreditGrant:
+    return lock_one(CreditGrant.objects.filter(pk=grant_id), LockRank.CREDIT_GRANT)
+
+
+def claim_grants(queryset: QuerySet[CreditGrant], *, order_by: tuple[str, ...], limit: int) -> list[CreditGrant]:
+    """Up to `limit` grants of `queryset` no other transaction holds (a sweep's batch)."""
+    return lock_rows(queryset, LockRank.CREDIT_GRANT, skip_locked=True, limit=limit, order_by=order_by)
+
+
+def lock_payment_method(payment_method_id: str) -> PaymentMethod:
+    return lock_one(PaymentMethod.objects.filter(pk=payment_method_id), LockRank.PAYMENT_METHOD)
+
+
+def lock_setup_intent(setup_intent_id: str) -> SetupIntent:
+    return lock_one(SetupIntent.objects.filter(pk=setup_intent_id), LockRank.PAYMENT_METHOD)
 
 
 def lock_payment_intent(payment_intent_id: str) -> PaymentIntent:

@@ -15,7 +15,7 @@ from billing_site.errors import Conflict, InvalidRequest, NotFound
 from billing_site.fields import metadata_clean, metadata_merge
 from webhooks import urlsafety
 from webhooks.models import WebhookEndpoint
-from webhooks.services import event_emit
+from webhooks.services import event_emit, object_event_emit
 from webhooks.signing import secret_generate
 
 OBJECT_TYPE = "webhook_endpoint"
@@ -32,17 +32,6 @@ def endpoint_snapshot(endpoint: WebhookEndpoint) -> dict[str, Any]:
         "disabled_reason": endpoint.disabled_reason or None,
         "metadata": endpoint.metadata,
     }
-
-
-def _emit(endpoint: WebhookEndpoint, type_: str, now: datetime, previous: dict[str, Any] | None = None) -> None:
-    event_emit(
-        type=type_,
-        object_type=OBJECT_TYPE,
-        object_id=endpoint.id,
-        data=endpoint_snapshot(endpoint),
-        previous_attributes=previous,
-        now=now,
-    )
 
 
 def url_check(url: str) -> None:
@@ -81,7 +70,7 @@ def endpoint_create(
     )
     with transaction.atomic():
         endpoint.save(force_insert=True)
-        _emit(endpoint, "webhook_endpoint.created", now)
+        object_event_emit(type="webhook_endpoint.created", obj=endpoint, data=endpoint_snapshot(endpoint), now=now)
     return endpoint
 
 
@@ -116,7 +105,9 @@ def endpoint_update(*, endpoint: WebhookEndpoint, changes: dict[str, Any], now: 
         previous = {key: value for key, value in before.items() if after[key] != value}
         if previous:
             locked.save()
-            _emit(locked, "webhook_endpoint.updated", now, previous)
+            object_event_emit(
+                type="webhook_endpoint.updated", obj=locked, data=endpoint_snapshot(locked), now=now, previous=previous
+            )
     return locked
 
 
@@ -126,7 +117,7 @@ def endpoint_delete(*, endpoint: WebhookEndpoint, now: datetime) -> WebhookEndpo
         locked = _lock(endpoint.id)
         locked.deleted_at = now
         locked.save(update_fields=["deleted_at", "updated_at"])
-        _emit(locked, "webhook_endpoint.deleted", now)
+        object_event_emit(type="webhook_endpoint.deleted", obj=locked, data=endpoint_snapshot(locked), now=now)
     return locked
 
 

@@ -16,6 +16,7 @@ from django.db.models import Exists, OuterRef, Q
 
 from billing_site.errors import Conflict, InvalidRequest
 from customers.models import Customer
+from metering.locks import lock_meter_mapping
 from metering.models import Meter, MeterEvent
 from metering.push.models import PUSHABLE_AGGREGATIONS, MeterMapping, UsagePush
 from webhooks.services import event_emit
@@ -100,7 +101,7 @@ def meter_mapping_create(
 
 def meter_mapping_update(*, mapping: MeterMapping, changes: dict[str, Any], now: datetime) -> MeterMapping:
     with transaction.atomic():
-        locked = MeterMapping.objects.select_for_update().get(pk=mapping.pk)
+        locked = lock_meter_mapping(mapping.pk)
         new_name = changes.get("event_name", locked.event_name)
         if new_name == locked.event_name:
             return locked
@@ -133,7 +134,7 @@ def meter_mapping_update(*, mapping: MeterMapping, changes: dict[str, Any], now:
 
 def meter_mapping_delete(*, mapping: MeterMapping, now: datetime) -> None:
     with transaction.atomic():
-        locked = MeterMapping.objects.select_for_update().get(pk=mapping.pk)
+        locked = lock_meter_mapping(mapping.pk)
         if _pushes_through(locked).exists():
             raise Conflict(
                 "Usage was pushed through this mapping; it stays so that corrections and reconciliation reach the "

@@ -37,6 +37,7 @@ from billing_site.ids import new_id
 from billing_site.money import decimal_to_str
 from customers.models import Customer
 from customers.selectors import provider_intervals
+from metering.locks import lock_first_push, lock_meter_mapping, lock_push_lane, lock_usage_push
 from metering.push.mappings import mapping_for
 from metering.push.models import MeterMapping, UsagePush, UsagePushLane
 from metering.push.provider import Outcome, ProviderRefused, ProviderUnavailable, UsageProvider, usage_provider
@@ -167,7 +168,7 @@ class _Run:
 def lane_lock(lane_id: int) -> UsagePushLane:
     """The lane, row-locked, with its customer and meter. Only the lane's row: locking the joined customer
     and meter as well would make every lane of a meter wait for the others."""
-    return UsagePushLane.objects.select_for_update(of=("self",)).select_related("customer", "meter").get(pk=lane_id)
+    return lock_push_lane(lane_id)
 
 
 def _next_step(lane_id: int, now: datetime, result: LaneResult, run: _Run) -> _Step:
@@ -530,7 +531,7 @@ def push_record(*, push: UsagePush, outcome: Outcome, now: datetime, result: Lan
             result.sent += 1
         return
     with transaction.atomic():
-        locked = outstanding.filter(attempts=push.attempts).select_for_update().first()
+        locked = lock_first_push(outstanding.filter(attempts=push.attempts))
         if locked is None:
             return  # settled, or claimed again meanwhile
         locked.claimed_until = None
@@ -584,7 +585,7 @@ def _settle(push: UsagePush, provider: UsageProvider, now: datetime, result: Lan
         result.errors.append(str(exc))
         return
     with transaction.atomic():
-        locked = UsagePush.objects.select_for_update().get(pk=push.pk)
+        locked = lock_usage_push(push.pk)
         if locked.status not in UsagePush.OUTSTANDING:
             return
         others = (
@@ -636,7 +637,7 @@ def mapping_resolve(mapping: MeterMapping, provider: UsageProvider, now: datetim
             "as one increment per slice, which only a sum meter adds up."
         )
     with transaction.atomic():
-        locked = MeterMapping.objects.select_for_update().get(pk=mapping.pk)
+        locked = lock_meter_mapping(mapping.pk)
         if error or meter is None:
             locked.resolve_error, locked.resolve_failed_at = error[:500], now
             locked.save(update_fields=["resolve_error", "resolve_failed_at", "updated_at"])
@@ -684,7 +685,7 @@ def push_snapshot(push: UsagePush) -> dict[str, Any]:
 def usage_push_lane_unblock(*, lane: UsagePushLane, now: datetime) -> UsagePushLane:
     """Let a blocked lane push again (after the cause of the refusal was fixed)."""
     with transaction.atomic():
-        locked = UsagePushLane.objects.select_for_update().get(pk=lane.pk)
+        locked = lock_push_lane(lane.pk)
         if locked.blocked_at is not None:
             # The refused push's slice is looked at again by the next run (see _plan_correction).
             UsagePush.objects.filter(
@@ -707,7 +708,7 @@ def usage_push_resolve(*, push: UsagePush, recorded: bool, now: datetime) -> Usa
     """An operator's verdict on an outstanding push (after checking the provider's dashboard): recorded
     (sent) or not (failed, and the slice is pushed again). Unblocks its lane."""
     with transaction.atomic():
-        locked = UsagePush.objects.select_for_update().get(pk=push.pk)
+        locked = lock_usage_push(push.pk)
         if locked.status not in UsagePush.OUTSTANDING:
             return locked
         locked.status = UsagePush.Status.SENT if recorded else UsagePush.Status.FAILED

@@ -52,7 +52,7 @@ from payments.locks import lock_credit_note
 from payments.models import BalanceTransaction, CreditNote, CreditNoteLine, Refund
 from payments.services.giveback import giveback_check
 from payments.services.ledger import balance_adjust, balance_row_lock
-from webhooks.services import event_emit
+from webhooks.services import event_emit, object_event_emit
 
 CNStatus = CreditNote.Status
 _SPLIT_FIELDS = ("refund_amount", "credit_amount", "out_of_band_amount")
@@ -174,18 +174,6 @@ def credit_note_snapshot(note: CreditNote) -> dict[str, Any]:
         "reason": note.reason or None,
         "status": note.status,
     }
-
-
-def _emit(note: CreditNote, type_: str, now: datetime, previous: dict[str, Any] | None = None) -> None:
-    event_emit(
-        type=type_,
-        object_type="credit_note",
-        object_id=note.id,
-        customer_id=note.customer_id,
-        data=credit_note_snapshot(note),
-        previous_attributes=previous,
-        now=now,
-    )
 
 
 def _check_status(invoice: Invoice) -> None:
@@ -359,7 +347,7 @@ def credit_note_create(
         # The number last: from here to commit every other credit note waits on the sequence row.
         note.number = allocate_numbers("credit_note", settings.CREDIT_NOTE_NUMBER_PREFIX, 1)[0]
         CreditNote.objects.filter(pk=note.pk).update(number=note.number)
-        _emit(note, "credit_note.created", now)
+        object_event_emit(type="credit_note.created", obj=note, data=credit_note_snapshot(note), now=now)
         if paid_now:
             event_emit(
                 type="invoice.paid",
@@ -456,7 +444,13 @@ def credit_note_void(*, credit_note: CreditNote, now: datetime) -> CreditNote:
         if changed != 1 or voided != 1:  # unreachable under the row locks
             raise Conflict(f"Credit note {note.id} changed concurrently; retry.", code="credit_note_status_conflict")
         note.refresh_from_db()
-        _emit(note, "credit_note.voided", now, {"status": CNStatus.ISSUED})
+        object_event_emit(
+            type="credit_note.voided",
+            obj=note,
+            data=credit_note_snapshot(note),
+            now=now,
+            previous={"status": CNStatus.ISSUED},
+        )
     return note
 
 

@@ -35,11 +35,11 @@ from invoicing.locks import lock_invoice
 from invoicing.models import Invoice, InvoiceLine
 from invoicing.services import invoice_settle
 from metering.models import Meter
-from payments.locks import lock_balance_if_exists, lock_grants
+from payments.locks import claim_grants, lock_balance_if_exists, lock_grant, lock_grants
 from payments.models import CreditBurn, CreditGrant
 from payments.selectors import credit_grant_burned, credit_grant_remaining
 from payments.services.ledger import invoice_copy_amounts, invoice_payment_in_flight
-from webhooks.services import event_emit
+from webhooks.services import object_event_emit
 
 Status = CreditGrant.Status
 MAX_PRIORITY = 32767
@@ -61,18 +61,6 @@ def credit_grant_snapshot(grant: CreditGrant) -> dict[str, Any]:
         "burned": credit_grant_burned(grant),
         "remaining": credit_grant_remaining(grant),
     }
-
-
-def _emit(grant: CreditGrant, type_: str, now: datetime, previous: dict[str, Any] | None = None) -> None:
-    event_emit(
-        type=type_,
-        object_type="credit_grant",
-        object_id=grant.id,
-        customer_id=grant.customer_id,
-        data=credit_grant_snapshot(grant),
-        previous_attributes=previous,
-        now=now,
-    )
 
 
 def _ids(values: Iterable[str] | None, param: str) -> list[str]:
@@ -133,7 +121,7 @@ def credit_grant_create(
             eligible_prices=price_ids,
             metadata=metadata or {},
         )
-        _emit(grant, "credit_grant.created", now)
+        object_event_emit(type="credit_grant.created", obj=grant, data=credit_grant_snapshot(grant), now=now)
     return grant
 
 
@@ -141,7 +129,7 @@ def credit_grant_void(*, grant: CreditGrant, now: datetime) -> CreditGrant:
     """active -> voided: what remains can no longer be burned. Past burns stay (invoices they paid stay
     paid). A voided or expired grant is a 409."""
     with transaction.atomic():
-        locked = CreditGrant.objects.select_for_update().get(pk=grant.pk)
+        locked = lock_grant(grant.pk)
         if locked.status != Status.ACTIVE:
             raise Conflict(
                 f"Credit grant {locked.id} is {locked.status}; it cannot be voided.",
@@ -153,7 +141,13 @@ def credit_grant_void(*, grant: CreditGrant, now: datetime) -> CreditGrant:
         if changed != 1:  # unreachable under the row lock; kept as the compare-and-set it documents
             raise Conflict(f"Credit grant {locked.id} changed concurrently.", code="credit_grant_status_conflict")
         locked.refresh_from_db()
-        _emit(locked, "credit_grant.voided", now, {"status": Status.ACTIVE})
+        object_event_emit(
+            type="credit_grant.voided",
+            obj=locked,
+            data=credit_grant_snapshot(locked),
+            now=now,
+            previous={"status": Status.ACTIVE},
+        )
     return locked
 
 
@@ -165,10 +159,10 @@ def credit_grants_expire_job(*, now: datetime, batch_size: int = 500, clock: str
     expired = 0
     while True:
         with transaction.atomic():
-            grants = list(
-                clock_scope(CreditGrant.objects.select_for_update(skip_locked=True), clock)
-                .filter(status=Status.ACTIVE, expires_at__lte=now)
-                .order_by("expires_at", "pk")[:batch_size]
+            grants = claim_grants(
+                clock_scope(CreditGrant.objects.all(), clock).filter(status=Status.ACTIVE, expires_at__lte=now),
+                order_by=("expires_at", "pk"),
+                limit=batch_size,
             )
             if not grants:
                 break
@@ -188,7 +182,13 @@ def credit_grants_expire_job(*, now: datetime, batch_size: int = 500, clock: str
                 grant.burned = burned.get(grant.pk, 0) or 0
                 unused = grant.amount - grant.burned
                 grant.status, grant.expired_at = Status.EXPIRED, now
-                _emit(grant, "credit_grant.expired", now, {"status": Status.ACTIVE, "remaining": unused})
+                object_event_emit(
+                    type="credit_grant.expired",
+                    obj=grant,
+                    data=credit_grant_snapshot(grant),
+                    now=now,
+                    previous={"status": Status.ACTIVE, "remaining": unused},
+                )
             expired += len(grants)
     return {"expired": expired}
 

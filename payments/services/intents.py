@@ -45,7 +45,7 @@ from payments.services.methods import (
 )
 from payments.services.refunds import refunds_lost
 from payments.services.settlement import payment_apply
-from webhooks.services import event_emit
+from webhooks.services import object_event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -90,18 +90,6 @@ def payment_intent_snapshot(intent: PaymentIntent) -> dict[str, Any]:
         "provider": intent.provider,
         "last_error": intent.last_error,
     }
-
-
-def _emit(intent: PaymentIntent, type_: str, now: datetime, previous: str | None = None) -> None:
-    event_emit(
-        type=type_,
-        object_type="payment_intent",
-        object_id=intent.id,
-        customer_id=intent.customer_id,
-        data=payment_intent_snapshot(intent),
-        previous_attributes={"status": previous} if previous else None,
-        now=now,
-    )
 
 
 def _unexpected(intent: PaymentIntent, action: str) -> Conflict:
@@ -193,7 +181,7 @@ def payment_intent_create(
                     intent.amount = locked.amount_remaining
                 _check_invoice(customer, locked, intent.amount, currency)
             intent.save(force_insert=True)
-            _emit(intent, "payment_intent.created", now)
+            object_event_emit(type="payment_intent.created", obj=intent, data=payment_intent_snapshot(intent), now=now)
     except IntegrityError:
         if invoice is None:
             raise
@@ -287,7 +275,13 @@ def _cancel_locally(intent: PaymentIntent, *, reason: str, now: datetime) -> Non
         status=Status.CANCELED, canceled_at=now, cancellation_reason=reason, amount_capturable=0, updated_at=now
     )
     intent.refresh_from_db()
-    _emit(intent, "payment_intent.canceled", now, previous=previous)
+    object_event_emit(
+        type="payment_intent.canceled",
+        obj=intent,
+        data=payment_intent_snapshot(intent),
+        now=now,
+        previous={"status": previous},
+    )
 
 
 def _attempt(intent: PaymentIntent, *, off_session: bool, now: datetime) -> PaymentIntent:
@@ -386,7 +380,13 @@ def _settle(
         if current.status == Status.SUCCEEDED and current.invoice_id:
             payment_apply(intent=current, now=now)
         if current.status != expected and current.status in _EVENTS:
-            _emit(current, _EVENTS[current.status], now, previous=expected)
+            object_event_emit(
+                type=_EVENTS[current.status],
+                obj=current,
+                data=payment_intent_snapshot(current),
+                now=now,
+                previous={"status": expected},
+            )
     return current
 
 
@@ -399,7 +399,13 @@ def _settle_unknown(intent: PaymentIntent, *, expected: str, now: datetime) -> P
             status=Status.UNKNOWN, last_error=TIMEOUT_ERROR, updated_at=now
         )
         current.refresh_from_db()
-        _emit(current, "payment_intent.unknown", now, previous=expected)
+        object_event_emit(
+            type="payment_intent.unknown",
+            obj=current,
+            data=payment_intent_snapshot(current),
+            now=now,
+            previous={"status": expected},
+        )
     logger.warning("payment intent %s: the provider's answer was lost; it is unknown until resolved", current.id)
     return current
 

@@ -21,7 +21,9 @@ from django.db import transaction
 
 from billing_site.errors import ApiError, Conflict, InvalidRequest
 from billing_site.ids import new_id
+from customers.locks import lock_customer
 from customers.models import Customer
+from payments.locks import lock_payment_method, lock_setup_intent
 from payments.models import PaymentMethod, SetupIntent
 from payments.processors import (
     PaymentProcessor,
@@ -34,7 +36,7 @@ from payments.processors import (
     processor_name_for,
 )
 from payments.services.schedule import retry_after_new_payment_method
-from webhooks.services import event_emit
+from webhooks.services import object_event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -139,24 +141,13 @@ def payment_method_snapshot(method: PaymentMethod) -> dict[str, Any]:
     }
 
 
-def _emit_method(method: PaymentMethod, type_: str, now: datetime) -> None:
-    event_emit(
-        type=type_,
-        object_type="payment_method",
-        object_id=method.id,
-        customer_id=method.customer_id,
-        data=payment_method_snapshot(method),
-        now=now,
-    )
-
-
 def method_save(
     *, customer: Customer, provider: str, method: ProviderMethod, method_id: str, default: bool, now: datetime
 ) -> PaymentMethod:
     """Record an attached method, in the caller's transaction. The first live method becomes the default;
     a new default unsets the old one first (the partial unique index allows one) and brings the
     customer's waiting invoice retries forward."""
-    Customer.objects.select_for_update().filter(pk=customer.pk).first()  # lock order: the customer first
+    lock_customer(customer.pk)  # lock order: the customer first
     live = PaymentMethod.objects.filter(customer_id=customer.pk, detached_at__isnull=True)
     if provider in UNIQUE_METHOD_REFS:
         # Under the customer's lock, so our own attach and the provider's webhook about it record it once.
@@ -166,7 +157,9 @@ def method_save(
                 live.filter(is_default=True).update(is_default=False, updated_at=now)
                 PaymentMethod.objects.filter(pk=existing.pk).update(is_default=True, updated_at=now)
                 existing.refresh_from_db()
-                _emit_method(existing, "payment_method.updated", now)
+                object_event_emit(
+                    type="payment_method.updated", obj=existing, data=payment_method_snapshot(existing), now=now
+                )
                 retry_after_new_payment_method(customer=customer, now=now)
             return existing
     make_default = default or not live.filter(is_default=True).exists()
@@ -184,7 +177,7 @@ def method_save(
         exp_year=method.exp_year,
         is_default=make_default,
     )
-    _emit_method(saved, "payment_method.attached", now)
+    object_event_emit(type="payment_method.attached", obj=saved, data=payment_method_snapshot(saved), now=now)
     if make_default:
         retry_after_new_payment_method(customer=customer, now=now)
     return saved
@@ -217,8 +210,8 @@ def payment_method_set_default(*, payment_method: PaymentMethod, now: datetime) 
     """Make a live method the customer's default (the one collection charges); the old default is unset
     first (the partial unique index allows one). Setting the default again changes nothing."""
     with transaction.atomic(durable=True):
-        customer = Customer.objects.select_for_update().get(pk=payment_method.customer_id)
-        method = PaymentMethod.objects.select_for_update().get(pk=payment_method.pk)
+        customer = lock_customer(payment_method.customer_id)
+        method = lock_payment_method(payment_method.pk)
         if method.detached_at is not None:
             raise Conflict(f"Payment method {method.id} is detached.", code="payment_method_detached")
         if method.is_default:
@@ -227,7 +220,7 @@ def payment_method_set_default(*, payment_method: PaymentMethod, now: datetime) 
         live.filter(is_default=True).update(is_default=False, updated_at=now)
         PaymentMethod.objects.filter(pk=method.pk).update(is_default=True, updated_at=now)
         method.refresh_from_db()
-        _emit_method(method, "payment_method.updated", now)
+        object_event_emit(type="payment_method.updated", obj=method, data=payment_method_snapshot(method), now=now)
         retry_after_new_payment_method(customer=customer, now=now)
     return method
 
@@ -240,13 +233,13 @@ def payment_method_detach(*, payment_method: PaymentMethod, now: datetime) -> Pa
     """Detach here (no longer usable, no longer the default), then at the provider (best effort: the
     method is unusable for us whatever the provider answers)."""
     with transaction.atomic(durable=True):
-        Customer.objects.select_for_update().filter(pk=payment_method.customer_id).first()
-        method = PaymentMethod.objects.select_for_update().get(pk=payment_method.pk)
+        lock_customer(payment_method.customer_id)
+        method = lock_payment_method(payment_method.pk)
         if method.detached_at is not None:
             raise Conflict(f"Payment method {method.id} is already detached.", code="payment_method_detached")
         PaymentMethod.objects.filter(pk=method.pk).update(detached_at=now, is_default=False, updated_at=now)
         method.refresh_from_db()
-        _emit_method(method, "payment_method.detached", now)
+        object_event_emit(type="payment_method.detached", obj=method, data=payment_method_snapshot(method), now=now)
     try:
         processor_named(method.provider).detach_method(
             method_ref=method.provider_ref, idempotency_key=f"{method.id}:detach"
@@ -272,18 +265,6 @@ def setup_intent_snapshot(intent: SetupIntent) -> dict[str, Any]:
     }
 
 
-def _emit_setup(intent: SetupIntent, type_: str, now: datetime, previous: str | None = None) -> None:
-    event_emit(
-        type=type_,
-        object_type="setup_intent",
-        object_id=intent.id,
-        customer_id=intent.customer_id,
-        data=setup_intent_snapshot(intent),
-        previous_attributes={"status": previous} if previous else None,
-        now=now,
-    )
-
-
 def _setup_conflict(intent: SetupIntent, action: str) -> Conflict:
     return Conflict(
         f"SetupIntent {intent.id} is {intent.status}; it cannot be {action}.",
@@ -306,7 +287,7 @@ def setup_intent_create(
     )
     with transaction.atomic(durable=True):
         intent.save(force_insert=True)
-        _emit_setup(intent, "setup_intent.created", now)
+        object_event_emit(type="setup_intent.created", obj=intent, data=setup_intent_snapshot(intent), now=now)
     return intent
 
 
@@ -322,7 +303,7 @@ def setup_intent_confirm(
     # A processor that is unknown or not configured fails here, before anything is marked processing.
     processor_named(payment_method.provider if payment_method is not None else setup_intent.provider)
     with transaction.atomic(durable=True):
-        intent = SetupIntent.objects.select_for_update().get(pk=setup_intent.pk)
+        intent = lock_setup_intent(setup_intent.pk)
         if intent.status == SetupStatus.REQUIRES_ACTION and not (token or payment_method):
             refresh = True
         elif intent.status in (SetupStatus.REQUIRES_PAYMENT_METHOD, SetupStatus.REQUIRES_CONFIRMATION):
@@ -373,8 +354,8 @@ def _setup_settle(
     timeout: bool = False,
 ) -> SetupIntent:
     with transaction.atomic(durable=True):
-        customer = Customer.objects.select_for_update().get(pk=intent.customer_id)
-        current = SetupIntent.objects.select_for_update().get(pk=intent.pk)
+        customer = lock_customer(intent.customer_id)
+        current = lock_setup_intent(intent.pk)
         if current.status != expected:
             return current  # settled by someone else meanwhile
         fields: dict[str, Any] = {"updated_at": now}
@@ -408,7 +389,9 @@ def _setup_settle(
         SetupIntent.objects.filter(pk=current.pk, status=expected).update(**fields)
         current.refresh_from_db()
         if event:
-            _emit_setup(current, event, now, previous=expected)
+            object_event_emit(
+                type=event, obj=current, data=setup_intent_snapshot(current), now=now, previous={"status": expected}
+            )
     return current
 
 
@@ -443,7 +426,7 @@ def setup_intent_reconcile(*, setup_intent: SetupIntent, result: ProviderSetup, 
 def setup_intent_cancel(*, setup_intent: SetupIntent, now: datetime, cancellation_reason: str = "") -> SetupIntent:
     cancellable = (SetupStatus.REQUIRES_PAYMENT_METHOD, SetupStatus.REQUIRES_CONFIRMATION, SetupStatus.REQUIRES_ACTION)
     with transaction.atomic(durable=True):
-        intent = SetupIntent.objects.select_for_update().get(pk=setup_intent.pk)
+        intent = lock_setup_intent(setup_intent.pk)
         if intent.status not in cancellable:
             raise _setup_conflict(intent, "canceled")
         previous = intent.status
@@ -451,5 +434,11 @@ def setup_intent_cancel(*, setup_intent: SetupIntent, now: datetime, cancellatio
             status=SetupStatus.CANCELED, canceled_at=now, cancellation_reason=cancellation_reason, updated_at=now
         )
         intent.refresh_from_db()
-        _emit_setup(intent, "setup_intent.canceled", now, previous=previous)
+        object_event_emit(
+            type="setup_intent.canceled",
+            obj=intent,
+            data=setup_intent_snapshot(intent),
+            now=now,
+            previous={"status": previous},
+        )
     return intent

@@ -60,7 +60,7 @@ from payments.services.methods import method_save, payment_method_snapshot, setu
 from payments.services.refunds import refund_reconcile, refund_snapshot
 from webhooks.inbound import provider_event_superseded, provider_handler_register
 from webhooks.models import ProviderEvent
-from webhooks.services import event_emit
+from webhooks.services import event_emit, object_event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -131,18 +131,6 @@ def _intent_of_charge(obj: dict[str, Any]) -> PaymentIntent | None:
             return None
         ref = _stripe().charge_payment_ref(charge_ref=charge) or ""
     return PaymentIntent.objects.filter(provider=STRIPE, provider_ref=ref).first() if ref else None
-
-
-def _emit(obj: Any, type_: str, data: dict[str, Any], now: datetime, previous: dict[str, Any] | None = None) -> None:
-    event_emit(
-        type=type_,
-        object_type=type_.rsplit(".", 1)[0],
-        object_id=obj.id,
-        customer_id=obj.customer_id,
-        data=data,
-        previous_attributes=previous,
-        now=now,
-    )
 
 
 # --- Payment intents ------------------------------------------------------------------------------
@@ -393,9 +381,9 @@ def dispute_reconcile(
                 provider_created_at=_timestamp(obj.get("created")),
                 **fields,
             )
-            _emit(dispute, "dispute.created", dispute_snapshot(dispute), now)
+            object_event_emit(type="dispute.created", obj=dispute, data=dispute_snapshot(dispute), now=now)
             if dispute.status in Dispute.CLOSED:
-                _emit(dispute, "dispute.closed", dispute_snapshot(dispute), now)
+                object_event_emit(type="dispute.closed", obj=dispute, data=dispute_snapshot(dispute), now=now)
             return dispute, f"{dispute.id}: created ({dispute.status})"
         if dispute.status in Dispute.CLOSED:
             return dispute, f"{dispute.id} is closed ({dispute.status})"
@@ -410,7 +398,13 @@ def dispute_reconcile(
         Dispute.objects.filter(pk=dispute.pk, status=dispute.status).update(**changes, updated_at=now)
         dispute.refresh_from_db()
         closed = dispute.status in Dispute.CLOSED
-        _emit(dispute, "dispute.closed" if closed else "dispute.updated", dispute_snapshot(dispute), now, previous)
+        object_event_emit(
+            type="dispute.closed" if closed else "dispute.updated",
+            obj=dispute,
+            data=dispute_snapshot(dispute),
+            now=now,
+            previous=previous,
+        )
     if dispute.status == Dispute.Status.LOST:
         logger.warning("dispute %s of %s lost: %s %s returned", dispute.id, intent.id, dispute.amount, dispute.currency)
     return dispute, f"{dispute.id}: {previous.get('status', dispute.status)} -> {dispute.status}"
@@ -490,7 +484,13 @@ def payment_method_refresh(*, method: PaymentMethod, obj: dict[str, Any], now: d
         previous = {name: getattr(current, name) for name in changes}
         PaymentMethod.objects.filter(pk=current.pk).update(**changes, updated_at=now)
         current.refresh_from_db()
-        _emit(current, "payment_method.updated", payment_method_snapshot(current), now, previous)
+        object_event_emit(
+            type="payment_method.updated",
+            obj=current,
+            data=payment_method_snapshot(current),
+            now=now,
+            previous=previous,
+        )
     return True
 
 
@@ -505,7 +505,7 @@ def payment_method_detach_from_provider(*, method: PaymentMethod, now: datetime)
         if not changed:
             return False
         method.refresh_from_db()
-        _emit(method, "payment_method.detached", payment_method_snapshot(method), now)
+        object_event_emit(type="payment_method.detached", obj=method, data=payment_method_snapshot(method), now=now)
     return True
 
 

@@ -31,7 +31,7 @@ from payments.processors import ProcessorError, ProcessorTimeout, ProviderRefund
 from payments.services.giveback import giveback_check, invoice_giveback_left, payment_refundable
 from payments.services.ledger import balance_adjust, balance_row_lock
 from payments.services.methods import TIMEOUT_ERROR, error_data, in_callers_transaction, processor_named
-from webhooks.services import event_emit
+from webhooks.services import object_event_emit
 
 if TYPE_CHECKING:
     from payments.models import CreditNote
@@ -55,17 +55,6 @@ def refund_snapshot(refund: Refund) -> dict[str, Any]:
         "status": refund.status,
         "last_error": refund.last_error,
     }
-
-
-def _emit(refund: Refund, type_: str, now: datetime, customer_id: str) -> None:
-    event_emit(
-        type=type_,
-        object_type="refund",
-        object_id=refund.id,
-        customer_id=customer_id,
-        data=refund_snapshot(refund),
-        now=now,
-    )
 
 
 def _intent_of_invoice(invoice: Invoice, amount: int | None) -> str:
@@ -178,7 +167,9 @@ def refund_create(
         )
         refund.idempotency_key = f"{refund.id}:refund"
         refund.save(force_insert=True)
-        _emit(refund, "refund.created", now, intent.customer_id)
+        object_event_emit(
+            type="refund.created", obj=refund, data=refund_snapshot(refund), now=now, customer_id=intent.customer_id
+        )
     if nested:
         # The provider hears of it once the caller's transaction commits (and never if it rolls back).
         transaction.on_commit(_refund_send_hook(refund.pk, now), robust=True)
@@ -280,7 +271,13 @@ def _settle(
             )
             current.refresh_from_db()
             if status == RefundStatus.SUCCEEDED:
-                _emit(current, "refund.succeeded", now, customer_id)
+                object_event_emit(
+                    type="refund.succeeded",
+                    obj=current,
+                    data=refund_snapshot(current),
+                    now=now,
+                    customer_id=customer_id,
+                )
         current.refresh_from_db()
     return current
 
@@ -328,7 +325,13 @@ def refund_fail(
                 now=now,
             )
         current.refresh_from_db()
-        _emit(current, "refund.failed", now, current.payment_intent.customer_id)
+        object_event_emit(
+            type="refund.failed",
+            obj=current,
+            data=refund_snapshot(current),
+            now=now,
+            customer_id=current.payment_intent.customer_id,
+        )
     if note is not None:
         logger.warning("refund %s failed; its %s went to the customer's balance", current.id, current.amount)
     return current
