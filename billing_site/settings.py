@@ -74,6 +74,9 @@ MIDDLEWARE = [
     "billing_site.middleware.RequestIdMiddleware",
     "billing_site.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (admin, Swagger UI, the portal's CSS and scripts) served by the app itself from
+    # STATIC_ROOT (filled by `collectstatic`, as the Dockerfile does): no separate file server to keep in sync.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
