@@ -25,3 +25,6 @@ TEST_CLOCKS_ENABLED = True
 # The whole suite sends thousands of requests without a valid credential from 127.0.0.1 (the token matrix,
 # scope checks): the per-address limit would turn its 401s into 429s. Its own tests set it.
 API_ANON_RATE_LIMIT = (0, 60)
+# The suite never runs collectstatic: WhiteNoise looks files up per request instead of indexing a
+# STATIC_ROOT that does not exist (and warning about it in every test that builds a client).
+WHITENOISE_AUTOREFRESH = True
