@@ -267,10 +267,10 @@ def main() -> None:
     # batches; the workers share the tasks as Celery would hand them out.
     from django.conf import settings
 
-    from subscriptions.services.renewal import _due
+    from subscriptions.services.renewal import subscriptions_due
 
     swept = time.perf_counter()
-    ids = list(_due(NOW).order_by("current_period_end", "id").values_list("id", flat=True))
+    ids = list(subscriptions_due(NOW).order_by("current_period_end", "id").values_list("id", flat=True))
     size = settings.RENEWAL_BATCH_SIZE
     batches = [ids[i : i + size] for i in range(0, len(ids), size)]
     print(f"sweep: {len(ids):,} due in {len(batches)} tasks, found in {(time.perf_counter() - swept) * 1000:.0f} ms")
