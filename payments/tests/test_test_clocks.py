@@ -498,3 +498,41 @@ def test_an_advance_bills_progressive_thresholds_and_real_time_ignores_clock_cus
         ("usage", 1500),
     ]
     assert thresholds(plain_sub) == [(1500, wall)]
+
+
+def test_clock_customers_cost_ingestion_one_query_per_batch_and_others_nothing(api):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from metering.tests.factories import MeterFactory
+
+    clock, at = _far_clock(api)
+    clocked = Customer.objects.get(pk=_customer(api, clock["id"])["id"])
+    plain = CustomerFactory(currency="usd")
+    meter = MeterFactory()
+    wall = timezone.now().replace(minute=30, second=0, microsecond=0) - timedelta(hours=1)
+
+    def batch(customer, base, tag, n=20):
+        return [
+            {
+                "customer": customer.id,
+                "meter": meter.code,
+                "value": "1",
+                "timestamp": _iso(base + timedelta(seconds=i)),
+                "idempotency_key": f"{tag}-{i}",
+            }
+            for i in range(n)
+        ]
+
+    # Warm-up (a partition for the clock's months, the meter's first events), then the same batch shapes.
+    assert _ingest(batch(plain, wall, "w", 1)).created == 1
+    assert _ingest(batch(clocked, at - timedelta(minutes=30), "w", 1)).created == 1
+    with CaptureQueriesContext(connection) as on_wall:
+        assert _ingest(batch(plain, wall + timedelta(minutes=1), "m")).created == 20
+    with CaptureQueriesContext(connection) as on_clock:
+        assert _ingest(batch(clocked, at - timedelta(minutes=29), "m")).created == 20
+    assert len(on_clock) == len(on_wall) + 1
+    clocks = Clock._meta.db_table
+    assert not any(clocks in q["sql"] for q in on_wall.captured_queries)
+    assert sum(clocks in q["sql"] for q in on_clock.captured_queries) == 1
