@@ -401,6 +401,10 @@ def test_a_clock_customer_records_usage_at_its_clock_time_and_the_advance_bills_
     usage = [(line.kind, line.amount) for line in cycle.lines.all()]
     assert usage == [("usage", 80)], usage
     assert cycle.status == "paid"
+    # The next renewal bills none of it again.
+    assert _advance(api, clock["id"], start + 70 * DAY).json()["status"] == "ready"
+    cycles = Invoice.objects.filter(subscription=sub, billing_reason="subscription_cycle").order_by("period_start")
+    assert [sum(line.amount for line in i.lines.all()) for i in cycles] == [80, 0]
 
 
 def test_an_advance_evaluates_usage_alerts_once_and_real_time_ignores_clock_customers(api):
