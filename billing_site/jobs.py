@@ -55,12 +55,6 @@ JOBS: tuple[Job, ...] = (
         description="Recompute the hourly usage roll-ups of dirty hours (new, late or canceled events).",
     ),
     Job(
-        name="evaluate_usage_alerts",
-        function="metering.alerts.usage_alerts_job",
-        schedule=timedelta(minutes=5),
-        description="Move usage alerts' ended periods on and evaluate every active alert (usage and invoice amount).",
-    ),
-    Job(
         name="ensure_event_partitions",
         function="metering.partitions.event_partitions_ensure_job",
         schedule=crontab(minute="3"),
@@ -82,6 +76,16 @@ JOBS: tuple[Job, ...] = (
         schedule=timedelta(minutes=15),
         description="Progressive billing: invoice the current period's usage of subscriptions whose usage "
         "amount crossed one of their thresholds.",
+        per_customer=True,
+    ),
+    # After renewal: an advance at a period's end moves the alerts on to the period renewal just started.
+    Job(
+        name="evaluate_usage_alerts",
+        function="metering.alerts.usage_alerts_job",
+        schedule=timedelta(minutes=5),
+        description="Move usage alerts' ended periods on and evaluate every active alert (usage and invoice amount).",
+        per_customer=True,
+        next_due="metering.alerts.usage_alerts_next_due",
     ),
     Job(
         name="bill_ended_late_usage",

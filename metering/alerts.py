@@ -29,9 +29,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Min
 
 from billing_site.errors import Conflict, InvalidRequest
 from billing_site.money import decimal_to_str
+from customers.clocks import clock_scope
 from customers.models import Customer
 from metering.alerts_models import UsageAlert, UsageAlertTrigger
 from metering.models import Meter, MeterEvent, UsageDirtyHour, UsageHourly
@@ -389,10 +391,12 @@ FROM ins JOIN a ON a.id = ins.alert_id ORDER BY ins.alert_id, ins.level
 # --- The job ----------------------------------------------------------------------------------------
 
 
-def usage_alerts_job(*, now: datetime, batch_size: int = 1000) -> dict[str, int]:
-    """Move ended periods on, then evaluate every active alert (registered as `evaluate_usage_alerts`)."""
+def usage_alerts_job(*, now: datetime, batch_size: int = 1000, clock: str | None = None) -> dict[str, int]:
+    """Move ended periods on, then evaluate every active alert (registered as `evaluate_usage_alerts`).
+    `clock`: see `customers.clocks.clock_scope` (None: customers on no test clock)."""
     report = {"periods_moved": 0, "alerts": 0, "triggered": 0}
-    ended = list(UsageAlert.objects.filter(active=True, period_end__lte=now).values_list("id", "customer_id"))
+    scoped = clock_scope(UsageAlert.objects.filter(active=True), clock)
+    ended = list(scoped.filter(period_end__lte=now).values_list("id", "customer_id"))
     if ended:
         periods = current_periods({c for _, c in ended}, now)
         for alert_id, customer_id in ended:
@@ -403,8 +407,8 @@ def usage_alerts_job(*, now: datetime, batch_size: int = 1000) -> dict[str, int]
     last = ""
     while True:
         alerts = list(
-            UsageAlert.objects.select_related("meter")
-            .filter(active=True, pk__gt=last, period_start__lte=now, period_end__gt=now)
+            scoped.select_related("meter")
+            .filter(pk__gt=last, period_start__lte=now, period_end__gt=now)
             .order_by("pk")[:batch_size]
         )
         if not alerts:
@@ -415,6 +419,13 @@ def usage_alerts_job(*, now: datetime, batch_size: int = 1000) -> dict[str, int]
         values = _usage_values(usage) + _amount_values([a for a in alerts if a.kind != UsageAlert.Kind.USAGE], now)
         report["triggered"] += _insert_triggers(values, now)
     return report
+
+
+def usage_alerts_next_due(*, clock: str, after: datetime) -> datetime | None:
+    """The test clock's next alert moment after `after`: the soonest end of an active alert's period of its
+    customers (the job moves the period on there, and evaluates the new one)."""
+    scoped = clock_scope(UsageAlert.objects.filter(active=True, period_end__gt=after), clock)
+    return scoped.aggregate(at=Min("period_end"))["at"]
 
 
 def _amount_values(alerts: list[UsageAlert], now: datetime) -> list[tuple[UsageAlert, Decimal]]:

@@ -300,25 +300,38 @@ def billing_event_to_event(raw: Any) -> Any:
 # --- Resolving and writing a batch ----------------------------------------------------------------
 
 
-def _resolve(
-    parsed: list[ParsedEvent], rejected: dict[int, EventRejected], alerted: set[str] | None = None
-) -> tuple[list[ParsedEvent], set[str]]:
-    """The events whose customer and meter exist and take events, and the meters among them that have
-    never had an event (their `has_events` flag is set by this batch). `alerted` receives the customers
-    that have active usage alerts (read in the same query)."""
-    ids = {p.customer_ref for p in parsed if not p.by_external_id}
-    external = {p.customer_ref for p in parsed if p.by_external_id}
-    by_id: dict[str, tuple[str, str]] = {}
-    by_external: dict[str, tuple[str, str]] = {}
+CustomerRow = tuple[str, str, str | None]  # (id, status, test clock id)
+
+
+def _customers(
+    parsed: list[ParsedEvent], extra: list[tuple[str, bool]], alerted: set[str] | None
+) -> tuple[dict[str, CustomerRow], dict[str, CustomerRow]]:
+    """The batch's customers in ONE query, by id and by external id (`extra`: (ref, by external id) of
+    events refused by the wall clock's window, which their customer's test clock may accept). `alerted`
+    receives the customers that have active usage alerts (read in the same query)."""
+    ids = {p.customer_ref for p in parsed if not p.by_external_id} | {ref for ref, ext in extra if not ext}
+    external = {p.customer_ref for p in parsed if p.by_external_id} | {ref for ref, ext in extra if ext}
+    by_id: dict[str, CustomerRow] = {}
+    by_external: dict[str, CustomerRow] = {}
     if ids or external:
         rows = Customer.objects.filter(Q(id__in=ids) | Q(external_id__in=external)).values_list(
-            "id", "external_id", "status", "has_usage_alerts"
+            "id", "external_id", "status", "has_usage_alerts", "test_clock_id"
         )
-        for cid, ext, status, has_alerts in rows:
-            by_id[cid] = (cid, status)
-            by_external[ext] = (cid, status)
+        for cid, ext, status, has_alerts, clock_id in rows:
+            by_id[cid] = by_external[ext] = (cid, status, clock_id)
             if has_alerts and alerted is not None:
                 alerted.add(cid)
+    return by_id, by_external
+
+
+def _resolve(
+    parsed: list[ParsedEvent],
+    rejected: dict[int, EventRejected],
+    by_id: dict[str, CustomerRow],
+    by_external: dict[str, CustomerRow],
+) -> tuple[list[ParsedEvent], set[str]]:
+    """The events whose customer and meter exist and take events, and the meters among them that have
+    never had an event (their `has_events` flag is set by this batch)."""
     meters = {
         code: (mid, active, has_events)
         for mid, code, active, has_events in Meter.objects.filter(code__in={p.meter_code for p in parsed}).values_list(
@@ -357,6 +370,61 @@ def _resolve(
             fresh.add(meter[0])
         good.append(p)
     return good, fresh
+
+
+_WINDOW_CODES = frozenset({"timestamp_in_future", "timestamp_too_old"})
+
+
+def _event_ref(raw: dict[str, Any]) -> tuple[str, bool]:
+    """(customer ref, by external id) of an event that parsed up to its timestamp."""
+    return (raw["external_id"], True) if raw.get("customer") is None else (raw["customer"], False)
+
+
+def _on_clocks(
+    events: list[Any],
+    parsed: list[ParsedEvent],
+    deferred: dict[int, EventRejected],
+    rejected: dict[int, EventRejected],
+    by_id: dict[str, CustomerRow],
+    by_external: dict[str, CustomerRow],
+) -> tuple[list[ParsedEvent], dict[str, datetime]]:
+    """Customers on a test clock live on the clock's time: their events are parsed again with the clock's
+    frozen time as `now` (the default timestamp) and the backfill/future window around it, including
+    those the wall clock's window refused. One query (the clocks' frozen times), run only when the batch
+    has a clock customer. Returns the batch's events and {customer id: its clock's frozen time}."""
+    from customers.models import TestClock  # customers is below metering
+
+    def row(ref: str, by_external_id: bool) -> CustomerRow | None:
+        return (by_external if by_external_id else by_id).get(ref)
+
+    clock_ids = {found[2] for found in by_id.values() if found[2]}
+    frozen = dict(TestClock.objects.filter(pk__in=clock_ids).values_list("id", "frozen_time"))
+    windows = {clock_id: TimeWindow.around(at) for clock_id, at in frozen.items()}
+    customer_now: dict[str, datetime] = {}
+    kept: list[ParsedEvent] = []
+    again: list[int] = []
+    for p in parsed:
+        found = row(p.customer_ref, p.by_external_id)
+        if found is not None and found[2] in frozen:
+            again.append(p.index)
+        else:
+            kept.append(p)
+    for index in deferred:
+        found = row(*_event_ref(events[index]))
+        if found is not None and found[2] in frozen:
+            del rejected[index]
+            again.append(index)
+    for index in again:
+        raw = events[index]
+        found = row(*_event_ref(raw))
+        at = frozen[found[2]]
+        customer_now[found[0]] = at
+        try:
+            kept.append(parse_event(raw, index, now=at, window=windows[found[2]]))
+        except EventRejected as exc:
+            rejected[index] = exc
+    kept.sort(key=lambda p: p.index)  # the first of duplicates in the batch stays the first
+    return kept, customer_now
 
 
 def _hour(ts: datetime) -> datetime:
@@ -675,14 +743,24 @@ def usage_ingest(*, events: list[Any], now: datetime) -> IngestResult:
     """Ingest a batch. Every event gets its own outcome; one bad event never fails the others."""
     rejected: dict[int, EventRejected] = {}
     parsed: list[ParsedEvent] = []
+    deferred: dict[int, EventRejected] = {}  # outside the wall clock's window: maybe inside a test clock's
     window = TimeWindow.around(now)
     for index, raw in enumerate(events):
         try:
             parsed.append(parse_event(raw, index, now=now, window=window))
         except EventRejected as exc:
             rejected[index] = exc
+            if exc.code in _WINDOW_CODES:
+                deferred[index] = exc
     alerted: set[str] = set()
-    good, fresh = _resolve(parsed, rejected, alerted) if parsed else ([], set())
+    clock_now: dict[str, datetime] = {}
+    if parsed or deferred:
+        by_id, by_external = _customers(parsed, [_event_ref(events[i]) for i in deferred], alerted)
+        if any(found[2] for found in by_id.values()):
+            parsed, clock_now = _on_clocks(events, parsed, deferred, rejected, by_id, by_external)
+        good, fresh = _resolve(parsed, rejected, by_id, by_external) if parsed else ([], set())
+    else:
+        good, fresh = [], set()
 
     # Within the batch the first event with a (customer, key) is the candidate; later ones are its duplicates.
     first: dict[tuple[str, str], ParsedEvent] = {}
@@ -707,8 +785,13 @@ def usage_ingest(*, events: list[Any], now: datetime) -> IngestResult:
         from metering.alerts import usage_alerts_evaluate_ingested  # alerts read usage, which imports us
 
         pairs = {(p.customer_id, p.meter_id) for p in to_insert if p.customer_id in alerted and p.token in created}
+        # A test clock's customers are evaluated at their clock's time (one call per clock time).
+        by_time: dict[datetime, set[tuple[str, str]]] = {}
+        for pair in pairs:
+            by_time.setdefault(clock_now.get(pair[0], now), set()).add(pair)
         try:
-            usage_alerts_evaluate_ingested(pairs=pairs, now=now)
+            for at, some in by_time.items():
+                usage_alerts_evaluate_ingested(pairs=some, now=at)
         except DatabaseError:
             # The events are committed: answering 5xx now would make the client resend a batch that
             # succeeded. The evaluate_usage_alerts job evaluates every alert again within minutes.

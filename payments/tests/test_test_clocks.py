@@ -310,8 +310,233 @@ def test_every_per_customer_job_takes_a_clock():
         "expire_credit_grants",
         "collect_invoices",
         "resolve_unknown_payments",
+        "evaluate_usage_alerts",
+        "progressive_billing",
     }
     for job in per_customer_jobs():
         assert "clock" in inspect.signature(import_string(job.function)).parameters, job.name
         if job.next_due:
             assert set(inspect.signature(import_string(job.next_due)).parameters) == {"clock", "after"}
+
+
+# --- Usage, alerts and progressive billing on a clock's time ---------------------------------------------
+
+
+def _far_clock(api, days=120, **kwargs):
+    """A clock months from the wall clock (usage at its time is outside the wall clock's window)."""
+    from django.utils import timezone
+
+    at = (timezone.now() + timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
+    return _clock(api, at=at, **kwargs), at
+
+
+def _ingest(events, **kwargs):
+    from django.utils import timezone
+
+    from metering.ingest import usage_ingest
+
+    return usage_ingest(events=events, now=timezone.now(), **kwargs)
+
+
+def test_a_clock_customer_records_usage_at_its_clock_time_and_the_advance_bills_it(api):
+    from django.utils import timezone
+
+    from metering.models import MeterEvent
+    from subscriptions.tests.support import metered_price
+
+    clock, start = _far_clock(api)
+    clocked = Customer.objects.get(pk=_customer(api, clock["id"])["id"])
+    payment_method_create(customer=clocked, token="tok_visa", default=True, now=start)
+    plain = CustomerFactory(currency="usd")
+    calls = metered_price(unit="2", now=start - 200 * DAY)
+    sub, _ = subscribe(clocked, calls, now=start)
+    assert _advance(api, clock["id"], start + 10 * DAY).json()["status"] == "ready"
+    at = start + 10 * DAY  # the clock's time
+    wall = timezone.now()
+
+    def event(customer, when=None, value="1", **extra):
+        body = {"customer": customer.id, "meter": calls.meter.code, "value": value, **extra}
+        if when is not None:
+            body["timestamp"] = _iso(when)
+        return body
+
+    result = _ingest(
+        [
+            event(clocked, at - timedelta(hours=1), "30"),  # months ahead of the wall clock: fine on the clock
+            event(clocked, None, "5"),  # no timestamp: the clock's time
+            event(clocked, at + timedelta(hours=1)),  # in the clock's future
+            event(clocked, at - 36 * DAY),  # before the clock's backfill window (still ahead of the wall clock)
+            event(plain, at - timedelta(hours=1)),  # a wall-clock customer: its window is the wall clock's
+            event(plain, wall - timedelta(hours=1), "7"),
+            event(clocked, wall - timedelta(hours=1)),  # the wall clock's time is long past on the clock
+        ]
+    )
+    outcome = [(r["status"], r["error"]["code"] if r["error"] else None) for r in result.results]
+    assert outcome == [
+        ("created", None),
+        ("created", None),
+        ("rejected", "timestamp_in_future"),
+        ("rejected", "timestamp_too_old"),
+        ("rejected", "timestamp_in_future"),
+        ("created", None),
+        ("rejected", "timestamp_too_old"),
+    ]
+    stored = sorted(MeterEvent.objects.filter(customer=clocked).values_list("timestamp", "value"))
+    assert [(t, int(v)) for t, v in stored] == [(at - timedelta(hours=1), 30), (at, 5)]
+    assert MeterEvent.objects.filter(customer=plain).count() == 1
+    # A retry of the same keyed event is a duplicate on the clock too.
+    keyed = event(clocked, at, "4", idempotency_key="k-1")
+    assert _ingest([keyed]).created == 1
+    assert _ingest([keyed, keyed]).duplicates == 2
+
+    # The HTTP endpoints go through the same path.
+    body = [{"TenantID": clocked.external_id, "ProductCode": calls.meter.code, "Quantity": 1, "Timestamp": _iso(at)}]
+    response = api.post("/api/v1/events/billing-events", body, format="json")
+    assert response.status_code == 200 and response.json()["created"] == 1, response.json()
+    assert MeterEvent.objects.filter(customer=clocked).count() == 4
+
+    # Over the period's end: renewal bills exactly that usage, 40 units at 2.
+    assert _advance(api, clock["id"], start + 40 * DAY).json()["status"] == "ready"
+    cycle = Invoice.objects.get(subscription=sub, billing_reason="subscription_cycle")
+    usage = [(line.kind, line.amount) for line in cycle.lines.all()]
+    assert usage == [("usage", 80)], usage
+    assert cycle.status == "paid"
+    # The next renewal bills none of it again.
+    assert _advance(api, clock["id"], start + 70 * DAY).json()["status"] == "ready"
+    cycles = Invoice.objects.filter(subscription=sub, billing_reason="subscription_cycle").order_by("period_start")
+    assert [sum(line.amount for line in i.lines.all()) for i in cycles] == [80, 0]
+
+
+def test_an_advance_evaluates_usage_alerts_once_and_real_time_ignores_clock_customers(api):
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from metering.alerts import usage_alert_create, usage_alerts_job
+    from metering.models import UsageAlert, UsageAlertTrigger
+    from subscriptions.tests.support import metered_price
+
+    clock, start = _far_clock(api)
+    clocked = Customer.objects.get(pk=_customer(api, clock["id"])["id"])
+    plain = CustomerFactory(currency="usd")
+    wall = timezone.now()
+    calls = metered_price(unit="100", now=wall - 200 * DAY)
+    clocked_sub, _ = subscribe(clocked, calls, now=start)
+    subscribe(plain, calls, now=wall - DAY)
+    amount = {
+        c.pk: usage_alert_create(customer=c, kind="invoice_amount", threshold=Decimal(1000), now=n)
+        for c, n in ((clocked, start), (plain, wall))
+    }
+    usage = usage_alert_create(
+        customer=clocked, meter=calls.meter, threshold=Decimal(10), recurrence="per_period", now=start
+    )
+    assert (usage.period_start, usage.period_end) == (clocked_sub.current_period_start, clocked_sub.current_period_end)
+
+    def use(customer, when, value):
+        body = {"customer": customer.id, "meter": calls.meter.code, "value": value, "timestamp": _iso(when)}
+        assert _ingest([body]).created == 1
+
+    use(clocked, start, "15")  # 1500 upcoming; and 15 >= 10 of the usage alert, evaluated at the clock's time
+    use(plain, wall - timedelta(minutes=1), "15")
+    triggers = UsageAlertTrigger.objects.filter(alert=usage)
+    assert list(triggers.values_list("period_start", "level")) == [(start, 1)]
+
+    # The real-time job: the plain customer's amount alert triggers, the clock customer's does not.
+    usage_alerts_job(now=wall)
+    assert UsageAlertTrigger.objects.filter(alert=amount[plain.pk]).count() == 1
+    assert not UsageAlertTrigger.objects.filter(alert=amount[clocked.pk]).exists()
+
+    # The advance evaluates it, once, at the clock's time; over the renewal the alerts move on in order.
+    assert _advance(api, clock["id"], start + DAY).json()["status"] == "ready"
+    assert _advance(api, clock["id"], start + 2 * DAY).json()["status"] == "ready"
+    (trigger,) = UsageAlertTrigger.objects.filter(alert=amount[clocked.pk])
+    assert (trigger.triggered_at, trigger.period_start, trigger.level) == (start, start, 1)
+    renewal = clocked_sub.current_period_end
+    assert _advance(api, clock["id"], renewal + DAY).json()["status"] == "ready"
+    moved = UsageAlert.objects.get(pk=usage.pk)
+    assert moved.period_start == renewal  # the period renewal just started, not a calendar month
+    use(clocked, renewal + DAY, "10")
+    assert list(triggers.order_by("period_start").values_list("period_start", "level")) == [(start, 1), (renewal, 1)]
+    assert BillingEvent.objects.filter(type="usage_alert.triggered", object_id=amount[clocked.pk].pk).count() == 1
+
+
+def test_an_advance_bills_progressive_thresholds_and_real_time_ignores_clock_customers(api):
+    from django.utils import timezone
+
+    from subscriptions.services.progressive import progressive_billing_job
+    from subscriptions.tests.support import metered_price
+
+    clock, start = _far_clock(api)
+    clocked = Customer.objects.get(pk=_customer(api, clock["id"])["id"])
+    payment_method_create(customer=clocked, token="tok_visa", default=True, now=start)
+    plain = CustomerFactory(currency="usd")
+    wall = timezone.now()
+    calls = metered_price(unit="100", now=wall - 200 * DAY)
+    clocked_sub, _ = subscribe(clocked, calls, now=start, progressive_billing_thresholds=[1000])
+    plain_sub, _ = subscribe(plain, calls, now=wall - DAY, progressive_billing_thresholds=[1000])
+    at = start + 2 * DAY
+    assert _advance(api, clock["id"], at).json()["status"] == "ready"
+    for customer, when in ((clocked, at - timedelta(minutes=1)), (plain, wall - timedelta(minutes=1))):
+        body = {"customer": customer.id, "meter": calls.meter.code, "value": "15", "timestamp": _iso(when)}
+        assert _ingest([body]).created == 1
+
+    def thresholds(sub):
+        return list(
+            Invoice.objects.filter(subscription=sub, billing_reason="subscription_threshold").values_list(
+                "total", "period_end"
+            )
+        )
+
+    progressive_billing_job(now=wall)
+    assert thresholds(plain_sub) == [(1500, wall)]
+    assert thresholds(clocked_sub) == []
+
+    # The advance bills it at the clock's time, once, and the renewal's final invoice subtracts it.
+    assert _advance(api, clock["id"], at + DAY).json()["status"] == "ready"
+    assert _advance(api, clock["id"], at + 2 * DAY).json()["status"] == "ready"
+    assert thresholds(clocked_sub) == [(1500, at)]
+    assert _advance(api, clock["id"], clocked_sub.current_period_end + DAY).json()["status"] == "ready"
+    cycle = Invoice.objects.get(subscription=clocked_sub, billing_reason="subscription_cycle")
+    assert sorted((line.kind, line.amount) for line in cycle.lines.all()) == [
+        ("progressive_credit", -1500),
+        ("usage", 1500),
+    ]
+    assert thresholds(plain_sub) == [(1500, wall)]
+
+
+def test_clock_customers_cost_ingestion_one_query_per_batch_and_others_nothing(api):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from metering.tests.factories import MeterFactory
+
+    clock, at = _far_clock(api)
+    clocked = Customer.objects.get(pk=_customer(api, clock["id"])["id"])
+    plain = CustomerFactory(currency="usd")
+    meter = MeterFactory()
+    wall = timezone.now().replace(minute=30, second=0, microsecond=0) - timedelta(hours=1)
+
+    def batch(customer, base, tag, n=20):
+        return [
+            {
+                "customer": customer.id,
+                "meter": meter.code,
+                "value": "1",
+                "timestamp": _iso(base + timedelta(seconds=i)),
+                "idempotency_key": f"{tag}-{i}",
+            }
+            for i in range(n)
+        ]
+
+    # Warm-up (a partition for the clock's months, the meter's first events), then the same batch shapes.
+    assert _ingest(batch(plain, wall, "w", 1)).created == 1
+    assert _ingest(batch(clocked, at - timedelta(minutes=30), "w", 1)).created == 1
+    with CaptureQueriesContext(connection) as on_wall:
+        assert _ingest(batch(plain, wall + timedelta(minutes=1), "m")).created == 20
+    with CaptureQueriesContext(connection) as on_clock:
+        assert _ingest(batch(clocked, at - timedelta(minutes=29), "m")).created == 20
+    assert len(on_clock) == len(on_wall) + 1
+    clocks = Clock._meta.db_table
+    assert not any(clocks in q["sql"] for q in on_wall.captured_queries)
+    assert sum(clocks in q["sql"] for q in on_clock.captured_queries) == 1

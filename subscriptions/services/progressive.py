@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from billing_site.errors import InvalidRequest
+from customers.clocks import clock_scope
 from invoicing.models import Invoice, InvoiceLine
 from subscriptions.locks import claim_subscriptions
 from subscriptions.models import ProgressiveBilling, Subscription
@@ -86,12 +87,15 @@ def _bill_one(sub: Subscription, *, now: datetime, ctx: BillingContext, writer: 
     return True
 
 
-def subscriptions_bill_thresholds(*, now: datetime, ids: list[str] | None = None) -> dict[str, int]:
+def subscriptions_bill_thresholds(
+    *, now: datetime, ids: list[str] | None = None, clock: str | None = None
+) -> dict[str, int]:
     """Invoice every live subscription with thresholds whose current period's usage crossed one since it
-    was last billed. Claims batches with SKIP LOCKED; safe to run concurrently and to re-run."""
+    was last billed. Claims batches with SKIP LOCKED; safe to run concurrently and to re-run. Without
+    `ids`, only the subscriptions of customers on no test clock (`clock=None`) or of `clock`'s customers
+    (`customers.clocks.clock_scope`)."""
     due = Subscription.objects.filter(status__in=LIVE).exclude(progressive_billing_thresholds=[])
-    if ids is not None:
-        due = due.filter(pk__in=ids)
+    due = clock_scope(due, clock) if ids is None else due.filter(pk__in=ids)
     seen: set[str] = set()
     invoices = checked = 0
     while True:
@@ -122,6 +126,9 @@ def subscriptions_bill_thresholds(*, now: datetime, ids: list[str] | None = None
     return {"subscriptions": checked, "invoices": invoices}
 
 
-def progressive_billing_job(*, now: datetime) -> dict[str, int]:
-    """The sweep (and what ingestion's callers can run after a bulk load): every subscription with thresholds."""
-    return subscriptions_bill_thresholds(now=now)
+def progressive_billing_job(*, now: datetime, clock: str | None = None) -> dict[str, int]:
+    """The sweep (and what ingestion's callers can run after a bulk load): every subscription with thresholds
+    (`clock`: see `customers.clocks.clock_scope`). No `next_due`: a threshold is crossed by usage, which a
+    clock customer records at its clock's time; an advance evaluates it at the clock's current time first,
+    then at every later due moment (before each renewal bills the period)."""
+    return subscriptions_bill_thresholds(now=now, clock=clock)
