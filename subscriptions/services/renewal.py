@@ -240,6 +240,8 @@ def subscriptions_renew(*, now: datetime, ids: list[str] | None = None, limit: i
                 with transaction.atomic():
                     invoices += renew_batch(subs, now)
                 renewed += len(subs)
+                if ids is not None and len(subs) >= len(ids) - len(failed_ids):
+                    break  # a task's batch, all of it renewed: no claim that can only come back empty
                 continue
             except Exception:
                 logger.warning("renewal batch of %d failed; retrying one by one", len(subs), exc_info=True)
