@@ -146,7 +146,7 @@ def lock_values(
     if not skip_locked and rank < held.rank:
         pks = list(queryset.order_by().values_list("pk", flat=True))
         _check(held, rank, label, pks)
-    locking = queryset.select_for_update(skip_locked=skip_locked).order_by(*order_by).values_list(*fields)
+    locking = queryset.select_for_update(of=("self",), skip_locked=skip_locked).order_by(*order_by).values_list(*fields)
     rows = list(locking[:limit] if limit is not None else locking)
     if skip_locked and rank < held.rank:
         _check(held, rank, label, [row[0] for row in rows])

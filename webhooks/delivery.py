@@ -31,6 +31,7 @@ from django.db.models import Q
 from billing_site.errors import Conflict, InvalidRequest
 from billing_site.renderers import dumps
 from webhooks.endpoints import endpoint_require_enabled, endpoint_secrets, endpoint_snapshot
+from webhooks.locks import claim_events, claim_ids, lock_deliveries, lock_delivery, lock_endpoint
 from webhooks.models import BillingEvent, EventPayload, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.rendering import envelope, event_objects_render
 from webhooks.sender import SendResult, webhook_post
@@ -125,11 +126,7 @@ def events_dispatch(*, now: datetime) -> dict[str, int]:
     events_done = deliveries_made = 0
     for _ in range(DISPATCH_MAX_BATCHES):
         with transaction.atomic():
-            batch = list(
-                BillingEvent.objects.filter(dispatched_at__isnull=True)
-                .order_by("id")
-                .select_for_update(skip_locked=True)[:DISPATCH_BATCH]
-            )
+            batch = claim_events(BillingEvent.objects.filter(dispatched_at__isnull=True), limit=DISPATCH_BATCH)
             if not batch:
                 break
             endpoints = list(WebhookEndpoint.objects.filter(status="enabled", deleted_at__isnull=True))
@@ -160,17 +157,15 @@ def deliveries_due_enqueue(*, now: datetime) -> int:
     """Queue a send for every due delivery of an enabled endpoint that nobody holds: retries whose time
     has come, and anything a crash left behind (never sent, or claimed by a worker that died)."""
     with transaction.atomic():
-        ids = list(
+        ids = claim_ids(
             WebhookDelivery.objects.filter(
                 status=WebhookDelivery.Status.PENDING,
                 next_attempt_at__lte=now,
                 endpoint__status=WebhookEndpoint.Status.ENABLED,
                 endpoint__deleted_at__isnull=True,
-            )
-            .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now))
-            .order_by("next_attempt_at")
-            .select_for_update(skip_locked=True, of=("self",))
-            .values_list("id", flat=True)[:SWEEP_LIMIT]
+            ).filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)),
+            limit=SWEEP_LIMIT,
+            order_by=("next_attempt_at",),
         )
         if ids:
             WebhookDelivery.objects.filter(pk__in=ids).update(lease_expires_at=now + ENQUEUE_LEASE, claim_token="")
@@ -245,7 +240,7 @@ def delivery_attempt(*, delivery_id: str, now: datetime) -> str:
 
 def _record(*, delivery_id: str, endpoint_id: str, token: str, result: SendResult, now: datetime) -> str:
     with transaction.atomic():
-        delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
+        delivery = lock_delivery(delivery_id)
         number = delivery.attempt_count + 1
         WebhookAttempt.objects.create(
             delivery=delivery,
@@ -326,7 +321,7 @@ def _in_flight(delivery: WebhookDelivery, now: datetime) -> bool:
 def delivery_redeliver(*, delivery: WebhookDelivery, now: datetime) -> WebhookDelivery:
     """Send one delivery again now, whatever its state; the retry schedule starts again."""
     with transaction.atomic():
-        locked = WebhookDelivery.objects.select_for_update().select_related("endpoint").get(pk=delivery.pk)
+        locked = lock_delivery(delivery.pk, with_endpoint=True)
         endpoint_require_enabled(locked.endpoint)
         if _in_flight(locked, now):
             raise Conflict(f"Delivery {locked.id} is being sent right now.", code="delivery_in_progress")
@@ -347,7 +342,7 @@ def endpoint_resend(*, endpoint: WebhookEndpoint, since: datetime, now: datetime
     if since > now:
         raise InvalidRequest("since must not be in the future.", param="since")
     with transaction.atomic():
-        locked = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        locked = lock_endpoint(endpoint.pk)
         endpoint_require_enabled(locked)
         events = BillingEvent.objects.filter(created_at__gte=since).exclude(type=TEST_EVENT)
         match = _patterns_q(list(locked.enabled_events))
@@ -362,7 +357,7 @@ def endpoint_resend(*, endpoint: WebhookEndpoint, since: datetime, now: datetime
             )
         payloads_ensure(chosen, now=now)
         existing = {
-            d.event_id: d for d in WebhookDelivery.objects.select_for_update().filter(endpoint=locked, event__in=chosen)
+            d.event_id: d for d in lock_deliveries(WebhookDelivery.objects.filter(endpoint=locked, event__in=chosen))
         }
         busy = [d.pk for d in existing.values() if _in_flight(d, now)]
         requeue = [d.pk for d in existing.values() if not _in_flight(d, now)]
@@ -386,7 +381,7 @@ def endpoint_resend(*, endpoint: WebhookEndpoint, since: datetime, now: datetime
 def endpoint_test(*, endpoint: WebhookEndpoint, now: datetime) -> WebhookDelivery:
     """Send a `webhook_endpoint.test` event to this endpoint only (the fan-out never sends it elsewhere)."""
     with transaction.atomic():
-        locked = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        locked = lock_endpoint(endpoint.pk)
         endpoint_require_enabled(locked)
         event = event_emit(
             type=TEST_EVENT,

@@ -14,6 +14,7 @@ from django.db import transaction
 from billing_site.errors import Conflict, InvalidRequest, NotFound
 from billing_site.fields import metadata_clean, metadata_merge
 from webhooks import urlsafety
+from webhooks.locks import lock_live_endpoint
 from webhooks.models import WebhookEndpoint
 from webhooks.services import event_emit, object_event_emit
 from webhooks.signing import secret_generate
@@ -75,7 +76,7 @@ def endpoint_create(
 
 
 def _lock(endpoint_id: str) -> WebhookEndpoint:
-    endpoint = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id, deleted_at__isnull=True).first()
+    endpoint = lock_live_endpoint(endpoint_id)
     if endpoint is None:
         raise NotFound(f"No such webhook endpoint: {endpoint_id}", param="id")
     return endpoint

@@ -38,6 +38,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
+from webhooks.locks import claim_ids
 from webhooks.models import ProviderEvent
 from webhooks.stripe_sdk import stripe_client, stripe_event_verify
 
@@ -270,15 +271,14 @@ def provider_event_reprocess(*, provider_event: ProviderEvent, now: datetime) ->
 def provider_events_process_job(*, now: datetime) -> dict[str, int]:
     """The sweep: queue events whose retry is due, and take back those a dead worker held."""
     with transaction.atomic():
-        ids = list(
+        ids = claim_ids(
             ProviderEvent.objects.filter(
                 Q(status=ProviderEvent.Status.PENDING, next_attempt_at__lte=now)
                 & (Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now))
                 | Q(status=ProviderEvent.Status.PROCESSING, lease_expires_at__lte=now)
-            )
-            .order_by("next_attempt_at")
-            .select_for_update(skip_locked=True)
-            .values_list("pk", flat=True)[:SWEEP_LIMIT]
+            ),
+            limit=SWEEP_LIMIT,
+            order_by=("next_attempt_at",),
         )
         if ids:
             # Pending rows: an enqueue lease, so a backed-up queue is not fed the same events every run.
