@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from typing import Any
 
 from django.conf import settings
@@ -50,15 +51,19 @@ def window_count(key: str, period: int, now: float) -> int | None:
         return None
 
 
-class _FixedWindowThrottle(BaseThrottle):
+class _FixedWindowThrottle(BaseThrottle, ABC):
+    """A fixed-window counter in the cache; subclasses say the limit and whose requests share a window."""
+
     def __init__(self) -> None:
         self.wait_seconds: float | None = None
 
+    @abstractmethod
     def rate(self) -> tuple[int, int]:
-        raise NotImplementedError
+        """(requests, seconds) of one window."""
 
+    @abstractmethod
     def key(self, request: Request) -> str | None:
-        raise NotImplementedError
+        """The cache key of the caller's window; None: not limited."""
 
     def allow_request(self, request: Request, view: Any) -> bool:
         limit, period = self.rate()
