@@ -30,7 +30,7 @@ from catalog.pricing import (
     validate_amount,
 )
 from metering.models import Meter
-from webhooks.services import event_emit
+from webhooks.services import object_event_emit
 
 # The longest billing cycle a price may have, per unit: three years, as payment providers allow. It also
 # keeps `duration_amount` far inside its column.
@@ -115,10 +115,9 @@ def product_create(
     product = Product(name=name, description=description or "", active=active, metadata=metadata_clean(metadata or {}))
     with transaction.atomic():
         product.save(force_insert=True)
-        event_emit(
+        object_event_emit(
             type="product.created",
-            object_type="product",
-            object_id=product.id,
+            obj=product,
             data=product_snapshot(product),
             now=now,
         )
@@ -151,14 +150,7 @@ def product_update(*, product: Product, changes: Mapping[str, Any], now: datetim
         previous = _diff(before, after)
         if previous:
             locked.save()
-            event_emit(
-                type="product.updated",
-                object_type="product",
-                object_id=locked.id,
-                data=after,
-                previous_attributes=previous,
-                now=now,
-            )
+            object_event_emit(type="product.updated", obj=locked, data=after, previous=previous, now=now)
     return locked
 
 
@@ -321,16 +313,15 @@ def price_create(
                 before = price_snapshot(holder)
                 holder.lookup_key = ""
                 holder.save(update_fields=["lookup_key", "updated_at"])
-                event_emit(
+                object_event_emit(
                     type="price.updated",
-                    object_type="price",
-                    object_id=holder.id,
+                    obj=holder,
                     data=price_snapshot(holder),
-                    previous_attributes=_diff(before, price_snapshot(holder)),
+                    previous=_diff(before, price_snapshot(holder)),
                     now=now,
                 )
         _save_price(price, force_insert=True)
-        event_emit(type="price.created", object_type="price", object_id=price.id, data=price_snapshot(price), now=now)
+        object_event_emit(type="price.created", obj=price, data=price_snapshot(price), now=now)
     return price
 
 
@@ -371,14 +362,7 @@ def price_update(*, price: Price, changes: Mapping[str, Any], now: datetime) -> 
             if holder is not None:
                 raise _lookup_key_conflict(locked.lookup_key, holder)
         _save_price(locked)
-        event_emit(
-            type="price.updated",
-            object_type="price",
-            object_id=locked.id,
-            data=after,
-            previous_attributes=previous,
-            now=now,
-        )
+        object_event_emit(type="price.updated", obj=locked, data=after, previous=previous, now=now)
     return locked
 
 
@@ -490,9 +474,7 @@ def coupon_create(
     )
     with transaction.atomic():
         coupon.save(force_insert=True)
-        event_emit(
-            type="coupon.created", object_type="coupon", object_id=coupon.id, data=coupon_snapshot(coupon), now=now
-        )
+        object_event_emit(type="coupon.created", obj=coupon, data=coupon_snapshot(coupon), now=now)
     return coupon
 
 
@@ -523,12 +505,5 @@ def coupon_update(*, coupon: Coupon, changes: Mapping[str, Any], now: datetime) 
         previous = _diff(before, after)
         if previous:
             locked.save()
-            event_emit(
-                type="coupon.updated",
-                object_type="coupon",
-                object_id=locked.id,
-                data=after,
-                previous_attributes=previous,
-                now=now,
-            )
+            object_event_emit(type="coupon.updated", obj=locked, data=after, previous=previous, now=now)
     return locked
