@@ -128,6 +128,13 @@ JOBS: tuple[Job, ...] = (
         per_customer=True,
         next_due="payments.services.collection.collection_next_due",
     ),
+    Job(
+        name="expire_test_clocks",
+        function="customers.clocks.test_clocks_expire_job",
+        schedule=crontab(minute="29"),
+        description="Soft-delete the test clocks (and their customers) whose deletes_after has passed, as "
+        "DELETE /test-clocks/{id} does; a clock that is advancing is left until it is ready.",
+    ),
     # --- control plane (sbt-aws) ---
     Job(
         name="send_control_plane_answers",

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import models, transaction
 
-from billing_site.errors import InvalidRequest, NotFound, PermissionDeniedError
+from billing_site.errors import Conflict, InvalidRequest, NotFound, PermissionDeniedError
 from billing_site.selectors import apply_filters
 from customers.models import Customer, TestClock
 from webhooks.services import object_event_emit
@@ -100,7 +100,7 @@ def test_clock_create(*, frozen_time: datetime, now: datetime, name: str = "") -
         clock = TestClock.objects.create(
             name=name,
             frozen_time=frozen_time,
-            deletes_after=now + timedelta(days=settings.TEST_CLOCK_LIFETIME_DAYS),
+            deletes_after=test_clock_lifetime_end(now),
         )
         object_event_emit(
             type="test_clock.created", obj=clock, data=test_clock_snapshot(clock), now=now, customer_id=""
@@ -139,15 +139,37 @@ def test_clock_for_customer(*, clock_id: str) -> TestClock:
     return clock
 
 
+def test_clock_lifetime_end(now: datetime) -> datetime:
+    """The earliest `deletes_after` a clock created or advanced at `now` keeps (TEST_CLOCK_LIFETIME_DAYS)."""
+    return now + timedelta(days=settings.TEST_CLOCK_LIFETIME_DAYS)
+
+
 def test_clock_delete(*, clock: TestClock, now: datetime) -> TestClock:
     """Soft delete: the clock and its customers (as `customer_delete` does: history kept, the API stops
-    showing them). A deleted clock is never advanced again, so its customers stay frozen."""
+    showing them). A deleted clock is never advanced again, so its customers stay frozen. A clock that is
+    advancing is refused (409 `test_clock_advancing`): its run would go on billing deleted customers."""
+    test_clocks_enabled_check()
+    return _test_clock_soft_delete(clock, now=now)
+
+
+def _test_clock_soft_delete(clock: TestClock, *, now: datetime) -> TestClock:
+    """The compare-and-set delete, shared by `DELETE /test-clocks/{id}` and the expiry job: live and not
+    advancing, or nothing changes (of a delete and an advance racing, one wins)."""
     from customers.services import customer_delete
 
-    test_clocks_enabled_check()
     with transaction.atomic():
-        changed = TestClock.objects.filter(pk=clock.pk, deleted_at__isnull=True).update(deleted_at=now, updated_at=now)
+        changed = (
+            TestClock.objects.filter(pk=clock.pk, deleted_at__isnull=True)
+            .exclude(status=TestClock.Status.ADVANCING)
+            .update(deleted_at=now, updated_at=now)
+        )
         if changed != 1:
+            if TestClock.objects.filter(pk=clock.pk, deleted_at__isnull=True).exists():
+                raise Conflict(
+                    f"Test clock {clock.pk} is advancing; wait until it is ready (or internal_failure), then "
+                    "delete it.",
+                    code="test_clock_advancing",
+                )
             raise NotFound(f"No such test clock: {clock.pk}", param="id")
         for customer in Customer.objects.filter(test_clock=clock).exclude(status=Customer.Status.DELETED):
             customer_delete(customer=customer, now=now)
@@ -156,3 +178,25 @@ def test_clock_delete(*, clock: TestClock, now: datetime) -> TestClock:
             type="test_clock.deleted", obj=clock, data=test_clock_snapshot(clock), now=now, customer_id=""
         )
     return clock
+
+
+def test_clocks_expire_job(*, now: datetime) -> dict[str, int]:
+    """The `expire_test_clocks` sweep: soft-delete every live clock whose `deletes_after` has passed, as
+    `DELETE /test-clocks/{id}` does (its customers too), except a clock that is advancing (an advance
+    pushes `deletes_after` on; a clock stuck advancing waits for its run to finish). Runs whatever
+    TEST_CLOCKS_ENABLED says: expiry is cleanup. Safe to re-run and to race a delete or an advance: each
+    clock is deleted by the same compare-and-set, and one that changed meanwhile is left to the next run."""
+    due = (
+        TestClock.objects.filter(deleted_at__isnull=True, deletes_after__lte=now)
+        .exclude(status=TestClock.Status.ADVANCING)
+        .order_by("deletes_after", "id")
+    )
+    deleted = skipped = 0
+    for clock in due:
+        try:
+            _test_clock_soft_delete(clock, now=now)
+        except (Conflict, NotFound):
+            skipped += 1  # advanced or deleted meanwhile
+            continue
+        deleted += 1
+    return {"deleted": deleted, "skipped": skipped}

@@ -26,7 +26,10 @@ from payments.models import (
     Refund,
 )
 from payments.services.intents import NOT_FOUND_GRACE, PROCESSING_STALE
-from subscriptions.models import ProgressiveBilling
+from subscriptions.models import ProgressiveBilling, Subscription
+from subscriptions.periods import Period
+from subscriptions.services.builder import minimum_true_ups, period_usage_until
+from subscriptions.services.context import BillingContext
 
 SETTLED = (Invoice.Status.OPEN, Invoice.Status.PAID)
 
@@ -466,6 +469,66 @@ def audit_progressive_billing() -> list[str]:
     return problems
 
 
+def audit_minimum_spend() -> list[str]:
+    """A minimum spend is always met: for each billed period (of usage, a period with watermarks) of a
+    subscription with a minimum, what its live invoices billed of an item's usage (`usage` and
+    `late_usage` lines) plus its `minimum` lines reaches the item's minimum, and the subscription's items
+    (licensed at their price for the part served) plus every `minimum` line of the period reach the
+    subscription's. Void invoices and threshold invoices (their usage is billed again by the period's
+    final invoice) do not count."""
+    subs = list(
+        Subscription.objects.filter(Q(minimum_amount__isnull=False) | Q(items__minimum_amount__isnull=False))
+        .distinct()
+        .select_related("customer")
+    )
+    if not subs:
+        return []
+    ctx = BillingContext.for_subscriptions(subs, now=timezone.now())
+    lines: dict[str, list[tuple[datetime, str | None, str, int]]] = defaultdict(list)
+    kinds = (InvoiceLine.Kind.USAGE, InvoiceLine.Kind.LATE_USAGE, InvoiceLine.Kind.MINIMUM)
+    rows = (
+        InvoiceLine.objects.filter(kind__in=kinds, period_start__isnull=False)
+        .filter(
+            Q(subscription_id__in=[s.id for s in subs])
+            | Q(subscription_id__isnull=True, invoice__subscription_id__in=[s.id for s in subs])
+        )
+        .exclude(invoice__status=Invoice.Status.VOID)
+        .exclude(invoice__billing_reason=Invoice.BillingReason.SUBSCRIPTION_THRESHOLD)
+        .values_list(
+            "subscription_id", "invoice__subscription_id", "period_start", "subscription_item_id", "kind", "amount"
+        )
+    )
+    for line_sub, invoice_sub, start, item_id, kind, amount in rows.iterator(chunk_size=2000):
+        lines[line_sub or invoice_sub].append((start, item_id, kind, amount))
+    problems = []
+    for sub in subs:
+        billed_periods = sorted({(wm.period_start, wm.period_end) for wm in ctx.watermarks(sub)})
+        for start, end in billed_periods:
+            usage: dict[str, int] = defaultdict(int)
+            minimum: dict[str | None, int] = defaultdict(int)
+            for line_start, item_id, kind, amount in lines[sub.id]:
+                if not start <= line_start < end:
+                    continue
+                if kind == InvoiceLine.Kind.MINIMUM:
+                    minimum[item_id] += amount
+                elif item_id is not None:
+                    usage[item_id] += amount
+            period = Period(start, end)
+            for owed in minimum_true_ups(sub, period, dict(usage), ctx=ctx, until=period_usage_until(sub, period)):
+                if owed.item is not None:
+                    covered = max(usage[owed.item.id], 0) + minimum[owed.item.id]
+                    what = f"item {owed.item.id}"
+                else:
+                    covered = owed.licensed + sum(max(v, 0) for v in usage.values()) + sum(minimum.values())
+                    what = "the subscription"
+                if covered < owed.true_up.minimum:
+                    problems.append(
+                        f"subscription {sub.id} period {start.isoformat()}: {what} billed {covered}, "
+                        f"below its minimum {owed.true_up.minimum}"
+                    )
+    return problems
+
+
 CHECKS: dict[str, Callable[[], list[str]]] = {
     "balances": audit_balances,
     "credit grants": audit_grants,
@@ -482,6 +545,7 @@ CHECKS: dict[str, Callable[[], list[str]]] = {
     "settled invoice intents": audit_settled_invoice_intents,
     "credit note taxes": audit_credit_note_taxes,
     "progressive billing": audit_progressive_billing,
+    "minimum spend": audit_minimum_spend,
 }
 
 

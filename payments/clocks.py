@@ -29,13 +29,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from billing_site.errors import Conflict, InvalidRequest
 from billing_site.jobs import job_run, per_customer_jobs
 from billing_site.tasks import enqueue, inline_tasks
-from customers.clocks import MAX_DISTANCE, test_clock_snapshot, test_clocks_enabled_check
+from customers.clocks import MAX_DISTANCE, test_clock_lifetime_end, test_clock_snapshot, test_clocks_enabled_check
 from customers.models import TestClock
 from webhooks.services import object_event_emit
 
@@ -85,7 +87,14 @@ def test_clock_advance(*, clock: TestClock, frozen_time: datetime, now: datetime
                 frozen_time=clock.frozen_time,
             )
             .exclude(frozen_time__gte=frozen_time)
-            .update(status=Status.ADVANCING, target_frozen_time=frozen_time, failure="", updated_at=now)
+            .update(
+                status=Status.ADVANCING,
+                target_frozen_time=frozen_time,
+                failure="",
+                # A clock in use is kept: at least TEST_CLOCK_LIFETIME_DAYS from this advance.
+                deletes_after=Greatest(F("deletes_after"), Value(test_clock_lifetime_end(now))),
+                updated_at=now,
+            )
         )
         if changed != 1:
             raise Conflict(f"Test clock {clock.pk} changed meanwhile; read it again.", code="test_clock_advancing")

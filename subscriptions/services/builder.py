@@ -11,6 +11,7 @@ status changes), in the caller's transaction.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -20,7 +21,7 @@ from django.conf import settings
 from django.db.models import F
 
 from billing_site.money import decimal_to_str, round_fraction
-from catalog.minimums import minimum_true_up
+from catalog.minimums import TrueUp, minimum_true_up
 from catalog.models import Coupon
 from catalog.pricing import FixedAmount, PercentageAmount, quote, quote_events
 from customers.models import Customer
@@ -145,6 +146,7 @@ def late_usage_lines(
     ended subscriptions, checked on every run, where the cost must follow the changes)."""
     horizon = now - settings.METERING_BACKFILL_WINDOW - CHANGE_MARGIN
     lines: list[DraftLine] = []
+    rerated: dict[tuple[datetime, datetime], dict[str, int]] = {}
     for wm in list(ctx.watermarks(subscription)):
         if wm.period_start in exclude:
             continue
@@ -159,6 +161,7 @@ def late_usage_lines(
             continue
         amount = usage_amount(item, subscription.customer, window, usage.value, ctx=ctx)
         delta = amount - wm.amount_billed
+        rerated.setdefault((period.start, period.end), {})[item.id] = amount
         watermark = DraftWatermark(
             period=period, value=usage.value, event_count=usage.event_count, amount_billed=amount, supersedes=wm
         )
@@ -179,18 +182,29 @@ def late_usage_lines(
                 watermark=watermark,
             )
         )
+    lines.extend(minimum_corrections(subscription, rerated, ctx=ctx))
     return lines
 
 
-def minimum_lines(
-    sub: Subscription, period: Period, lines: list[DraftLine], *, ctx: BillingContext, until: datetime | None = None
-) -> list[DraftLine]:
-    """True-ups of the minimum spends (`catalog.minimums`) for `period`, billed when it ends (in arrears,
-    with its usage): each item with a minimum, then the subscription's.
+@dataclass(frozen=True)
+class MinimumOwed:
+    """One minimum of a period (an item's, or the subscription's when `item` is None) and its true-up."""
 
-    What an item spent: a metered item its usage line of `lines`; a licensed item its price for the part of
-    the period it served. A minimum is prorated by the share of the whole cycle served: the item's window
-    (a change mid-period), the part of a partial first period, or up to `until` (an end mid-period)."""
+    item: SubscriptionItem | None
+    true_up: TrueUp
+    window: Period  # the part of the period the minimum covers (the line's period)
+    licensed: int = 0  # the subscription minimum only: what its licensed items spent
+
+
+def minimum_true_ups(
+    sub: Subscription, period: Period, usage: dict[str, int], *, ctx: BillingContext, until: datetime | None = None
+) -> list[MinimumOwed]:
+    """The minimum spends (`catalog.minimums`) of `period`: each item with a minimum, then the
+    subscription's, with `usage` what each metered item's usage billed (by item id).
+
+    What an item spent: a metered item its usage; a licensed item its price for the part of the period it
+    served. A minimum is prorated by the share of the whole cycle served: the item's window (a change
+    mid-period), the part of a partial first period, or up to `until` (an end mid-period)."""
     items = ctx.items(sub)
     if sub.minimum_amount is None and all(item.minimum_amount is None for item in items):
         return []
@@ -199,9 +213,8 @@ def minimum_lines(
         return []
     served = Period(period.start, end)
     cycle_seconds = billing_cycle(sub, period).seconds
-    usage = {line.subscription_item_id: line.amount for line in lines if line.kind == Kind.USAGE}
-    true_ups: list[DraftLine] = []
-    spent_total = 0
+    owed: list[MinimumOwed] = []
+    spent_total = licensed = 0
     for item in items:
         window = item_usage_window(item, served)
         if window is None:
@@ -212,35 +225,84 @@ def minimum_lines(
         else:
             quantity = item.quantity if item.quantity is not None else Decimal(1)
             spent = round_fraction(quote(item.price.engine_amount, quantity).amount * share)
+            licensed += spent
         spent_total += spent
         if item.minimum_amount is None:
             continue
         true_up = minimum_true_up(minimum=item.minimum_amount, spent=spent, fraction=min(share, Fraction(1)))
         spent_total += true_up.amount
-        if true_up.owed:
-            true_ups.append(
-                DraftLine(
-                    kind=Kind.MINIMUM,
-                    description=f"Minimum spend: {item.price.name} (minimum {true_up.minimum}, spent {spent})",
-                    amount=true_up.amount,
-                    price_id=item.price_id,
-                    subscription_item_id=item.id,
-                    period=window,
-                )
-            )
+        owed.append(MinimumOwed(item=item, true_up=true_up, window=window))
     if sub.minimum_amount is not None:
         share = min(Fraction(served.seconds, cycle_seconds), Fraction(1))
         true_up = minimum_true_up(minimum=sub.minimum_amount, spent=spent_total, fraction=share)
-        if true_up.owed:
-            true_ups.append(
-                DraftLine(
-                    kind=Kind.MINIMUM,
-                    description=f"Minimum spend (minimum {true_up.minimum}, spent {spent_total})",
-                    amount=true_up.amount,
-                    period=served,
-                )
-            )
+        owed.append(MinimumOwed(item=None, true_up=true_up, window=served, licensed=licensed))
+    return owed
+
+
+def _minimum_line(owed: MinimumOwed, amount: int, description: str) -> DraftLine:
+    item = owed.item
+    return DraftLine(
+        kind=Kind.MINIMUM,
+        description=description,
+        amount=amount,
+        price_id=item.price_id if item is not None else None,
+        subscription_item_id=item.id if item is not None else None,
+        period=owed.window,
+    )
+
+
+def minimum_lines(
+    sub: Subscription, period: Period, lines: list[DraftLine], *, ctx: BillingContext, until: datetime | None = None
+) -> list[DraftLine]:
+    """True-ups of the minimum spends for `period` (`minimum_true_ups`), billed when it ends (in arrears,
+    with its usage, a metered item's spending being its usage line of `lines`)."""
+    usage = {line.subscription_item_id: line.amount for line in lines if line.kind == Kind.USAGE}
+    true_ups = []
+    for owed in minimum_true_ups(sub, period, usage, ctx=ctx, until=until):  # type: ignore[arg-type]
+        t = owed.true_up
+        if not t.owed:
+            continue
+        name = f"{owed.item.price.name} " if owed.item is not None else ""
+        true_ups.append(_minimum_line(owed, t.amount, f"Minimum spend: {name}(minimum {t.minimum}, spent {t.spent})"))
     return true_ups
+
+
+def period_usage_until(sub: Subscription, period: Period) -> datetime | None:
+    """Where a billed period's usage stopped: the subscription's end, when it ended inside it."""
+    if sub.ended_at is not None and period.start < sub.ended_at < period.end:
+        return sub.ended_at
+    return None
+
+
+def minimum_corrections(
+    sub: Subscription, rerated: dict[tuple[datetime, datetime], dict[str, int]], *, ctx: BillingContext
+) -> list[DraftLine]:
+    """Late usage moves a billed period's minimum true-ups too. For each re-rated period: its true-ups as
+    billed (from the usage its current watermarks billed) against its true-ups now (the re-rated usage);
+    a difference becomes a `minimum` line, negative when the usage now covers more of the minimum.
+
+    The watermarks make it exact and once: what was billed of a period's minimums is a function of what
+    its usage billed (minimums are fixed for an item and a subscription), every correction is the step
+    between two successive watermark states, so the corrections add up to the true-up of the last one.
+    Called before the writer supersedes the watermarks (`ctx.watermarks` still holds what was billed)."""
+    lines: list[DraftLine] = []
+    for (start, end), amounts in sorted(rerated.items()):
+        period = Period(start, end)
+        billed = {wm.subscription_item_id: wm.amount_billed for wm in ctx.watermarks(sub) if wm.period_start == start}
+        until = period_usage_until(sub, period)
+        before = minimum_true_ups(sub, period, billed, ctx=ctx, until=until)
+        after = minimum_true_ups(sub, period, billed | amounts, ctx=ctx, until=until)
+        for was, now in zip(before, after, strict=True):
+            delta = now.true_up.amount - was.true_up.amount
+            if delta == 0:
+                continue
+            name = f"{now.item.price.name}, " if now.item is not None else ""
+            description = (
+                f"Minimum spend correction: {name}{describe_period(period)} "
+                f"(minimum {now.true_up.minimum}, spent {now.true_up.spent}, was {was.true_up.spent})"
+            )
+            lines.append(_minimum_line(now, delta, description))
+    return lines
 
 
 def progressive_credit_line(already: int, period: Period) -> DraftLine:

@@ -125,6 +125,49 @@ def moves_write(moves: list[ItemMove], *, now: datetime) -> None:
         ).update(status=status, applied_at=now, updated_at=now)
 
 
+def _renew_step(
+    sub: Subscription,
+    *,
+    now: datetime,
+    ctx: BillingContext,
+    writer: SubscriptionInvoiceWriter,
+    consolidate: dict[tuple[Any, ...], list[tuple[Subscription, Draft]]] | None,
+    last_only: bool,
+) -> tuple[int, bool]:
+    """Take one renewal step of a locked, due subscription: the end of its current period. A cycle draft
+    with a `consolidation_key` goes to `consolidate` (with `last_only`, only the step renewal lands in)
+    instead of the writer. Returns the invoices it issued and whether the subscription ended."""
+    if sub.cancel_at_period_end:
+        invoice = subscription_end(sub, at=sub.current_period_end, now=now, ctx=ctx, writer=writer)
+        return int(invoice is not None), True
+    issued = 0
+    step = plan_step(sub, now=now, ctx=ctx)
+    moves_write(step.moves, now=now)
+    if step.draft is not None:
+        key = consolidation_key(sub, step.draft) if consolidate is not None else None
+        last = not last_only or step.updates.get("current_period_end", now) > now
+        if key is not None and last and consolidate is not None:
+            consolidate.setdefault(key, []).append((sub, step.draft))
+        else:
+            writer.add_for(sub, step.draft)
+            issued += 1
+    if step.status is not None:
+        subscription_status_change(
+            subscription=sub,
+            to=step.status,
+            now=now,
+            event=step.event,
+            fields=step.updates,
+            previous=step.previous,
+            writer=writer,
+            items=ctx.items(sub),
+        )
+    else:
+        writer.update_subscription(sub, **step.updates)
+        subscription_event_emit(sub, step.event, now=now, previous=step.previous, writer=writer, items=ctx.items(sub))
+    return issued, False
+
+
 def renew_one(
     sub: Subscription,
     *,
@@ -136,44 +179,49 @@ def renew_one(
     """Bring one locked subscription up to `now` (one invoice per ended period, in order), collecting the
     writes in `writer`. Returns the number of invoices it issued. With `consolidate`, the cycle invoice of
     the last step (the period renewal lands in, never a catch-up step) is set aside under its
-    `consolidation_key` for the batch to bill with its siblings."""
+    `consolidation_key` for the batch to bill with its siblings (`renew_by_boundary` consolidates the
+    catch-up steps as well)."""
     issued = 0
     while sub.status in LIVE and sub.current_period_end <= now:
-        if sub.cancel_at_period_end:
-            invoice = subscription_end(sub, at=sub.current_period_end, now=now, ctx=ctx, writer=writer)
-            issued += invoice is not None
+        made, ended = _renew_step(sub, now=now, ctx=ctx, writer=writer, consolidate=consolidate, last_only=True)
+        issued += made
+        if ended:
             break
-        step = plan_step(sub, now=now, ctx=ctx)
-        moves_write(step.moves, now=now)
-        if step.draft is not None:
-            key = consolidation_key(sub, step.draft) if consolidate is not None else None
-            last = step.updates.get("current_period_end", now) > now
-            if key is not None and last and consolidate is not None:
-                consolidate.setdefault(key, []).append((sub, step.draft))
-            else:
-                writer.add_for(sub, step.draft)
-                issued += 1
-        if step.status is not None:
-            subscription_status_change(
-                subscription=sub,
-                to=step.status,
-                now=now,
-                event=step.event,
-                fields=step.updates,
-                previous=step.previous,
-                writer=writer,
-                items=ctx.items(sub),
-            )
-        else:
-            writer.update_subscription(sub, **step.updates)
-            subscription_event_emit(
-                sub, step.event, now=now, previous=step.previous, writer=writer, items=ctx.items(sub)
-            )
     return issued
 
 
+def renew_by_boundary(
+    subs: list[Subscription], *, now: datetime, ctx: BillingContext, writer: SubscriptionInvoiceWriter
+) -> int:
+    """Bring locked subscriptions of consolidating customers up to `now` boundary by boundary, so catch-up
+    periods (renewal long after several periods ended) are consolidated as the last one is: at each step,
+    every subscription whose period ends at the soonest boundary takes one step, the cycle drafts of that
+    boundary are billed together by `consolidation_key`, then the next boundary. Billing a boundary before
+    the next one keeps the context true (watermarks, consumed pending items) for the later steps."""
+    issued = 0
+    ended: set[str] = set()
+    while True:
+        due = [s for s in subs if s.pk not in ended and s.status in LIVE and s.current_period_end <= now]
+        if not due:
+            return issued
+        boundary = min(s.current_period_end for s in due)
+        consolidate: dict[tuple[Any, ...], list[tuple[Subscription, Draft]]] = {}
+        for sub in due:
+            if sub.current_period_end != boundary:
+                continue
+            made, done = _renew_step(sub, now=now, ctx=ctx, writer=writer, consolidate=consolidate, last_only=False)
+            issued += made
+            if done:
+                ended.add(sub.pk)
+        for group in consolidate.values():
+            writer.add_consolidated(sorted(group, key=lambda pair: pair[0].id))
+            issued += 1
+
+
 def renew_batch(subs: list[Subscription], now: datetime) -> int:
-    """Renew locked subscriptions up to `now` in the caller's transaction; returns the invoices issued."""
+    """Renew locked subscriptions up to `now` in the caller's transaction; returns the invoices issued.
+    Subscriptions of consolidating customers are renewed boundary by boundary (`renew_by_boundary`), the
+    others one after the other (`renew_one`)."""
     ctx = BillingContext.for_subscriptions(subs, now=now)
     # The common case, read in one query per meter: each subscription's ended period, in arrears.
     wanted = []
@@ -186,11 +234,11 @@ def renew_batch(subs: list[Subscription], now: datetime) -> int:
                 wanted.append((item.price.meter, sub.customer_id, window.start, window.end))
     ctx.prefetch_usage(wanted)
     writer = SubscriptionInvoiceWriter(now=now, ctx=ctx)
-    consolidate: dict[tuple[Any, ...], list[tuple[Subscription, Draft]]] = {}
-    issued = sum(renew_one(sub, now=now, ctx=ctx, writer=writer, consolidate=consolidate) for sub in subs)
-    for group in consolidate.values():
-        writer.add_consolidated(sorted(group, key=lambda pair: pair[0].id))
-        issued += 1
+    consolidating = [sub for sub in subs if sub.customer.invoice_consolidation]
+    issued = sum(
+        renew_one(sub, now=now, ctx=ctx, writer=writer) for sub in subs if not sub.customer.invoice_consolidation
+    )
+    issued += renew_by_boundary(consolidating, now=now, ctx=ctx, writer=writer)
     writer.flush()
     return issued
 
