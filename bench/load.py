@@ -33,6 +33,11 @@ from queue import Empty, Queue
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import os
+
+# The bench process itself loads the settings (to migrate and make its key): not DEBUG, like the server.
+os.environ.setdefault("PUBLIC_BASE_URL", "http://127.0.0.1:8765")
+
 import orjson
 from django.core.management import call_command
 
@@ -112,7 +117,10 @@ class Generator:
     def __init__(self, key: str, threads: int) -> None:
         self.key, self.threads = key, threads
 
-    def run(self, requests: list[tuple[float, str, str, str, bytes | None]]) -> dict[str, dict]:
+    def run(
+        self, requests: list[tuple[float, str, str, str, bytes | None]], from_send: bool = False
+    ) -> dict[str, dict]:
+        """Latency from each request's scheduled instant (open loop), or from its sending (`from_send`)."""
         queue: Queue = Queue()
         for item in requests:
             queue.put(item)
@@ -136,6 +144,7 @@ class Generator:
                 if body is not None:
                     headers["Content-Type"] = "application/json"
                 ok = False
+                sent = time.perf_counter()
                 try:
                     conn.request(method, path, body=body, headers=headers)
                     response = conn.getresponse()
@@ -144,7 +153,7 @@ class Generator:
                 except (OSError, http.client.HTTPException):
                     conn.close()
                     conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
-                latency = (time.perf_counter() - (start + due)) * 1000
+                latency = (time.perf_counter() - (sent if from_send else start + due)) * 1000
                 with lock:
                     results[kind].append(latency)
                     if not ok:
@@ -182,6 +191,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=32, help="client threads (open loop: enough to never wait)")
     parser.add_argument("--customers", type=int, default=50)
     parser.add_argument("--batch", type=int, default=100, help="events per POST /events")
+    parser.add_argument(
+        "--serial",
+        type=int,
+        default=0,
+        help="also send each kind of request N times one after another (no queue: the cost of one request)",
+    )
     args = parser.parse_args()
 
     call_command("migrate", verbosity=0)
@@ -230,7 +245,27 @@ def main() -> None:
             reads = [measured[k]["p99"] for k in READS]
             print(
                 f"{rate:>5} {'reads p99 (worst)':<18} {max(reads):>23.1f}  vs healthz p99 {base['healthz']['p99']:.1f}"
+                f" (ratio {max(reads) / base['healthz']['p99']:.1f}x)"
             )
+        if args.serial:
+            print(f"one at a time, {args.serial} of each: p50 / p99 ms, and p50 vs healthz p50")
+            kinds = {
+                "healthz": lambda i: ("healthz", "GET", "/healthz", None),
+                **{
+                    k: (lambda i, k=k: mix(4 * i + ("customer", "invoice_list", "upcoming_invoice", "events").index(k)))
+                    for k in (*READS, "events")
+                },
+            }
+            serial = {}
+            for kind, make in kinds.items():
+                serial[kind] = Generator(key, 1).run([(0.0, *make(i)) for i in range(args.serial)], from_send=True)[
+                    kind
+                ]
+            for kind, m in serial.items():
+                print(
+                    f"      {kind:<18} {m['p50']:>8.1f} {m['p99']:>8.1f} {m['errors']:>6}  "
+                    f"{m['p50'] / serial['healthz']['p50']:.1f}x"
+                )
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -6,4 +6,4 @@ class BillingSiteConfig(AppConfig):
     verbose_name = "Core (API keys, idempotency)"
 
     def ready(self) -> None:
-        from billing_site import schema  # noqa: F401 - registers the OpenAPI authentication extension
+        from billing_site import auth, schema  # noqa: F401 - auth: key-change signals; schema: the OpenAPI extension

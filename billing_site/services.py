@@ -6,7 +6,7 @@ import secrets
 import string
 from datetime import datetime
 
-from billing_site.auth import KEY_PREFIX, hash_key
+from billing_site.auth import KEY_PREFIX, api_key_changed_on_commit, hash_key
 from billing_site.errors import InvalidRequest
 from billing_site.idempotency import idempotency_purge
 from billing_site.models import SCOPES, ApiKey
@@ -50,6 +50,7 @@ def api_key_create(
 def api_key_revoke(*, api_key: ApiKey, now: datetime) -> ApiKey:
     # Compare-and-set: revoking twice keeps the first revocation time.
     ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now, updated_at=now)
+    api_key_changed_on_commit()  # every process drops its cached lookups: refused on the next request
     api_key.refresh_from_db()
     return api_key
 

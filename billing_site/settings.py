@@ -210,6 +210,9 @@ IDEMPOTENCY_KEY_TTL = timedelta(hours=env_int("IDEMPOTENCY_KEY_TTL_HOURS", 48, m
 # and the key may be taken again. Must exceed the longest request (gunicorn's timeout).
 IDEMPOTENCY_LOCK_TIMEOUT = timedelta(seconds=env_int("IDEMPOTENCY_LOCK_TIMEOUT_SECONDS", 300, minimum=30))
 API_KEY_LAST_USED_RESOLUTION = timedelta(seconds=60)
+# How long a process keeps an API key's lookup (billing_site/auth.py): a revocation or an edit still takes
+# effect on the next request (a generation in the shared cache); 0 reads the key on every request.
+API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 60, minimum=0, maximum=3600)
 # Requests per API key: "N/second", "N/minute" or "N/hour"; "0" turns limiting off. Over it: 429 with
 # Retry-After. Counted in the cache, so it is per process unless REDIS_URL is set (as in production).
 _periods = {"second": 1, "minute": 60, "hour": 3600}

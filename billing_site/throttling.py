@@ -7,6 +7,12 @@ window's edge can reach twice the rate for an instant, which is acceptable for p
 
 The limiter fails open: when the cache cannot be reached (Redis down), the request is let through and the
 failure is logged (at most once a minute per process), so a cache outage does not make every call a 500.
+
+On Redis a window costs one round trip: a pipelined `INCR` and `EXPIRE ... NX` (the first request of a
+window sets its lifetime; a later one finds it set). The same pipeline can read one more key: API-key
+authentication reads the key revocation generation there (`billing_site.auth`), so an authenticated
+request costs one Redis round trip in all. Without Redis (the local-memory cache of tests and `make
+run`) the counter is `add` then `incr`, as atomic as that cache is.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
@@ -35,20 +42,83 @@ def _log_cache_down(exc: Exception) -> None:
         logger.error("Rate limiter cache unreachable; requests are not rate limited: %s", exc)
 
 
+def redis_client() -> Any | None:
+    """The raw redis-py client of the default cache when it is Django's Redis cache, else None."""
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        return backend._cache.get_client(write=True)
+    return None
+
+
+def shared_get(key: str) -> Any:
+    """A value set by `shared_set`, read the way `window_count(..., read=key)` reads it (raw bytes on Redis)."""
+    backend = caches["default"]
+    client = redis_client()
+    if client is None:
+        return backend.get(key)
+    return client.get(backend.make_and_validate_key(key))
+
+
+def shared_set(key: str, value: str) -> None:
+    backend = caches["default"]
+    client = redis_client()
+    if client is None:
+        backend.set(key, value, timeout=None)
+    else:
+        client.set(backend.make_and_validate_key(key), value)
+
+
+def window_key(key: str, period: int, now: float) -> str:
+    return f"ratelimit:{key}:{int(now // period)}"
+
+
+def window_count_and_read(key: str, period: int, now: float, *, read: str) -> tuple[int | None, Any, bool]:
+    """Count one more in `key`'s window and read the cache key `read` (see `shared_get`), in one round
+    trip on Redis: (count, value, reachable). When the cache is unreachable: (None, None, False)."""
+    backend = caches["default"]
+    full_key = window_key(key, period, now)
+    try:
+        client = redis_client()
+        if client is None:
+            return _local_count(backend, full_key, period), backend.get(read), True
+        pipe = client.pipeline(transaction=False)
+        redis_key = backend.make_and_validate_key(full_key)
+        pipe.incr(redis_key)
+        pipe.expire(redis_key, period + 1, nx=True)
+        pipe.get(backend.make_and_validate_key(read))
+        count, _, value = pipe.execute()
+        return int(count), value, True
+    except Exception as exc:
+        _log_cache_down(exc)
+        return None, None, False
+
+
 def window_count(key: str, period: int, now: float) -> int | None:
     """This window's count for `key` after counting one more, or None when the cache is unreachable."""
-    window = int(now // period)
-    full_key = f"ratelimit:{key}:{window}"
+    backend = caches["default"]
+    full_key = window_key(key, period, now)
     try:
-        cache.add(full_key, 0, timeout=period + 1)
-        try:
-            return cache.incr(full_key)
-        except ValueError:  # expired between add and incr: this request opens the window
-            cache.add(full_key, 1, timeout=period + 1)
-            return 1
+        client = redis_client()
+        if client is None:
+            return _local_count(backend, full_key, period)
+        pipe = client.pipeline(transaction=False)
+        redis_key = backend.make_and_validate_key(full_key)
+        pipe.incr(redis_key)
+        pipe.expire(redis_key, period + 1, nx=True)
+        count, _ = pipe.execute()
+        return int(count)
     except Exception as exc:
         _log_cache_down(exc)
         return None
+
+
+def _local_count(backend: Any, full_key: str, period: int) -> int:
+    backend.add(full_key, 0, timeout=period + 1)
+    try:
+        return backend.incr(full_key)
+    except ValueError:  # expired between add and incr: this request opens the window
+        backend.add(full_key, 1, timeout=period + 1)
+        return 1
 
 
 class _FixedWindowThrottle(BaseThrottle, ABC):
@@ -70,8 +140,13 @@ class _FixedWindowThrottle(BaseThrottle, ABC):
         key = self.key(request)
         if not limit or key is None:
             return True
-        now = time.time()
-        count = window_count(key, period, now)
+        counted = getattr(request, "counted_window", None)
+        if counted is not None and counted[:2] == (key, period):
+            # Counted already, in API-key authentication's round trip (`billing_site.auth`): once a request.
+            _, _, count, now = counted
+        else:
+            now = time.time()
+            count = window_count(key, period, now)
         if count is None or count <= limit:
             return True
         self.wait_seconds = (int(now // period) + 1) * period - now

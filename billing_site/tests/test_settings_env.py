@@ -90,3 +90,10 @@ def test_bad_rate_limit_names_the_variable():
     result = _import_settings(DEBUG="true", API_RATE_LIMIT="lots/minute")
     assert result.returncode != 0
     assert "API_RATE_LIMIT must look like 6000/minute" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "100000"])
+def test_bad_api_key_cache_seconds_names_the_variable(value):
+    result = _import_settings(DEBUG="true", API_KEY_CACHE_SECONDS=value)
+    assert result.returncode != 0
+    assert "API_KEY_CACHE_SECONDS" in result.stderr

@@ -178,3 +178,63 @@ def test_list_queries_do_not_grow_with_the_page(api):
         counts[route] = per_size
     growing = {route: sizes for route, sizes in counts.items() if sizes[0] != sizes[1]}
     assert not growing, f"queries per page grow with the page size (limit 1 vs {ROWS}): {growing}"
+
+
+# --- The hot reads (bench/load.py): a fixed number of queries, none for the API key -------------------
+
+
+def _hot_read_queries(api, path: str, params: dict | None = None) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        response = api.get(path, params or {})
+    assert response.status_code == 200, (path, response.json())
+    return [q["sql"] for q in captured.captured_queries]
+
+
+def test_hot_reads_cost_a_fixed_number_of_queries_whatever_the_size(api):
+    customer = post(api, "/customers", {"external_id": "hot", "name": "Hot", "currency": "usd"})
+    prices = []
+    for i in range(ROWS):
+        product = post(api, "/products", {"name": f"Hot {i}"})
+        prices.append(
+            post(
+                api,
+                "/prices",
+                {
+                    "type": "product",
+                    "product": product["id"],
+                    "duration": {"amount": 1, "unit": "month"},
+                    "amount": {"model": "fixed", "currency": "usd", "unit": str(100 + i), "flat": 0},
+                },
+            )
+        )
+    subscriptions = {
+        size: post(
+            api,
+            "/subscriptions",
+            {
+                "customer": customer["id"],
+                "items": [{"price": price["id"], "quantity": 1} for price in prices[:size]],
+                "collection_method": "send_invoice",
+            },
+        )
+        for size in (1, ROWS)
+    }
+    # Warm: the key's lookup is cached by the first request, as in a running worker.
+    api.get(f"{V1}/customers/{customer['id']}")
+
+    detail = _hot_read_queries(api, f"{V1}/customers/{customer['id']}")
+    pages = {
+        limit: _hot_read_queries(api, f"{V1}/invoices", {"customer": customer["id"], "limit": limit})
+        for limit in (1, 2)
+    }
+    upcoming = {
+        size: _hot_read_queries(api, f"{V1}/subscriptions/{sub['id']}/upcoming-invoice")
+        for size, sub in subscriptions.items()
+    }
+    every = [detail, *pages.values(), *upcoming.values()]
+    assert not [sql for queries in every for sql in queries if "billing_site_apikey" in sql]  # cached
+    assert len(detail) == 1  # the customer
+    assert len(pages[1]) == len(pages[2]) == 3  # the page, its lines, its hosted links
+    # The subscription, then the preview's own reads (re-read subscription, items, pending items, price
+    # migrations, watermarks, tax rates); the customer's clock is read only for a customer on a clock.
+    assert len(upcoming[1]) == len(upcoming[ROWS]) == 7, upcoming
