@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from django.db.models import BigIntegerField, Case, Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
@@ -474,23 +476,32 @@ def audit_credit_note_taxes() -> list[str]:
     invoice line and rate the live notes never credit more tax than the line carried, nor less than all
     of it once the whole line is credited."""
     problems = []
-    notes = CreditNote.objects.filter(status=CreditNote.Status.ISSUED).order_by("id").prefetch_related("lines")
-    for note in notes.iterator(chunk_size=500):
-        lines = list(note.lines.all())
+    # Every issued note with its lines (none: one row of NULLs), one note at a time.
+    rows = (
+        CreditNote.objects.filter(status=CreditNote.Status.ISSUED)
+        .order_by("id", "lines__id")
+        .values_list(
+            "id", "tax", "taxes", "amount", "lines__id", "lines__invoice_line_id", "lines__amount", "lines__taxes"
+        )
+    )
+    for _, note_rows in groupby(rows.iterator(chunk_size=CHUNK), key=itemgetter(0)):
+        note_rows = list(note_rows)
+        note_id, note_tax, note_taxes, note_amount = note_rows[0][:4]
+        lines = [(row[5], row[6], row[7]) for row in note_rows if row[4] is not None]
         by_rate: dict[str, int] = defaultdict(int)
         exclusive = 0
-        for line in lines:
-            for tax in line.taxes or []:
+        for _, _, taxes in lines:
+            for tax in taxes or []:
                 by_rate[tax["tax_rate"]] += tax["amount"]
                 exclusive += 0 if tax.get("inclusive") else tax["amount"]
-        stated = {t["tax_rate"]: t["amount"] for t in note.taxes or []}
-        if note.tax != sum(by_rate.values()) or stated != {k: v for k, v in by_rate.items()}:
-            problems.append(f"credit note {note.id}: tax {note.tax} {stated}, but its lines credit {dict(by_rate)}")
-        linked = [line for line in lines if line.invoice_line_id]
-        if linked and note.amount != sum(line.amount for line in lines) + exclusive:
+        stated = {t["tax_rate"]: t["amount"] for t in note_taxes or []}
+        if note_tax != sum(by_rate.values()) or stated != {k: v for k, v in by_rate.items()}:
+            problems.append(f"credit note {note_id}: tax {note_tax} {stated}, but its lines credit {dict(by_rate)}")
+        linked = [line for line in lines if line[0]]
+        if linked and note_amount != sum(amount for _, amount, _ in lines) + exclusive:
             problems.append(
-                f"credit note {note.id}: amount {note.amount}, but its lines and their exclusive tax make "
-                f"{sum(line.amount for line in lines) + exclusive}"
+                f"credit note {note_id}: amount {note_amount}, but its lines and their exclusive tax make "
+                f"{sum(amount for _, amount, _ in lines) + exclusive}"
             )
     # Credited invoice lines, a chunk at a time, each chunk with the issued notes' tax on its lines.
     credited = InvoiceLine.objects.filter(~Q(credited=0)).order_by("id")
