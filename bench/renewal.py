@@ -52,14 +52,13 @@ def recreate_database() -> None:
         conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
 
 
-def setup(n: int, events_per_sub: int) -> tuple[list[str], list[str]]:
+def setup(n: int, events_per_sub: int, rollup: str = "sql", floor: bool = True) -> tuple[list[str], list[str]]:
     from django.core.management import call_command
     from django.db import connection
 
     from catalog.services import price_create
     from customers.models import Customer
     from metering.models import Meter, MeterEvent
-    from metering.rollups import usage_rollup_job
     from subscriptions.models import Subscription, SubscriptionItem
 
     call_command("migrate", verbosity=0)
@@ -85,7 +84,7 @@ def setup(n: int, events_per_sub: int) -> tuple[list[str], list[str]]:
         },
     )
     cohorts: list[list[str]] = []
-    for cohort in ("real", "floor"):
+    for cohort in ("real", "floor") if floor else ("real",):
         customers = Customer.objects.bulk_create(
             [
                 Customer(external_id=f"{cohort}-{i}", name=f"Tenant {i}", currency="usd", address_country="US")
@@ -144,15 +143,87 @@ def setup(n: int, events_per_sub: int) -> tuple[list[str], list[str]]:
         cursor.execute(f"ANALYZE {MeterEvent._meta.db_table}")
         cursor.execute("ANALYZE metering_usagedirtyhour")
     started = time.perf_counter()
-    hours = 0
-    while report := usage_rollup_job(now=NOW):
-        hours += report.get("hours", 0)
-        if not report.get("hours", 0):
-            break
+    hours = rollup_job(NOW) if rollup == "job" else rollup_sql(NOW)
     elapsed = time.perf_counter() - started
     print(f"roll-up: {hours:,} dirty hours in {elapsed:.1f}s = {hours / elapsed:,.0f} hours/s")
     connection.close()
-    return cohorts[0], cohorts[1]
+    return cohorts[0], cohorts[1] if floor else []
+
+
+def rollup_job(now: datetime) -> int:
+    """The roll-up job itself over every dirty hour (`--rollup job`: slow at 50,000 subscriptions)."""
+    from metering.rollups import usage_rollup_job
+
+    hours = 0
+    while report := usage_rollup_job(now=now):
+        hours += report.get("hours", 0)
+        if not report.get("hours", 0):
+            break
+    return hours
+
+
+def rollup_sql(now: datetime) -> int:
+    """What the roll-up job writes for these events, in three set-based statements over the whole load
+    (`--rollup sql`, the default): the bench's meter is a `sum` meter without filters and its events have
+    no dimensions, so per (customer, hour) the job writes one `UsageHourly` row (count, sum, max, the
+    latest event; no weighted_sum columns), one `UsageHourlyGroup` row for the empty dimension set (no
+    `latest_*`: not a latest meter) and per day one `UsageDailyGroup` row adding up the day's group rows,
+    each `rolled_at` the later of `now` and the dirty hour's `touched_at`, then deletes the dirty
+    hours. `bench/renewal.py --rollup job` runs the job instead; the two give the same rows."""
+    from django.db import connection
+
+    from metering.models import MeterEvent, UsageDailyGroup, UsageDirtyHour, UsageHourly, UsageHourlyGroup
+
+    events, dirty = MeterEvent._meta.db_table, UsageDirtyHour._meta.db_table
+    hourly, groups, daily = UsageHourly._meta.db_table, UsageHourlyGroup._meta.db_table, UsageDailyGroup._meta.db_table
+    hour_of = "date_trunc('hour', e.timestamp AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+    latest = "ORDER BY e.timestamp DESC, e.id DESC"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {hourly} (meter_id, customer_id, hour, event_count, value_sum, value_max, latest_value,
+                                  latest_timestamp, latest_event_id, first_timestamp, held_integral, rolled_at)
+            SELECT e.meter_id, e.customer_id, {hour_of}, count(*), sum(e.value), max(e.value),
+                   (array_agg(e.value {latest}))[1], max(e.timestamp), (array_agg(e.id {latest}))[1],
+                   NULL::timestamptz, NULL::numeric, greatest(%s, max(d.touched_at))
+            FROM {events} e JOIN {dirty} d
+              ON d.meter_id = e.meter_id AND d.customer_id = e.customer_id AND d.hour = {hour_of}
+            WHERE e.canceled_at IS NULL
+            GROUP BY e.meter_id, e.customer_id, {hour_of}
+            """,
+            [now],
+        )
+        cursor.execute(
+            f"""
+            INSERT INTO {groups} (meter_id, customer_id, hour, dimensions_hash, dimensions, event_count, value_sum,
+                                  value_max, latest_value, latest_timestamp, latest_event_id, rolled_at)
+            SELECT e.meter_id, e.customer_id, {hour_of}, md5(e.dimensions::text)::uuid, e.dimensions, count(*),
+                   sum(e.value), max(e.value), NULL::numeric, NULL::timestamptz, NULL::bigint,
+                   greatest(%s, max(d.touched_at))
+            FROM {events} e JOIN {dirty} d
+              ON d.meter_id = e.meter_id AND d.customer_id = e.customer_id AND d.hour = {hour_of}
+            WHERE e.canceled_at IS NULL
+            GROUP BY e.meter_id, e.customer_id, {hour_of}, e.dimensions
+            """,
+            [now],
+        )
+        cursor.execute(
+            f"""
+            INSERT INTO {daily} (meter_id, customer_id, day, dimensions_hash, dimensions, event_count, value_sum,
+                                 value_max, latest_value, latest_timestamp, latest_event_id, rolled_at)
+            SELECT g.meter_id, g.customer_id, date_trunc('day', g.hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+                   g.dimensions_hash, g.dimensions, sum(g.event_count), sum(g.value_sum), max(g.value_max),
+                   NULL::numeric, NULL::timestamptz, NULL::bigint, max(g.rolled_at)
+            FROM {groups} g
+            GROUP BY g.meter_id, g.customer_id, date_trunc('day', g.hour AT TIME ZONE 'UTC'), g.dimensions_hash,
+                     g.dimensions
+            """
+        )
+        cursor.execute(f"DELETE FROM {dirty}")
+        hours = cursor.rowcount
+        for table in (hourly, groups, daily):
+            cursor.execute(f"ANALYZE {table}")
+    return hours
 
 
 def _real_worker(job: tuple[float, list[list[str]]]) -> tuple[float, float, dict]:
@@ -238,6 +309,17 @@ def main() -> None:
     parser.add_argument("--subscriptions", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--events-per-sub", type=int, default=20)
+    parser.add_argument(
+        "--rollup",
+        choices=("sql", "job"),
+        default="sql",
+        help="roll the loaded usage up with set-based SQL (fast; the same rows) or with the roll-up job",
+    )
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="only the renewal (no floor cohort, no baseline): for rates across sizes, e.g. issue 15's linearity",
+    )
     args = parser.parse_args()
 
     import django
@@ -250,18 +332,21 @@ def main() -> None:
     recreate_database()
     connection.close()
     started = time.perf_counter()
-    real, floor = setup(args.subscriptions, args.events_per_sub)
+    real, floor = setup(args.subscriptions, args.events_per_sub, args.rollup, not args.no_floor)
+    cohorts = 1 if args.no_floor else 2
     print(
-        f"setup: {2 * args.subscriptions:,} subscriptions, {args.subscriptions * args.events_per_sub:,} events "
+        f"setup: {cohorts * args.subscriptions:,} subscriptions, {args.subscriptions * args.events_per_sub:,} events "
         f"rolled up, in {time.perf_counter() - started:.1f}s"
     )
 
     # The floor splits its cohort between the processes the way SKIP LOCKED would.
-    start_at = time.time() + 8
-    chunks = [(start_at, floor[i :: args.workers]) for i in range(args.workers)]
-    floor_time, floor_done = run(args.workers, _floor_worker, chunks)
-    floor_rate = sum(floor_done) / floor_time
-    print(f"baseline (bookkeeping floor): {sum(floor_done):,} in {floor_time:.1f}s = {floor_rate:,.0f}/s")
+    floor_rate = None
+    if not args.no_floor:
+        start_at = time.time() + 8
+        chunks = [(start_at, floor[i :: args.workers]) for i in range(args.workers)]
+        floor_time, floor_done = run(args.workers, _floor_worker, chunks)
+        floor_rate = sum(floor_done) / floor_time
+        print(f"baseline (bookkeeping floor): {sum(floor_done):,} in {floor_time:.1f}s = {floor_rate:,.0f}/s")
 
     # The sweep (beat's `renew_subscriptions` job) finds the due subscriptions and cuts them into task-sized
     # batches; the workers share the tasks as Celery would hand them out.
@@ -283,7 +368,8 @@ def main() -> None:
     failed = sum(r["failed"] for r in results)
     rate = invoices / real_time
     print(f"renewal job: {invoices:,} invoices ({failed} failed) in {real_time:.1f}s = {rate:,.0f} invoices/s")
-    print(f"ratio renewal / floor: {rate / floor_rate:.2f}")
+    if floor_rate is not None:
+        print(f"ratio renewal / floor: {rate / floor_rate:.2f}")
 
     from invoicing.models import Invoice
 

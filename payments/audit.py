@@ -2,15 +2,24 @@
 
 Each check returns a list of problems (human-readable strings naming the rows); an empty list means it
 holds. They read committed state only and change nothing.
+
+Their memory does not grow with the books (issue 15): each check is one or a few set-based statements
+that return only the rows that break it (per-row totals are correlated subqueries, `_total`), or a
+stream over ordered rows (`.iterator(chunk_size=CHUNK)`) that keeps one group at a time. Nothing builds a
+dict or list of every row; only the problems found are kept.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
+from typing import Any
 
-from django.db.models import Q, Sum
+from django.db.models import BigIntegerField, Case, Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from invoicing.models import Invoice, InvoiceLine
@@ -32,44 +41,81 @@ from subscriptions.services.builder import minimum_true_ups, period_usage_until
 from subscriptions.services.context import BillingContext
 
 SETTLED = (Invoice.Status.OPEN, Invoice.Status.PAID)
+CHUNK = 2000  # rows per fetch of a streamed query (a server-side cursor on PostgreSQL)
+_INT = BigIntegerField()
+
+
+def _total(rows: QuerySet, key: str, field: Any) -> Coalesce:
+    """The sum of `field` over `rows` whose `key` is the outer row's pk, 0 if there are none: a correlated
+    subquery, so the database totals one row at a time instead of Python holding a total per row."""
+    per_key = rows.filter(**{key: OuterRef("pk")}).order_by().values(key).annotate(t=Sum(field)).values("t")
+    return Coalesce(Subquery(per_key, output_field=_INT), Value(0), output_field=_INT)
+
+
+def _positive(field: str) -> Greatest:
+    return Greatest(F(field), Value(0), output_field=_INT)
+
+
+def _chunks(rows: Iterable, size: int = CHUNK) -> Iterator[list]:
+    chunk: list = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def audit_balances() -> list[str]:
     """Every balance equals the sum of its transactions, and the ending balances chain along the ledger
     (in id order, which is the order they were written in)."""
     problems = []
-    cached = {row.pk: row for row in CustomerBalance.objects.all()}
-    running: dict[int, int] = defaultdict(int)
+    # One stream in ledger order; only the running sum of the balance being read is kept.
     rows = BalanceTransaction.objects.order_by("balance_id", "id").values_list(
-        "id", "balance_id", "amount", "ending_balance", "customer_id", "currency"
+        "id",
+        "balance_id",
+        "amount",
+        "ending_balance",
+        "customer_id",
+        "currency",
+        "balance__customer_id",
+        "balance__currency",
     )
-    for txn_id, balance_id, amount, ending, customer_id, currency in rows.iterator(chunk_size=2000):
-        running[balance_id] += amount
-        if ending != running[balance_id]:
+    current, running = None, 0
+    for txn_id, balance_id, amount, ending, customer_id, currency, owner, owner_currency in rows.iterator(
+        chunk_size=CHUNK
+    ):
+        if balance_id != current:
+            current, running = balance_id, 0
+        running += amount
+        if ending != running:
             problems.append(
                 f"balance transaction {txn_id}: ending_balance {ending}, but the ledger before it sums to "
-                f"{running[balance_id] - amount} + {amount} = {running[balance_id]}"
+                f"{running - amount} + {amount} = {running}"
             )
-        row = cached.get(balance_id)
-        if row is not None and (row.customer_id, row.currency) != (customer_id, currency):
+        if (owner, owner_currency) != (customer_id, currency):
             problems.append(f"balance transaction {txn_id} is filed under another customer's or currency's balance")
-    sums = dict(
-        BalanceTransaction.objects.values("balance_id").annotate(total=Sum("amount")).values_list("balance_id", "total")
+    wrong = (
+        CustomerBalance.objects.annotate(total=_total(BalanceTransaction.objects.all(), "balance_id", "amount"))
+        .exclude(balance=F("total"))
+        .order_by("id")
+        .values_list("customer_id", "currency", "balance", "total")
     )
-    for pk, row in cached.items():
-        total = sums.get(pk) or 0
-        if row.balance != total:
-            problems.append(
-                f"customer {row.customer_id} {row.currency}: balance {row.balance}, but its transactions sum to {total}"
-            )
+    for customer_id, currency, balance, total in wrong.iterator(chunk_size=CHUNK):
+        problems.append(f"customer {customer_id} {currency}: balance {balance}, but its transactions sum to {total}")
     return problems
 
 
 def audit_grants() -> list[str]:
     """No grant burned beyond its amount, nor below zero (more given back than burned)."""
     problems = []
-    grants = CreditGrant.objects.annotate(burned=Sum("burns__amount")).filter(burned__isnull=False)
-    for grant_id, amount, burned in grants.values_list("id", "amount", "burned"):
+    grants = (
+        CreditGrant.objects.annotate(burned=Sum("burns__amount"))
+        .filter(Q(burned__gt=F("amount")) | Q(burned__lt=0))
+        .order_by("id")
+    )
+    for grant_id, amount, burned in grants.values_list("id", "amount", "burned").iterator(chunk_size=CHUNK):
         if burned > amount:
             problems.append(f"credit grant {grant_id}: burned {burned}, more than its amount {amount}")
         if burned < 0:
@@ -82,35 +128,34 @@ def audit_invoices() -> list[str]:
     total (never below 0) less what credit notes took off it; credits_applied equals the net credit
     burns on it and balance_applied the balance spent on it; paid means nothing remains."""
     problems = []
-    invoices = Invoice.objects.filter(status__in=SETTLED)
-    burns = dict(
-        CreditBurn.objects.filter(invoice__status__in=SETTLED)
-        .values("invoice_id")
-        .annotate(total=Sum("amount"))
-        .values_list("invoice_id", "total")
-    )
-    spent = dict(
-        BalanceTransaction.objects.filter(type=BalanceTransaction.Type.INVOICE_PAYMENT, invoice__status__in=SETTLED)
-        .values("invoice_id")
-        .annotate(total=Sum("amount"))
-        .values_list("invoice_id", "total")
-    )
-    reduced = dict(
-        CreditNote.objects.filter(status=CreditNote.Status.ISSUED, invoice__status__in=SETTLED)
-        .values("invoice_id")
-        .annotate(total=Sum("invoice_amount"))
-        .values_list("invoice_id", "total")
+    invoices = (
+        Invoice.objects.filter(status__in=SETTLED)
+        .annotate(
+            burned=_total(CreditBurn.objects.all(), "invoice_id", "amount"),
+            spent=_total(
+                BalanceTransaction.objects.filter(type=BalanceTransaction.Type.INVOICE_PAYMENT), "invoice_id", "amount"
+            ),
+            reduced=_total(CreditNote.objects.filter(status=CreditNote.Status.ISSUED), "invoice_id", "invoice_amount"),
+        )
+        .filter(
+            ~Q(amount_due=F("amount_paid") + F("amount_remaining"))
+            | ~Q(amount_due=_positive("total") - F("reduced"))
+            | ~Q(credits_applied=F("burned"))
+            | ~Q(balance_applied=-F("spent"))
+            | (Q(status=Invoice.Status.PAID) & ~Q(amount_remaining=0))
+        )
+        .order_by("id")
     )
     fields = ("id", "status", "total", "amount_due", "amount_paid", "amount_remaining")
-    for inv_id, status, total, due, paid, remaining, credits, balance in invoices.values_list(
-        *fields, "credits_applied", "balance_applied"
-    ).iterator(chunk_size=2000):
+    for inv_id, status, total, due, paid, remaining, credits, balance, burned, spent, reduced in invoices.values_list(
+        *fields, "credits_applied", "balance_applied", "burned", "spent", "reduced"
+    ).iterator(chunk_size=CHUNK):
         if paid + remaining != due:
             problems.append(f"invoice {inv_id}: amount_paid {paid} + amount_remaining {remaining} != amount_due {due}")
-        expected_due = max(total, 0) - (reduced.get(inv_id) or 0)
+        expected_due = max(total, 0) - reduced
         if due != expected_due:
             problems.append(f"invoice {inv_id}: amount_due {due}, but total and credit notes make it {expected_due}")
-        burned, from_balance = burns.get(inv_id) or 0, -(spent.get(inv_id) or 0)
+        from_balance = -spent
         if credits != burned:
             problems.append(f"invoice {inv_id}: credits_applied {credits}, but credit burns sum to {burned}")
         if balance != from_balance:
@@ -124,28 +169,29 @@ def audit_credit_notes() -> list[str]:
     """Issued credit notes never exceed the invoice's total, and `credited` (invoice and line) is the
     sum of the issued notes."""
     problems = []
-    by_invoice = dict(
-        CreditNote.objects.filter(status=CreditNote.Status.ISSUED)
-        .values("invoice_id")
-        .annotate(total=Sum("amount"))
-        .values_list("invoice_id", "total")
+    invoices = (
+        Invoice.objects.annotate(
+            issued=_total(CreditNote.objects.filter(status=CreditNote.Status.ISSUED), "invoice_id", "amount")
+        )
+        .filter(~Q(credited=F("issued")) | Q(issued__gt=_positive("total")))
+        .order_by("id")
     )
-    invoices = Invoice.objects.filter(Q(pk__in=list(by_invoice)) | ~Q(credited=0))
-    for inv_id, total, credited in invoices.values_list("id", "total", "credited"):
-        issued = by_invoice.get(inv_id) or 0
+    for inv_id, total, credited, issued in invoices.values_list("id", "total", "credited", "issued").iterator(
+        chunk_size=CHUNK
+    ):
         if issued != credited:
             problems.append(f"invoice {inv_id}: credited {credited}, but its issued credit notes sum to {issued}")
         if issued > max(total, 0):
             problems.append(f"invoice {inv_id}: credit notes total {issued}, more than the invoice's total {total}")
-    by_line = dict(
-        CreditNoteLine.objects.filter(credit_note__status=CreditNote.Status.ISSUED, invoice_line__isnull=False)
-        .values("invoice_line_id")
-        .annotate(total=Sum("amount"))
-        .values_list("invoice_line_id", "total")
+    issued_lines = CreditNoteLine.objects.filter(credit_note__status=CreditNote.Status.ISSUED)
+    lines = (
+        InvoiceLine.objects.annotate(issued=_total(issued_lines, "invoice_line_id", "amount"))
+        .filter(~Q(credited=F("issued")) | Q(issued__gt=_positive("amount")))
+        .order_by("id")
     )
-    lines = InvoiceLine.objects.filter(Q(pk__in=list(by_line)) | ~Q(credited=0))
-    for line_id, amount, credited in lines.values_list("id", "amount", "credited"):
-        issued = by_line.get(line_id) or 0
+    for line_id, amount, credited, issued in lines.values_list("id", "amount", "credited", "issued").iterator(
+        chunk_size=CHUNK
+    ):
         if issued != credited:
             problems.append(f"invoice line {line_id}: credited {credited}, but credit note lines sum to {issued}")
         if issued > max(amount, 0):
@@ -153,53 +199,61 @@ def audit_credit_notes() -> list[str]:
     return problems
 
 
-def _live_refunds() -> dict[str, int]:
-    return dict(
-        Refund.objects.exclude(status=Refund.Status.FAILED)
-        .values("payment_intent_id")
-        .annotate(total=Sum("amount"))
-        .values_list("payment_intent_id", "total")
-    )
+def _live_refunds() -> Coalesce:
+    """Per payment intent (the outer row): its refunds that did not fail."""
+    return _total(Refund.objects.exclude(status=Refund.Status.FAILED), "payment_intent_id", "amount")
 
 
 def audit_refunds() -> list[str]:
     """Refunds (pending or succeeded) of a payment, with the money its lost disputes returned, never
     exceed what it received."""
     problems = []
-    refunded = _live_refunds()
-    lost = dict(
-        Dispute.objects.filter(status=Dispute.Status.LOST)
-        .values("payment_intent_id")
-        .annotate(total=Sum("amount_lost"))
-        .values_list("payment_intent_id", "total")
+    intents = (
+        PaymentIntent.objects.annotate(
+            refunded=_live_refunds(),
+            lost=_total(Dispute.objects.filter(status=Dispute.Status.LOST), "payment_intent_id", "amount_lost"),
+        )
+        .filter(Q(refunded__gt=0) | Q(lost__gt=0))
+        .filter(amount_received__lt=F("refunded") + F("lost"))
+        .values_list("id", "amount_received", "refunded", "lost")
     )
-    received = dict(
-        PaymentIntent.objects.filter(pk__in=list(refunded) + list(lost)).values_list("id", "amount_received")
-    )
-    for pi_id in sorted(set(refunded) | set(lost)):
-        total, returned = refunded.get(pi_id) or 0, lost.get(pi_id) or 0
-        if total + returned <= received.get(pi_id, 0):
-            continue
+    for pi_id, received, total, returned in sorted(intents.iterator(chunk_size=CHUNK)):
         if returned:
             problems.append(
-                f"payment intent {pi_id}: refunds {total} + lost disputes {returned} are more than received "
-                f"{received.get(pi_id)}"
+                f"payment intent {pi_id}: refunds {total} + lost disputes {returned} are more than received {received}"
             )
         else:
-            problems.append(f"payment intent {pi_id}: refunds total {total}, more than received {received.get(pi_id)}")
+            problems.append(f"payment intent {pi_id}: refunds total {total}, more than received {received}")
     return problems
 
 
 def audit_refund_reservations() -> list[str]:
     """A payment's `amount_refunded` (what is reserved so nothing is refunded twice) is the sum of its
     refunds that did not fail: a failed refund gave its amount back to what can be refunded."""
-    refunded = _live_refunds()
-    intents = PaymentIntent.objects.filter(Q(pk__in=list(refunded)) | ~Q(amount_refunded=0))
+    intents = (
+        PaymentIntent.objects.annotate(refunded=_live_refunds())
+        .exclude(amount_refunded=F("refunded"))
+        .order_by("id")
+        .values_list("id", "amount_refunded", "refunded")
+    )
     return [
-        f"payment intent {pi_id}: amount_refunded {reserved}, but its live refunds sum to {refunded.get(pi_id) or 0}"
-        for pi_id, reserved in intents.values_list("id", "amount_refunded")
-        if reserved != (refunded.get(pi_id) or 0)
+        f"payment intent {pi_id}: amount_refunded {reserved}, but its live refunds sum to {refunded}"
+        for pi_id, reserved, refunded in intents.iterator(chunk_size=CHUNK)
     ]
+
+
+def _provider_applied() -> Any:
+    """Per invoice (the outer row): what its succeeded provider payments received, less what went to the
+    balance as unapplied (`overpayment`, at most one per payment). 0 if it has no such payment."""
+    succeeded = PaymentIntent.objects.filter(status=PaymentIntent.Status.SUCCEEDED)
+    overpaid = BalanceTransaction.objects.filter(
+        type=BalanceTransaction.Type.OVERPAYMENT, payment_intent__status=PaymentIntent.Status.SUCCEEDED
+    )
+    return _total(succeeded, "invoice_id", "amount_received") - _total(overpaid, "payment_intent__invoice_id", "amount")
+
+
+def _has_provider_payment() -> Exists:
+    return Exists(PaymentIntent.objects.filter(invoice_id=OuterRef("pk"), status=PaymentIntent.Status.SUCCEEDED))
 
 
 def audit_payments() -> list[str]:
@@ -208,36 +262,57 @@ def audit_payments() -> list[str]:
     paid by the provider (amount_paid less credits and balance applied). Each overpayment credit names a
     succeeded payment of the same customer and currency, and is at most what that payment received."""
     problems = []
-    credited = {
-        pi_id: (amount, customer_id, currency)
-        for pi_id, amount, customer_id, currency in BalanceTransaction.objects.filter(
-            type=BalanceTransaction.Type.OVERPAYMENT
-        ).values_list("payment_intent_id", "amount", "customer_id", "currency")
-    }
-    intents = {
-        row[0]: row[1:]
-        for row in PaymentIntent.objects.filter(Q(pk__in=list(credited)) | Q(status=PaymentIntent.Status.SUCCEEDED))
-        .filter(invoice__isnull=False)
-        .values_list("id", "status", "invoice_id", "amount_received", "customer_id", "currency")
-    }
-    for pi_id, (amount, customer_id, currency) in credited.items():
-        intent = intents.get(pi_id)
-        if intent is None or intent[0] != PaymentIntent.Status.SUCCEEDED:
-            problems.append(f"overpayment credit of {pi_id}: the payment did not succeed")
-        elif (customer_id, currency) != (intent[3], intent[4]) or amount > intent[2]:
-            problems.append(f"overpayment credit of {pi_id}: {amount} {currency} does not fit the payment")
-    applied: dict[str, int] = defaultdict(int)
-    for pi_id, (status, invoice_id, received, _, _) in intents.items():
-        if status == PaymentIntent.Status.SUCCEEDED:
-            applied[invoice_id] += received - (credited[pi_id][0] if pi_id in credited else 0)
-    rows = Invoice.objects.filter(pk__in=list(applied)).values_list(
-        "id", "amount_paid", "credits_applied", "balance_applied"
+    # Only the credits that may not fit come back (a superset; the loop decides).
+    credits = (
+        BalanceTransaction.objects.filter(type=BalanceTransaction.Type.OVERPAYMENT)
+        .filter(
+            Q(payment_intent__isnull=True)
+            | Q(payment_intent__invoice__isnull=True)
+            | ~Q(payment_intent__status=PaymentIntent.Status.SUCCEEDED)
+            | ~Q(customer_id=F("payment_intent__customer_id"))
+            | ~Q(currency=F("payment_intent__currency"))
+            | Q(amount__gt=F("payment_intent__amount_received"))
+        )
+        .order_by("id")
+        .values_list(
+            "payment_intent_id",
+            "amount",
+            "customer_id",
+            "currency",
+            "payment_intent__status",
+            "payment_intent__invoice_id",
+            "payment_intent__amount_received",
+            "payment_intent__customer_id",
+            "payment_intent__currency",
+        )
     )
-    for inv_id, paid, credits, balance in rows:
-        if applied[inv_id] > paid - credits - balance:
+    for (
+        pi_id,
+        amount,
+        customer_id,
+        currency,
+        status,
+        invoice_id,
+        received,
+        pi_customer,
+        pi_currency,
+    ) in credits.iterator(chunk_size=CHUNK):
+        if invoice_id is None or status != PaymentIntent.Status.SUCCEEDED:
+            problems.append(f"overpayment credit of {pi_id}: the payment did not succeed")
+        elif (customer_id, currency) != (pi_customer, pi_currency) or amount > received:
+            problems.append(f"overpayment credit of {pi_id}: {amount} {currency} does not fit the payment")
+    invoices = (
+        Invoice.objects.filter(_has_provider_payment())
+        .annotate(applied=_provider_applied())
+        .filter(applied__gt=F("amount_paid") - F("credits_applied") - F("balance_applied"))
+        .order_by("id")
+        .values_list("id", "amount_paid", "credits_applied", "balance_applied", "applied")
+    )
+    for inv_id, paid, credits_applied, balance, applied in invoices.iterator(chunk_size=CHUNK):
+        if applied > paid - credits_applied - balance:
             problems.append(
-                f"invoice {inv_id}: its payments brought {applied[inv_id]} that was not credited elsewhere, but it "
-                f"records {paid - credits - balance} paid by the provider"
+                f"invoice {inv_id}: its payments brought {applied} that was not credited elsewhere, but it "
+                f"records {paid - credits_applied - balance} paid by the provider"
             )
     return problems
 
@@ -247,50 +322,53 @@ def audit_credit_note_refunds() -> list[str]:
     balance credits of those that did (`refund_failed`), add up to its refund_amount. Each such credit
     names a failed refund of that note, for its amount."""
     problems = []
-    live = dict(
-        Refund.objects.filter(credit_note__isnull=False)
-        .exclude(status=Refund.Status.FAILED)
-        .values("credit_note_id")
-        .annotate(total=Sum("amount"))
-        .values_list("credit_note_id", "total")
-    )
-    failed_credits = list(
-        BalanceTransaction.objects.filter(type=BalanceTransaction.Type.REFUND_FAILED).values_list(
-            "id", "credit_note_id", "refund_id", "amount"
+    failed_credits = (
+        BalanceTransaction.objects.filter(type=BalanceTransaction.Type.REFUND_FAILED)
+        .order_by("id")
+        .values_list(
+            "id", "credit_note_id", "amount", "refund__id", "refund__status", "refund__credit_note_id", "refund__amount"
         )
     )
-    refunds = {
-        row[0]: row[1:]
-        for row in Refund.objects.filter(pk__in=[r for _, _, r, _ in failed_credits]).values_list(
-            "id", "status", "credit_note_id", "amount"
-        )
-    }
-    credited: dict[str, int] = defaultdict(int)
-    for txn_id, note_id, refund_id, amount in failed_credits:
-        refund = refunds.get(refund_id)
-        if refund is None or refund != (Refund.Status.FAILED, note_id, amount):
+    for txn_id, note_id, amount, refund_id, *refund in failed_credits.iterator(chunk_size=CHUNK):
+        if refund_id is None or tuple(refund) != (Refund.Status.FAILED, note_id, amount):
             problems.append(f"balance transaction {txn_id}: a refund_failed credit that does not match its refund")
-        credited[note_id] += amount
-    notes = CreditNote.objects.filter(status=CreditNote.Status.ISSUED).filter(
-        Q(refund_amount__gt=0) | Q(pk__in=list(live)) | Q(pk__in=list(credited))
+    live = Refund.objects.filter(credit_note__isnull=False).exclude(status=Refund.Status.FAILED)
+    credited = BalanceTransaction.objects.filter(type=BalanceTransaction.Type.REFUND_FAILED)
+    notes = (
+        CreditNote.objects.filter(status=CreditNote.Status.ISSUED)
+        .annotate(accounted=_total(live, "credit_note_id", "amount") + _total(credited, "credit_note_id", "amount"))
+        .exclude(refund_amount=F("accounted"))
+        .filter(
+            Q(refund_amount__gt=0)
+            | Exists(live.filter(credit_note_id=OuterRef("pk")))
+            | Exists(credited.filter(credit_note_id=OuterRef("pk")))
+        )
+        .order_by("id")
+        .values_list("id", "refund_amount", "accounted")
     )
-    for note_id, refund_amount in notes.values_list("id", "refund_amount"):
-        accounted = (live.get(note_id) or 0) + credited.get(note_id, 0)
-        if accounted != refund_amount:
-            problems.append(
-                f"credit note {note_id}: refund_amount {refund_amount}, but its live refunds and failed-refund "
-                f"credits sum to {accounted}"
-            )
+    for note_id, refund_amount, accounted in notes.iterator(chunk_size=CHUNK):
+        problems.append(
+            f"credit note {note_id}: refund_amount {refund_amount}, but its live refunds and failed-refund "
+            f"credits sum to {accounted}"
+        )
     return problems
 
 
 def audit_disputes() -> list[str]:
     """A dispute is of a succeeded payment in the payment's currency; a lost one returned its amount."""
     problems = []
-    rows = Dispute.objects.values_list(
-        "id", "status", "amount", "amount_lost", "currency", "payment_intent__status", "payment_intent__currency"
+    rows = (
+        Dispute.objects.filter(
+            ~Q(payment_intent__status=PaymentIntent.Status.SUCCEEDED)
+            | ~Q(currency=F("payment_intent__currency"))
+            | ~Q(amount_lost=Case(When(status=Dispute.Status.LOST, then=F("amount")), default=Value(0)))
+        )
+        .order_by("id")
+        .values_list(
+            "id", "status", "amount", "amount_lost", "currency", "payment_intent__status", "payment_intent__currency"
+        )
     )
-    for dp_id, status, amount, amount_lost, currency, intent_status, intent_currency in rows:
+    for dp_id, status, amount, amount_lost, currency, intent_status, intent_currency in rows.iterator(chunk_size=CHUNK):
         if intent_status != PaymentIntent.Status.SUCCEEDED:
             problems.append(f"dispute {dp_id}: its payment is {intent_status}, not succeeded")
         if currency != intent_currency:
@@ -300,35 +378,23 @@ def audit_disputes() -> list[str]:
     return problems
 
 
-def _provider_applied() -> dict[str, int]:
-    """Per invoice: what its succeeded provider payments received, less what went to the balance as
-    unapplied (`overpayment`)."""
-    overpaid = dict(
-        BalanceTransaction.objects.filter(type=BalanceTransaction.Type.OVERPAYMENT).values_list(
-            "payment_intent_id", "amount"
-        )
-    )
-    applied: dict[str, int] = defaultdict(int)
-    rows = PaymentIntent.objects.filter(status=PaymentIntent.Status.SUCCEEDED, invoice__isnull=False).values_list(
-        "id", "invoice_id", "amount_received"
-    )
-    for pi_id, invoice_id, received in rows.iterator(chunk_size=2000):
-        applied[invoice_id] += received - overpaid.get(pi_id, 0)
-    return applied
-
-
 def audit_invoice_payments() -> list[str]:
     """Provider money received = applied to invoices + credited to the balance (unapplied money a payment
     brought, `overpayment`); so on every invoice, credits + balance + provider money applied is exactly
     `amount_paid`, which is at most its total. A payment without an invoice is a direct charge: held as
     received, explained by itself. (Refunds and lost disputes are what `given back` checks.)"""
     problems = []
-    applied = _provider_applied()
-    invoices = Invoice.objects.filter(Q(pk__in=list(applied)) | ~Q(amount_paid=0)).values_list(
-        "id", "total", "amount_paid", "credits_applied", "balance_applied"
+    invoices = (
+        Invoice.objects.annotate(provider=_provider_applied())
+        .filter(_has_provider_payment() | ~Q(amount_paid=0))
+        .filter(
+            ~Q(amount_paid=F("credits_applied") + F("balance_applied") + F("provider"))
+            | Q(amount_paid__gt=_positive("total"))
+        )
+        .order_by("id")
+        .values_list("id", "total", "amount_paid", "credits_applied", "balance_applied", "provider")
     )
-    for inv_id, total, paid, credits, balance in invoices.iterator(chunk_size=2000):
-        provider = applied.get(inv_id, 0)
+    for inv_id, total, paid, credits, balance, provider in invoices.iterator(chunk_size=CHUNK):
         if credits + balance + provider != paid:
             problems.append(
                 f"invoice {inv_id}: credits {credits} + balance {balance} + provider money applied {provider} = "
@@ -344,15 +410,26 @@ def audit_given_back() -> list[str]:
     outside credit notes, lost disputes: `payments.services.giveback`) is at most what it was paid."""
     from payments.services.giveback import invoice_given_back
 
-    candidates = set(
-        CreditNote.objects.filter(status=CreditNote.Status.ISSUED).values_list("invoice_id", flat=True)
-    ) | set(Refund.objects.exclude(status=Refund.Status.FAILED).values_list("payment_intent__invoice_id", flat=True))
-    candidates |= set(
-        Dispute.objects.filter(status=Dispute.Status.LOST).values_list("payment_intent__invoice_id", flat=True)
+    # The same sum as `invoice_given_back`, in SQL, finds the candidates; the service's own figure decides.
+    notes = _total(
+        CreditNote.objects.filter(status=CreditNote.Status.ISSUED),
+        "invoice_id",
+        F("credit_amount") + F("refund_amount") + F("out_of_band_amount"),
     )
-    candidates.discard(None)
+    refunds = _total(
+        Refund.objects.filter(credit_note__isnull=True).exclude(status=Refund.Status.FAILED),
+        "payment_intent__invoice_id",
+        "amount",
+    )
+    lost = _total(Dispute.objects.filter(status=Dispute.Status.LOST), "payment_intent__invoice_id", "amount_lost")
+    candidates = (
+        Invoice.objects.annotate(back=notes + refunds + lost)
+        .filter(back__gt=F("amount_paid"))
+        .order_by("id")
+        .values_list("id", "amount_paid")
+    )
     problems = []
-    for inv_id, paid in Invoice.objects.filter(pk__in=candidates).values_list("id", "amount_paid"):
+    for inv_id, paid in candidates.iterator(chunk_size=CHUNK):
         back = invoice_given_back(inv_id)
         if back > paid:
             problems.append(f"invoice {inv_id}: {back} given back (refunds, credit notes, lost disputes), paid {paid}")
@@ -402,55 +479,81 @@ def audit_credit_note_taxes() -> list[str]:
     invoice line and rate the live notes never credit more tax than the line carried, nor less than all
     of it once the whole line is credited."""
     problems = []
-    notes = CreditNote.objects.filter(status=CreditNote.Status.ISSUED).prefetch_related("lines")
-    per_line: dict[tuple[str, str], int] = defaultdict(int)
-    for note in notes.iterator(chunk_size=500):
-        lines = list(note.lines.all())
+    # Every issued note with its lines (none: one row of NULLs), one note at a time.
+    rows = (
+        CreditNote.objects.filter(status=CreditNote.Status.ISSUED)
+        .order_by("id", "lines__id")
+        .values_list(
+            "id", "tax", "taxes", "amount", "lines__id", "lines__invoice_line_id", "lines__amount", "lines__taxes"
+        )
+    )
+    for _, note_rows in groupby(rows.iterator(chunk_size=CHUNK), key=itemgetter(0)):
+        note_rows = list(note_rows)
+        note_id, note_tax, note_taxes, note_amount = note_rows[0][:4]
+        lines = [(row[5], row[6], row[7]) for row in note_rows if row[4] is not None]
         by_rate: dict[str, int] = defaultdict(int)
         exclusive = 0
-        for line in lines:
-            for tax in line.taxes or []:
+        for _, _, taxes in lines:
+            for tax in taxes or []:
                 by_rate[tax["tax_rate"]] += tax["amount"]
                 exclusive += 0 if tax.get("inclusive") else tax["amount"]
-                if line.invoice_line_id:
-                    per_line[(line.invoice_line_id, tax["tax_rate"])] += tax["amount"]
-        stated = {t["tax_rate"]: t["amount"] for t in note.taxes or []}
-        if note.tax != sum(by_rate.values()) or stated != {k: v for k, v in by_rate.items()}:
-            problems.append(f"credit note {note.id}: tax {note.tax} {stated}, but its lines credit {dict(by_rate)}")
-        linked = [line for line in lines if line.invoice_line_id]
-        if linked and note.amount != sum(line.amount for line in lines) + exclusive:
+        stated = {t["tax_rate"]: t["amount"] for t in note_taxes or []}
+        if note_tax != sum(by_rate.values()) or stated != {k: v for k, v in by_rate.items()}:
+            problems.append(f"credit note {note_id}: tax {note_tax} {stated}, but its lines credit {dict(by_rate)}")
+        linked = [line for line in lines if line[0]]
+        if linked and note_amount != sum(amount for _, amount, _ in lines) + exclusive:
             problems.append(
-                f"credit note {note.id}: amount {note.amount}, but its lines and their exclusive tax make "
-                f"{sum(line.amount for line in lines) + exclusive}"
+                f"credit note {note_id}: amount {note_amount}, but its lines and their exclusive tax make "
+                f"{sum(amount for _, amount, _ in lines) + exclusive}"
             )
-    lines = InvoiceLine.objects.filter(~Q(credited=0)).values_list(
-        "id", "amount", "discount_amount", "credited", "taxes"
-    )
-    for line_id, amount, discount, credited, taxes in lines.iterator(chunk_size=2000):
-        for tax in taxes or []:
-            given = per_line.get((line_id, tax["tax_rate"]), 0)
-            full = credited >= amount - discount
-            if (full and given != tax["amount"]) or abs(given) > abs(tax["amount"]):
-                problems.append(
-                    f"invoice line {line_id}: credited {credited} of {amount - discount} and {given} of its "
-                    f"{tax['amount']} tax at {tax['tax_rate']}"
-                )
+    # Credited invoice lines, a chunk at a time, each chunk with the issued notes' tax on its lines.
+    credited = InvoiceLine.objects.filter(~Q(credited=0)).order_by("id")
+    rows = credited.values_list("id", "amount", "discount_amount", "credited", "taxes").iterator(chunk_size=CHUNK)
+    for chunk in _chunks(rows):
+        per_line: dict[tuple[str, str], int] = defaultdict(int)
+        given_back = CreditNoteLine.objects.filter(
+            credit_note__status=CreditNote.Status.ISSUED, invoice_line_id__in=[row[0] for row in chunk]
+        ).values_list("invoice_line_id", "taxes")
+        for invoice_line_id, taxes in given_back.iterator(chunk_size=CHUNK):
+            for tax in taxes or []:
+                per_line[(invoice_line_id, tax["tax_rate"])] += tax["amount"]
+        for line_id, amount, discount, line_credited, taxes in chunk:
+            for tax in taxes or []:
+                given = per_line.get((line_id, tax["tax_rate"]), 0)
+                full = line_credited >= amount - discount
+                if (full and given != tax["amount"]) or abs(given) > abs(tax["amount"]):
+                    problems.append(
+                        f"invoice line {line_id}: credited {line_credited} of {amount - discount} and {given} of "
+                        f"its {tax['amount']} tax at {tax['tax_rate']}"
+                    )
     return problems
+
+
+def _progressive_periods() -> Iterator[tuple[str, Any, int]]:
+    """(subscription, period start, what its threshold invoices billed), one period at a time: the rows
+    come in period order, and the rows of one invoice carry its amount once each."""
+    rows = ProgressiveBilling.objects.order_by("subscription_id", "period_start", "invoice_id", "id").values_list(
+        "subscription_id", "period_start", "invoice_id", "amount"
+    )
+    period, billed, last_invoice = None, 0, None
+    for sub_id, period_start, invoice_id, amount in rows.iterator(chunk_size=CHUNK):
+        if (sub_id, period_start) != period:
+            if period is not None:
+                yield (*period, billed)
+            period, billed, last_invoice = (sub_id, period_start), 0, None
+        if invoice_id != last_invoice:
+            billed += amount
+            last_invoice = invoice_id
+    if period is not None:
+        yield (*period, billed)
 
 
 def audit_progressive_billing() -> list[str]:
     """Progressive billing bills a period's usage early, never twice: for every period whose final invoice
     (the subscription's next cycle or cancel invoice of that period) exists, its `progressive_credit`
     lines take off exactly what the period's threshold invoices billed."""
-    billed: dict[tuple[str, object], int] = defaultdict(int)
-    seen: set[tuple[str, object, str]] = set()
-    for row in ProgressiveBilling.objects.values("subscription_id", "period_start", "invoice_id", "amount"):
-        key = (row["subscription_id"], row["period_start"], row["invoice_id"])
-        if key not in seen:  # the rows of one invoice carry its amount once each
-            seen.add(key)
-            billed[(row["subscription_id"], row["period_start"])] += row["amount"]
     problems = []
-    for (sub_id, period_start), amount in billed.items():
+    for sub_id, period_start, amount in _progressive_periods():
         credits = InvoiceLine.objects.filter(
             invoice__subscription_id=sub_id,
             kind=InvoiceLine.Kind.PROGRESSIVE_CREDIT,
@@ -458,9 +561,10 @@ def audit_progressive_billing() -> list[str]:
         ).exclude(invoice__status=Invoice.Status.VOID)
         # A threshold invoice's own credit only nets out the earlier ones; the final invoice's is the check.
         credits = credits.exclude(invoice__billing_reason=Invoice.BillingReason.SUBSCRIPTION_THRESHOLD)
-        if not credits.exists():
+        found = credits.aggregate(lines=Count("id"), total=Sum("amount"))
+        if not found["lines"]:
             continue  # the period has not been finally billed yet
-        credited = -(credits.aggregate(total=Sum("amount"))["total"] or 0)
+        credited = -(found["total"] or 0)
         if credited != amount:
             problems.append(
                 f"subscription {sub_id} period {period_start}: threshold invoices billed {amount}, "
