@@ -268,8 +268,9 @@ def test_postgres_read_is_one_statement():
     start, end = DAY0 + 90 * timedelta(minutes=1), DAY0 + 70 * HOUR + 30 * timedelta(minutes=1)
     with CaptureQueriesContext(connection) as queries:
         accs = usage_read(meter=meter, customer_ids=[customer.id], start=start, end=end)
-    assert len(queries.captured_queries) == 1
-    assert UsageUniqueSpan._meta.db_table in queries.captured_queries[0]["sql"]
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]  # the nested atomic's
+    assert len(statements) == 1
+    assert UsageUniqueSpan._meta.db_table in statements[0]
     (acc,) = accs.values()
     assert (acc.value("unique_count"), acc.count) == brute_force(meter, customer, start, end)
 
