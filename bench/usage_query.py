@@ -13,8 +13,9 @@ What it does, in one run so the machine's noise hits both sides alike:
    (a day of late events not rolled up yet); then `usage_series` by day (roll-ups);
 4. the per-dimension reads (issue 15): `group_by` region, a `filters` {region: eu} read, and a
    `unique_count` meter (a second 1,000,000 events with a `user` dimension of --users distinct values),
-   each from the per-dimension-set roll-ups plus raw edges, as a ratio to the plain roll-up read of the
-   same run (target: within 5x), and each checked against a raw SQL aggregation;
+   each from the per-dimension-set roll-ups (unique_count: the unique-value spans) plus raw edges, as a
+   ratio to the plain roll-up read timed alternately with it, call by call (target: within 5x), and each
+   checked against a raw SQL aggregation (unique_count also with unaligned edges);
 4b. weighted_sum (issue 16): a third meter with the same N events, rolled up, read for the whole month
    and with unaligned edges, as a ratio to the plain sum read of the same run, and checked against the
    integral computed by raw SQL (lead() over every event of the month);
@@ -52,7 +53,15 @@ from django.db import connection  # noqa: E402
 
 from customers.models import Customer  # noqa: E402
 from metering.ingest import mark_hours_dirty  # noqa: E402
-from metering.models import Meter, MeterEvent, UsageDirtyHour, UsageHourly, UsageHourlyGroup  # noqa: E402
+from metering.models import (  # noqa: E402
+    Meter,
+    MeterEvent,
+    UsageDailyGroup,
+    UsageDirtyHour,
+    UsageHourly,
+    UsageHourlyGroup,
+    UsageUniqueSpan,
+)
 from metering.partitions import partitions_ensure_range  # noqa: E402
 from metering.rollups import usage_rollup_job  # noqa: E402
 from metering.selectors import usage_aggregate, usage_series  # noqa: E402
@@ -80,6 +89,19 @@ def timed(fn: Callable[[], object], runs: int, warmup: int = 5) -> tuple[list[fl
         result = fn()
         samples.append((time.perf_counter() - started) * 1000)
     return samples, result
+
+
+def timed_pair(a: Callable[[], object], b: Callable[[], object], runs: int) -> tuple[list[float], list[float]]:
+    """Samples of `a` and `b` called alternately (a warm-up of each first)."""
+    samples: tuple[list[float], list[float]] = ([], [])
+    for fn in (a, b, a, b):
+        fn()
+    for _ in range(runs):
+        for index, fn in enumerate((a, b)):
+            started = time.perf_counter()
+            fn()
+            samples[index].append((time.perf_counter() - started) * 1000)
+    return samples
 
 
 def report(label: str, samples: list[float]) -> tuple[float, float]:
@@ -140,6 +162,8 @@ def cleanup(customer: Customer, meters: list[Meter]) -> None:
     for meter in meters:
         UsageHourly.objects.filter(meter=meter).delete()
         UsageHourlyGroup.objects.filter(meter=meter).delete()
+        UsageDailyGroup.objects.filter(meter=meter).delete()
+        UsageUniqueSpan.objects.filter(meter=meter).delete()
         UsageDirtyHour.objects.filter(meter=meter).delete()
         meter.delete()
     customer.delete()
@@ -264,8 +288,10 @@ def main() -> None:
         def users() -> object:
             return usage_aggregate(meter=uniques, customer=customer, start=MONTH_START, end=MONTH_END)
 
+        unaligned_start, unaligned_end = MONTH_START + timedelta(minutes=17), MONTH_END - timedelta(minutes=43)
+
         def users_unaligned() -> object:
-            start, end = MONTH_START + timedelta(minutes=17), MONTH_END - timedelta(minutes=43)
+            start, end = unaligned_start, unaligned_end
             return usage_aggregate(meter=uniques, customer=customer, start=start, end=end)
 
         ratios = {}
@@ -277,7 +303,14 @@ def main() -> None:
         ):
             samples, answer = timed(fn, args.runs)
             g50, g99 = report(label, samples)
-            ratios[label] = (g50 / p50, g99 / p99, answer)
+            # The same read alternating call by call with the plain one (A/B/A/B), so the machine's noise
+            # hits both alike: the ratio to that paired plain read is the one the target is judged on.
+            plain, paired = timed_pair(month, fn, args.runs)
+            q50, q99 = percentile(plain, 0.5), percentile(plain, 0.99)
+            r50, r99 = percentile(paired, 0.5), percentile(paired, 0.99)
+            print(f"  {'alternating with the plain read':<44} p50 {r50:9.2f} ms   p99 {r99:9.2f} ms   ", end="")
+            print(f"(plain p50 {q50:.2f} ms, p99 {q99:.2f} ms)")
+            ratios[label] = (r50 / q50, r99 / q99, answer, g50 / p50, g99 / p99)
         events = MeterEvent._meta.db_table
         where = "customer_id = %s AND meter_id = %s AND canceled_at IS NULL AND timestamp >= %s AND timestamp < %s"
         raw_groups = {
@@ -292,17 +325,28 @@ def main() -> None:
             f"SELECT count(DISTINCT dimensions ->> 'user'), count(*) FROM {events} WHERE {where}",
             [customer.id, uniques.id, MONTH_START, MONTH_END],
         )[0]
+        raw_users_unaligned = raw_sql(
+            f"SELECT count(DISTINCT dimensions ->> 'user'), count(*) FROM {events} WHERE {where}",
+            [customer.id, uniques.id, unaligned_start, unaligned_end],
+        )[0]
         got_users = ratios["unique_count, whole month"][2]
+        got_unaligned = ratios["unique_count, unaligned edges"][2]
         dims_exact = (
             grouped == raw_groups
             and ratios["filters region=eu, whole month"][2].value == raw_groups["eu"][0]
             and (got_users.value, got_users.event_count) == (raw_users[0], raw_users[1])
+            and (got_unaligned.value, got_unaligned.event_count) == tuple(raw_users_unaligned)
         )
         rows = UsageHourlyGroup.objects.filter(customer=customer).count()
-        print(f"per-dimension-set roll-up rows: {rows:,}; answers equal raw SQL aggregation: {dims_exact}")
-        for label, (r50, r99, _) in ratios.items():
+        spans = UsageUniqueSpan.objects.filter(customer=customer).count()
+        print(f"per-dimension-set roll-up rows: {rows:,}; unique-value spans: {spans:,}")
+        print(f"answers equal raw SQL aggregation (unique_count also with unaligned edges): {dims_exact}")
+        for label, (r50, r99, _, s50, s99) in ratios.items():
             verdict = "met" if r50 <= 5 and r99 <= 5 else "MISSED"
-            print(f"  {label:<34} / plain roll-up read: p50 {r50:5.1f}x  p99 {r99:5.1f}x  (target <= 5x: {verdict})")
+            print(
+                f"  {label:<34} / plain roll-up read, alternating: p50 {r50:5.1f}x  p99 {r99:5.1f}x"
+                f"  (target <= 5x: {verdict}; vs the first plain timing: {s50:.1f}x, {s99:.1f}x)"
+            )
         weighted_exact = weighted_bench(customer, gauge, args, now, p50, p99)
         base_samples, (base_sum, base_count) = timed(lambda: baseline(customer, meter), args.runs, warmup=2)
         b50, b99 = report("baseline: SELECT sum(value), count(*) raw", base_samples)

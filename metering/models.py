@@ -241,6 +241,40 @@ class UsageDailyGroup(models.Model):
         return f"{self.meter_id} {self.customer_id} {self.day:%Y-%m-%d} {self.dimensions}"
 
 
+class UsageUniqueSpan(models.Model):
+    """unique_count meters only: the sorted distinct values of the meter's unique key (as text, what
+    `dimensions ->> key` gives) among one customer's non-canceled, filter-matching events in
+    [span_start, span_start + span_hours), and how many such events carry the key.
+
+    Spans are an hour, a 6-hour block (aligned to 00/06/12/18 UTC) or a UTC day, so a period with partial
+    days at both ends is covered by a few dozen rows instead of 24 hours x every distinct set of
+    dimensions. A span with no such events has no row. The roll-up job rewrites an hour's span from the
+    hour's `UsageHourlyGroup` rows, then its block's and its day's from the spans below them, under the
+    day's advisory lock, in every transaction that rolls up one of its hours; so a span none of whose
+    hours has a `UsageDirtyHour` row is exact, and reads use only such spans (dirty ones split down to
+    their clean hours, dirty hours read raw)."""
+
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="+", db_index=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    span_start = models.DateTimeField()
+    span_hours = models.SmallIntegerField()
+    event_count = models.BigIntegerField()
+    # A JSON list of text, sorted by code point (jsonb on PostgreSQL, text on SQLite).
+    unique_values = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [
+            # Also the index of every read: one customer's spans of one meter at given starts.
+            models.UniqueConstraint(
+                fields=["customer", "meter", "span_start", "span_hours"], name="usage_unique_span_unique"
+            ),
+            models.CheckConstraint(condition=Q(span_hours__in=[1, 6, 24]), name="usage_unique_span_hours"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} {self.customer_id} {self.span_start:%Y-%m-%d %H}:00 +{self.span_hours}h"
+
+
 class UsageDirtyHour(models.Model):
     """An hour whose roll-up is missing or stale: written in the same transaction as the events (or the
     cancellation) that changed it, removed by the roll-up job once it has recomputed the hour.

@@ -29,8 +29,16 @@ from typing import Any
 from django.db import connection, transaction
 
 from metering.locks import claim_dirty_hours
-from metering.models import Meter, MeterEvent, UsageDailyGroup, UsageDirtyHour, UsageHourly, UsageHourlyGroup
-from metering.usage import DAY, HOUR, Acc, conditions_for, conditions_sql, passes, raw_events, utc
+from metering.models import (
+    Meter,
+    MeterEvent,
+    UsageDailyGroup,
+    UsageDirtyHour,
+    UsageHourly,
+    UsageHourlyGroup,
+    UsageUniqueSpan,
+)
+from metering.usage import DAY, HOUR, Acc, conditions_for, conditions_sql, dimension_text, passes, raw_events, utc
 from metering.weighted import held_integral
 
 logger = logging.getLogger(__name__)
@@ -168,7 +176,9 @@ def _recompute_postgres(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[in
         cursor.execute(upsert, params)
         present = set(cursor.fetchall())
         _regroup_postgres(cursor, meter, hour_events, params)
-        _redo_days_postgres(cursor, meter, keys)
+        _redo_days_postgres(cursor, meter, keys)  # takes the days' advisory locks, held to commit
+        if meter.aggregation == Meter.Aggregation.UNIQUE_COUNT:
+            _redo_spans_postgres(cursor, meter, keys)
         empty = [key for key in keys if key not in present]
         if not empty:
             return len(present), 0
@@ -301,6 +311,110 @@ def _redo_days_python(meter: Meter, keys: Any) -> None:
         )
 
 
+def _span_keys(keys: Any, hours: int) -> list[tuple[str, datetime]]:
+    """The distinct (customer, span start) of the spans of `hours` hours that hold these hours."""
+    return sorted({(customer_id, hour.replace(hour=hour.hour - hour.hour % hours)) for customer_id, hour in keys})
+
+
+def _redo_spans_postgres(cursor: Any, meter: Meter, keys: Any) -> None:
+    """Rewrite the unique-value spans holding these hours, one statement per level: the hours' from their
+    (just rewritten) `UsageHourlyGroup` rows, then their 6-hour blocks' from the hour spans, then their
+    days' from the block spans. Each statement upserts the spans that have values and deletes the ones
+    that no longer have any. The caller holds the days' advisory locks, so concurrent batches rewriting
+    hours of the same day run these one after the other, each seeing the other's committed spans."""
+    spans, groups = UsageUniqueSpan._meta.db_table, UsageHourlyGroup._meta.db_table
+    text = 'COLLATE "C"'  # code-point order, as Python sorts
+    hour_new = f"""
+        SELECT t.c, t.s, sum(g.event_count) AS n,
+               jsonb_agg(DISTINCT (g.dimensions ->> %(uk)s) {text} ORDER BY (g.dimensions ->> %(uk)s) {text}) AS v
+        FROM targets t JOIN {groups} g ON g.customer_id = t.c AND g.meter_id = %(m)s AND g.hour = t.s
+        WHERE (g.dimensions ->> %(uk)s) IS NOT NULL
+        GROUP BY t.c, t.s
+    """  # noqa: S608
+
+    def from_below(below: int) -> str:
+        return f"""
+        SELECT t.c, t.s, n.n, v.v FROM targets t
+        CROSS JOIN LATERAL (
+            SELECT sum(x.event_count) AS n FROM {spans} x
+            WHERE x.customer_id = t.c AND x.meter_id = %(m)s AND x.span_hours = {below}
+              AND x.span_start >= t.s AND x.span_start < t.s + %(len)s * interval '1 hour'
+        ) n
+        CROSS JOIN LATERAL (
+            SELECT jsonb_agg(DISTINCT u.u {text} ORDER BY u.u {text}) AS v FROM {spans} x
+            CROSS JOIN LATERAL jsonb_array_elements_text(x.unique_values) AS u(u)
+            WHERE x.customer_id = t.c AND x.meter_id = %(m)s AND x.span_hours = {below}
+              AND x.span_start >= t.s AND x.span_start < t.s + %(len)s * interval '1 hour'
+        ) v
+        WHERE n.n IS NOT NULL
+        """  # noqa: S608
+
+    for hours, new in ((1, hour_new), (6, from_below(1)), (24, from_below(6))):
+        targets = _span_keys(keys, hours)
+        params = {
+            "m": meter.id,
+            "uk": meter.unique_key,
+            "len": hours,
+            "cs": [t[0] for t in targets],
+            "ss": [t[1] for t in targets],
+        }
+        cursor.execute(
+            f"""
+            WITH targets (c, s) AS (SELECT * FROM unnest(%(cs)s::text[], %(ss)s::timestamptz[])),
+            new AS MATERIALIZED ({new}),
+            upserted AS (
+                INSERT INTO {spans} AS u (meter_id, customer_id, span_start, span_hours, event_count, unique_values)
+                SELECT %(m)s, new.c, new.s, %(len)s, new.n, new.v FROM new
+                ON CONFLICT (customer_id, meter_id, span_start, span_hours) DO UPDATE SET
+                    event_count = EXCLUDED.event_count, unique_values = EXCLUDED.unique_values
+                WHERE u.event_count <> EXCLUDED.event_count OR u.unique_values <> EXCLUDED.unique_values
+            )
+            DELETE FROM {spans} d USING targets t
+            WHERE d.customer_id = t.c AND d.meter_id = %(m)s AND d.span_start = t.s AND d.span_hours = %(len)s
+              AND NOT EXISTS (SELECT 1 FROM new WHERE new.c = t.c AND new.s = t.s)
+            """,  # noqa: S608 - table names are ours, every value is a bound parameter
+            params,
+        )
+
+
+def _redo_spans_python(meter: Meter, keys: Any) -> None:
+    """SQLite: the same three levels, each span from the rows one level down."""
+    for hours in (1, 6, 24):
+        for customer_id, start in _span_keys(keys, hours):
+            if hours == 1:
+                rows: Any = UsageHourlyGroup.objects.filter(meter=meter, customer_id=customer_id, hour=start)
+                parts = [
+                    (count, [text])
+                    for count, dimensions in rows.values_list("event_count", "dimensions")
+                    if (text := dimension_text(dimensions.get(meter.unique_key))) is not None
+                ]
+            else:
+                rows = UsageUniqueSpan.objects.filter(
+                    meter=meter,
+                    customer_id=customer_id,
+                    span_hours=6 if hours == 24 else 1,
+                    span_start__gte=start,
+                    span_start__lt=start + hours * HOUR,
+                )
+                parts = list(rows.values_list("event_count", "unique_values"))
+            scope = UsageUniqueSpan.objects.filter(
+                meter=meter, customer_id=customer_id, span_start=start, span_hours=hours
+            )
+            if not parts:
+                scope.delete()
+                continue
+            UsageUniqueSpan.objects.update_or_create(
+                meter=meter,
+                customer_id=customer_id,
+                span_start=start,
+                span_hours=hours,
+                defaults={
+                    "event_count": sum(count for count, _ in parts),
+                    "unique_values": sorted({text for _, texts in parts for text in texts}),
+                },
+            )
+
+
 def dimensions_hash(dimensions: dict[str, Any]) -> uuid.UUID:
     """The group key on SQLite (PostgreSQL hashes jsonb's own canonical text instead)."""
     text = json.dumps(dimensions, sort_keys=True, separators=(",", ":"), default=str)
@@ -363,4 +477,6 @@ def _recompute_python(meter: Meter, keys: dict[HourKey, datetime]) -> tuple[int,
         )
         written += 1
     _redo_days_python(meter, keys)
+    if meter.aggregation == Meter.Aggregation.UNIQUE_COUNT:
+        _redo_spans_python(meter, keys)
     return written, deleted

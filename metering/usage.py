@@ -20,6 +20,7 @@ the 15 significant digits SQLite keeps); PostgreSQL aggregates exact NUMERIC in 
 from __future__ import annotations
 
 import hmac
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,7 +37,15 @@ from customers.models import Customer
 from metering.ids import event_day, event_public_id, parse_event_id
 from metering.ingest import events_by_keys, mark_hours_dirty
 from metering.locks import lock_event_values
-from metering.models import Meter, MeterEvent, UsageDailyGroup, UsageDirtyHour, UsageHourly, UsageHourlyGroup
+from metering.models import (
+    Meter,
+    MeterEvent,
+    UsageDailyGroup,
+    UsageDirtyHour,
+    UsageHourly,
+    UsageHourlyGroup,
+    UsageUniqueSpan,
+)
 from webhooks.services import event_emit
 
 ZERO = Decimal(0)
@@ -182,6 +191,9 @@ class UsageRead:
     # Whole clean hours come from the per-dimension-set roll-ups (group_by, extra filters, unique_count)
     # instead of the per-hour totals.
     grouped: bool = False
+    # unique_count without group_by or extra filters: whole clean hours come from `UsageUniqueSpan` rows
+    # (days, 6-hour blocks, hours) instead.
+    spans: bool = False
 
     @property
     def unique_key(self) -> str | None:
@@ -217,6 +229,7 @@ def usage_read(
         group_by=group_by,
         conditions=conditions_for(meter, filters),
         grouped=meter.aggregation == Meter.Aggregation.UNIQUE_COUNT or group_by is not None or bool(filters),
+        spans=meter.aggregation == Meter.Aggregation.UNIQUE_COUNT and group_by is None and not filters,
     )
     # The primary, unless the caller allowed a replica (an API list or usage read; never billing).
     db = read_alias()
@@ -259,6 +272,43 @@ def _whole_days(read: UsageRead, whole: tuple[datetime, datetime] | None) -> tup
         first += DAY
     last = whole[1].replace(hour=0)
     return (first, last) if first < last else None
+
+
+SPAN_LEVELS = (24, 6, 1)  # UsageUniqueSpan.span_hours, largest first; each divides the one before
+
+
+def span_levels(read: UsageRead) -> tuple[int, ...]:
+    """Hour buckets can only be served by hour spans; day buckets and the whole period by any (no span
+    crosses a UTC day)."""
+    return (1,) if read.window == HOUR else SPAN_LEVELS
+
+
+def span_cover(
+    lo: datetime, hi: datetime, levels: tuple[int, ...] = SPAN_LEVELS, dirty: Iterable[datetime] = ()
+) -> list[tuple[datetime, int]]:
+    """The fewest aligned spans (start, hours) covering the whole hours [lo, hi), largest first where they
+    fit; a span holding a dirty hour is split into the spans one level down, and a dirty hour itself is
+    left out (it is read raw). Spans of `n` hours start at UTC hours divisible by `n`."""
+    marks = sorted(dirty)
+
+    def has_dirty(start: datetime, hours: int) -> bool:
+        index = bisect_left(marks, start)
+        return index < len(marks) and marks[index] < start + hours * HOUR
+
+    def split(start: datetime, hours: int, below: tuple[int, ...]) -> Iterator[tuple[datetime, int]]:
+        if not has_dirty(start, hours):
+            yield start, hours
+        elif below:
+            for index in range(hours // below[0]):
+                yield from split(start + index * below[0] * HOUR, below[0], below[1:])
+
+    spans: list[tuple[datetime, int]] = []
+    at = lo
+    while at < hi:
+        level = next(n for n in levels if at.hour % n == 0 and at + n * HOUR <= hi)
+        spans.extend(split(at, level, tuple(n for n in levels if n < level)))
+        at += level * HOUR
+    return spans
 
 
 def _edges(read: UsageRead, whole: tuple[datetime, datetime] | None) -> list[tuple[datetime, datetime]]:
@@ -319,6 +369,13 @@ def _read_postgres(read: UsageRead, db: str = DEFAULT_DB_ALIAS) -> dict[BucketKe
         raw_latest = latest = "NULL::timestamptz, NULL::bigint, NULL::numeric"
     if not whole:
         rolled = ""
+    elif read.spans:
+        rolled = _spans_sql(read, whole, params)
+        dirty_cte += """
+            span_top (s, n) AS (SELECT * FROM unnest(%(ss)s::timestamptz[], %(sn)s::int[])),
+            used (c, s, n) AS MATERIALIZED ("""
+        dirty_cte += _used_spans_sql()
+        dirty_cte += "),"
     elif read.grouped:
         # Per-dimension-set rows: the read's filters and grouping apply to their `dimensions`. Whole days
         # without a dirty hour come from the daily rows, the other clean hours from the hourly ones.
@@ -402,6 +459,44 @@ def _read_postgres(read: UsageRead, db: str = DEFAULT_DB_ALIAS) -> dict[BucketKe
     return result
 
 
+def _used_spans_sql() -> str:
+    """The spans a read uses per customer: the top-level cover without a dirty hour, the clean 6-hour
+    blocks of dirty days, and the clean hours of dirty blocks (what `span_cover` gives, in SQL, against
+    the `dirty` rows of the same statement)."""
+    return """
+            SELECT cu.c, t.s, t.n FROM unnest(%(cs)s::text[]) AS cu(c) CROSS JOIN span_top t
+            WHERE NOT EXISTS (SELECT 1 FROM dirty d WHERE d.customer_id = cu.c AND d.hour >= t.s
+                                                    AND d.hour < t.s + t.n * interval '1 hour')
+            UNION ALL
+            SELECT DISTINCT d.customer_id, t.s + i * interval '6 hours', 6
+            FROM dirty d JOIN span_top t ON t.n = 24 AND d.hour >= t.s AND d.hour < t.s + interval '1 day'
+            CROSS JOIN generate_series(0, 3) AS i
+            WHERE NOT EXISTS (SELECT 1 FROM dirty x WHERE x.customer_id = d.customer_id
+                                AND x.hour >= t.s + i * interval '6 hours'
+                                AND x.hour < t.s + (i + 1) * interval '6 hours')
+            UNION ALL
+            SELECT DISTINCT d.customer_id, b.b + i * interval '1 hour', 1
+            FROM dirty d JOIN span_top t ON t.n > 1 AND d.hour >= t.s AND d.hour < t.s + t.n * interval '1 hour'
+            CROSS JOIN LATERAL (SELECT date_bin('6 hours', d.hour, timestamptz '2000-01-01 00:00+00')) AS b(b)
+            CROSS JOIN generate_series(0, 5) AS i
+            WHERE NOT EXISTS (SELECT 1 FROM dirty x WHERE x.customer_id = d.customer_id
+                                AND x.hour = b.b + i * interval '1 hour')
+        """
+
+
+def _spans_sql(read: UsageRead, whole: tuple[datetime, datetime], params: dict[str, Any]) -> str:
+    """The parts of the used spans: one row per distinct value, the span's event count on its first."""
+    top = span_cover(*whole, levels=span_levels(read))
+    params["ss"], params["sn"] = [start for start, _ in top], [hours for _, hours in top]
+    return f"""SELECT s.customer_id, {_bucket_sql(read, "s.span_start")}, NULL::text,
+                   CASE WHEN v.o = 1 THEN s.event_count ELSE 0 END, NULL::numeric, NULL::numeric,
+                   NULL::timestamptz, NULL::bigint, NULL::numeric, v.u
+            FROM used k JOIN {UsageUniqueSpan._meta.db_table} s
+              ON s.customer_id = k.c AND s.meter_id = %(m)s AND s.span_start = k.s AND s.span_hours = k.n
+            CROSS JOIN LATERAL jsonb_array_elements_text(s.unique_values) WITH ORDINALITY AS v(u, o)
+            UNION ALL"""  # noqa: S608
+
+
 def _read_python(read: UsageRead) -> dict[BucketKey, Acc]:
     """The same read for SQLite, aggregated in Python (SQLite's SUM would add binary floats)."""
     whole = _whole_hours(read)
@@ -420,7 +515,17 @@ def _read_python(read: UsageRead) -> dict[BucketKey, Acc]:
             scope.update(hour__gte=whole[0], hour__lt=whole[1])
             dirty = set(UsageDirtyHour.objects.filter(**scope).values_list("hour", flat=True))
             fields = ("hour", "event_count", "value_sum", "value_max", "latest_timestamp", "latest_event_id")
-            if read.grouped:
+            if read.spans:
+                wanted = set(span_cover(*whole, levels=span_levels(read), dirty=dirty))
+                spans = UsageUniqueSpan.objects.filter(
+                    meter_id=read.meter.id, customer_id=customer_id, span_start__gte=whole[0], span_start__lt=whole[1]
+                ).values_list("span_start", "span_hours", "event_count", "unique_values")
+                for start, hours, count, texts in spans:
+                    if (start, hours) in wanted:
+                        target = acc((customer_id, floor_window(start, read.window), None))
+                        target.uniques.update(texts)
+                        target.add(count, None, None)
+            elif read.grouped:
                 days = _whole_days(read, whole)
                 dirty_days = {hour.replace(hour=0) for hour in dirty}
                 rows = list(UsageHourlyGroup.objects.filter(**scope).values_list(*fields, "latest_value", "dimensions"))
