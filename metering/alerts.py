@@ -7,13 +7,18 @@ concurrent ingestion batches (or a batch and the job) that both see the threshol
 insert the row; the database lets one in, the other inserts nothing and emits nothing. Evaluation runs
 after the batch's events are committed, so the last of two concurrent batches sees both.
 
-Cost on ingestion: nothing for a batch whose customers have no active usage alert (ingestion reads
-`Customer.has_usage_alerts` in the query that resolves the batch's customers); otherwise ONE statement
-(PostgreSQL) for the whole batch: it finds the alerts of the batch's (customer, meter) pairs, computes
-each one's value over its period from the hourly roll-ups plus raw edges and dirty hours (exact, as usage
-queries are), and inserts the triggers reached; plus one outbox insert per crossing. Meters aggregated
-with unique_count or weighted_sum, and invoice-amount alerts (which price the upcoming invoice), are left
-to the job (every `USAGE_ALERTS_INTERVAL`), and `check-threshold` reads them exactly on demand.
+Cost on ingestion: nothing for a batch whose customers have no active alert of any kind (ingestion reads
+`Customer.has_usage_alerts` in the query that resolves the batch's customers); otherwise a fixed number
+of statements for the whole batch, whatever its events and customers: ONE statement (PostgreSQL) finds
+the alerts of the batch's (customer, meter) pairs, computes the value of those on count/sum/max/latest
+meters from the hourly roll-ups plus raw edges and dirty hours (exact, as usage queries are), inserts
+the triggers reached, and names the batch's other alerts; for unique_count and weighted_sum meters, one
+load of those alerts, one `usage_aggregate_many` read per (meter, period) and one multi-row insert of
+their triggers; plus one outbox insert per crossing. Invoice-amount alerts price the upcoming invoice,
+too slow for the ingest request: the batch enqueues the `metering.evaluate_amount_alerts` task per
+customer, once while one is pending (a cache mark the task clears before it reads the amount, so a batch
+committed after that read enqueues again). The job (every `USAGE_ALERTS_INTERVAL`) evaluates every alert
+again, and `check-threshold` reads usage exactly on demand.
 
 Periods: an alert watches `period_start/end`, the customer's current billing period as given by the
 period resolver a higher app registers (subscriptions: the current period of the customer's live
