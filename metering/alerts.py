@@ -7,13 +7,18 @@ concurrent ingestion batches (or a batch and the job) that both see the threshol
 insert the row; the database lets one in, the other inserts nothing and emits nothing. Evaluation runs
 after the batch's events are committed, so the last of two concurrent batches sees both.
 
-Cost on ingestion: nothing for a batch whose customers have no active usage alert (ingestion reads
-`Customer.has_usage_alerts` in the query that resolves the batch's customers); otherwise ONE statement
-(PostgreSQL) for the whole batch: it finds the alerts of the batch's (customer, meter) pairs, computes
-each one's value over its period from the hourly roll-ups plus raw edges and dirty hours (exact, as usage
-queries are), and inserts the triggers reached; plus one outbox insert per crossing. Meters aggregated
-with unique_count or weighted_sum, and invoice-amount alerts (which price the upcoming invoice), are left
-to the job (every `USAGE_ALERTS_INTERVAL`), and `check-threshold` reads them exactly on demand.
+Cost on ingestion: nothing for a batch whose customers have no active alert of any kind (ingestion reads
+`Customer.has_usage_alerts` in the query that resolves the batch's customers); otherwise a fixed number
+of statements for the whole batch, whatever its events and customers: ONE statement (PostgreSQL) finds
+the alerts of the batch's (customer, meter) pairs, computes the value of those on count/sum/max/latest
+meters from the hourly roll-ups plus raw edges and dirty hours (exact, as usage queries are), inserts
+the triggers reached, and names the batch's other alerts; for unique_count and weighted_sum meters, one
+load of those alerts, one `usage_aggregate_many` read per (meter, period) and one multi-row insert of
+their triggers; plus one outbox insert per crossing. Invoice-amount alerts price the upcoming invoice,
+too slow for the ingest request: the batch enqueues the `metering.evaluate_amount_alerts` task per
+customer, once while one is pending (a cache mark the task clears before it reads the amount, so a batch
+committed after that read enqueues again). The job (every `USAGE_ALERTS_INTERVAL`) evaluates every alert
+again, and `check-threshold` reads usage exactly on demand.
 
 Periods: an alert watches `period_start/end`, the customer's current billing period as given by the
 period resolver a higher app registers (subscriptions: the current period of the customer's live
@@ -22,14 +27,16 @@ subscription), or the UTC calendar month without one. The job moves ended period
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Min
+from django.db.models import Min, Q
 
 from billing_site.errors import Conflict, InvalidRequest
 from billing_site.money import decimal_to_str
@@ -38,6 +45,8 @@ from customers.models import Customer
 from metering.alerts_models import UsageAlert, UsageAlertTrigger
 from metering.models import Meter, MeterEvent, UsageDirtyHour, UsageHourly
 from webhooks.services import event_emit
+
+logger = logging.getLogger(__name__)
 
 MAX_LEVELS_PER_EVALUATION = 100  # a recurring alert far behind catches up 100 crossings per evaluation
 BULK_AGGREGATIONS = ("count", "sum", "max", "latest")
@@ -86,7 +95,9 @@ def current_periods(customer_ids: Iterable[str], now: datetime) -> dict[str, Per
 
 
 def _refresh_flag(customer_id: str) -> None:
-    flag = UsageAlert.objects.filter(customer_id=customer_id, active=True, kind=UsageAlert.Kind.USAGE).exists()
+    # Any kind: ingestion skips the customers without it, and an invoice_amount alert is evaluated on
+    # ingestion too (by a task, see `usage_alerts_evaluate_ingested`).
+    flag = UsageAlert.objects.filter(customer_id=customer_id, active=True).exists()
     Customer.objects.filter(pk=customer_id).exclude(has_usage_alerts=flag).update(has_usage_alerts=flag)
 
 
@@ -205,8 +216,15 @@ def levels_reached(value: Decimal, threshold: Decimal, recurrence: str) -> int:
     return int(value // threshold)
 
 
+INSERT_CHUNK = 1000  # rows per INSERT statement (8 parameters a row: far under SQLite's and PG's limits)
+
+
 def _insert_triggers(values: list[tuple[UsageAlert, Decimal]], now: datetime) -> int:
-    """Insert the crossings not yet recorded for these (alert, value) pairs and emit their events."""
+    """Insert the crossings not yet recorded for these (alert, value) pairs and emit their events: one read
+    of the levels already recorded, then ONE multi-row `INSERT ... ON CONFLICT DO NOTHING RETURNING` (per
+    1,000 crossings) in a transaction with the events of the rows it inserted. The unique constraint
+    (alert, period start, level) decides between concurrent evaluations; rows go in (alert, level) order
+    so two concurrent inserts of the same crossings wait on each other instead of deadlocking."""
     if not values:
         return 0
     done: dict[tuple[str, datetime], int] = defaultdict(int)
@@ -214,45 +232,60 @@ def _insert_triggers(values: list[tuple[UsageAlert, Decimal]], now: datetime) ->
         alert_id__in=[alert.pk for alert, _ in values]
     ).values_list("alert_id", "period_start", "level"):
         done[(alert_id, start)] = max(done[(alert_id, start)], level)
+    wanted: list[tuple[UsageAlert, int, Decimal]] = []
+    for alert, value in sorted(values, key=lambda item: item[0].pk):
+        reached = levels_reached(value, alert.threshold, alert.recurrence)
+        first = done[(alert.pk, alert.period_start)] + 1
+        wanted += [
+            (alert, level, value) for level in range(first, min(reached, first + MAX_LEVELS_PER_EVALUATION - 1) + 1)
+        ]
+    if not wanted:
+        return 0
     table = UsageAlertTrigger._meta.db_table
     ops = connection.ops  # values as the ORM stores them (SQLite keeps datetimes as naive UTC text)
-    inserted: list[tuple] = []
+    inserted: set[tuple[str, int]] = set()
     with transaction.atomic(), connection.cursor() as cursor:
-        for alert, value in sorted(values, key=lambda item: item[0].pk):
-            reached = levels_reached(value, alert.threshold, alert.recurrence)
-            first = done[(alert.pk, alert.period_start)] + 1
-            for level in range(first, min(reached, first + MAX_LEVELS_PER_EVALUATION - 1) + 1):
-                cursor.execute(
-                    f"INSERT INTO {table} (alert_id, customer_id, period_start, period_end, level, threshold, value, "  # noqa: S608
-                    "triggered_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (alert_id, period_start, level) DO NOTHING RETURNING level",
-                    [
-                        alert.pk,
-                        alert.customer_id,
-                        ops.adapt_datetimefield_value(alert.period_start),
-                        ops.adapt_datetimefield_value(alert.period_end),
-                        level,
-                        ops.adapt_decimalfield_value(alert.threshold * level),
-                        ops.adapt_decimalfield_value(value),
-                        ops.adapt_datetimefield_value(now),
-                    ],
+        for offset in range(0, len(wanted), INSERT_CHUNK):
+            chunk = wanted[offset : offset + INSERT_CHUNK]
+            params: list[Any] = []
+            for alert, level, value in chunk:
+                params += [
+                    alert.pk,
+                    alert.customer_id,
+                    ops.adapt_datetimefield_value(alert.period_start),
+                    ops.adapt_datetimefield_value(alert.period_end),
+                    level,
+                    ops.adapt_decimalfield_value(alert.threshold * level),
+                    ops.adapt_decimalfield_value(value),
+                    ops.adapt_datetimefield_value(now),
+                ]
+            cursor.execute(
+                f"INSERT INTO {table} (alert_id, customer_id, period_start, period_end, level, threshold, value, "  # noqa: S608
+                "triggered_at) VALUES " + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(chunk)) + " "
+                "ON CONFLICT (alert_id, period_start, level) DO NOTHING RETURNING alert_id, level",
+                params,
+            )
+            # One period per alert in a statement: (alert, level) names the row.
+            inserted.update((alert_id, int(level)) for alert_id, level in cursor.fetchall())
+        return _emit(
+            [
+                (
+                    alert.pk,
+                    alert.customer_id,
+                    alert.period_start,
+                    alert.period_end,
+                    level,
+                    alert.threshold * level,
+                    value,
+                    alert.meter_id,
+                    alert.recurrence,
+                    alert.threshold,
                 )
-                if cursor.fetchone() is not None:
-                    inserted.append(
-                        (
-                            alert.pk,
-                            alert.customer_id,
-                            alert.period_start,
-                            alert.period_end,
-                            level,
-                            alert.threshold * level,
-                            value,
-                            alert.meter_id,
-                            alert.recurrence,
-                            alert.threshold,
-                        )
-                    )
-        return _emit(inserted, now)
+                for alert, level, value in wanted
+                if (alert.pk, level) in inserted
+            ],
+            now,
+        )
 
 
 def _usage_values(alerts: list[UsageAlert]) -> list[tuple[UsageAlert, Decimal]]:
@@ -273,26 +306,41 @@ def _usage_values(alerts: list[UsageAlert]) -> list[tuple[UsageAlert, Decimal]]:
 # --- On ingestion -----------------------------------------------------------------------------------
 
 
+AMOUNT_PENDING_SECONDS = 300  # an amount evaluation is pending for a customer at most this long
+
+
+def _amount_pending_key(customer_id: str) -> str:
+    return f"metering:usage-alerts:amount-pending:{customer_id}"
+
+
 def usage_alerts_evaluate_ingested(*, pairs: set[tuple[str, str]], now: datetime) -> int:
-    """Evaluate the usage alerts of the (customer, meter) pairs a committed batch wrote events for.
-    Returns how many crossings it recorded."""
+    """Evaluate the alerts of the (customer, meter) pairs a committed batch wrote events for, in a fixed
+    number of statements whatever the batch holds. Returns how many crossings it recorded.
+
+    - sum/count/max/latest meters: ONE statement (PostgreSQL) computes every value and inserts the
+      triggers; it also names the batch's other alerts, so a batch without them costs nothing more;
+    - unique_count/weighted_sum meters: one usage read (`usage_aggregate_many`) per (meter, period) of
+      those alerts, then one insert of their triggers;
+    - invoice_amount alerts of the batch's customers: pricing the upcoming invoice is too slow for
+      ingestion, so the `metering.evaluate_amount_alerts` task is enqueued per customer, once per burst
+      (see `_enqueue_amount_evaluations`)."""
     if not pairs:
         return 0
+    customers = {c for c, _ in pairs}
     if connection.vendor != "postgresql":
-        alerts = [
-            alert
-            for alert in UsageAlert.objects.select_related("meter").filter(
-                customer_id__in={c for c, _ in pairs},
-                meter_id__in={m for _, m in pairs},
+        found = list(
+            UsageAlert.objects.select_related("meter").filter(
+                Q(kind=UsageAlert.Kind.USAGE, meter_id__in={m for _, m in pairs})
+                | Q(kind=UsageAlert.Kind.INVOICE_AMOUNT),
+                customer_id__in=customers,
                 active=True,
-                kind=UsageAlert.Kind.USAGE,
                 period_start__lte=now,
                 period_end__gt=now,
-                meter__aggregation__in=BULK_AGGREGATIONS,
             )
-            if (alert.customer_id, alert.meter_id) in pairs
-        ]
-        return _insert_triggers(_usage_values(alerts), now)
+        )
+        usage = [a for a in found if a.kind == UsageAlert.Kind.USAGE and (a.customer_id, a.meter_id) in pairs]
+        _enqueue_amount_evaluations({a.customer_id for a in found if a.kind != UsageAlert.Kind.USAGE}, now)
+        return _insert_triggers(_usage_values(usage), now)
     ordered = sorted(pairs)
     params = {
         "cs": [c for c, _ in ordered],
@@ -303,7 +351,61 @@ def usage_alerts_evaluate_ingested(*, pairs: set[tuple[str, str]], now: datetime
     }
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_BULK_SQL, params)
-        return _emit(cursor.fetchall(), now)
+        rows = cursor.fetchall()
+        triggered = _emit([row[1:] for row in rows if row[0] == "triggered"], now)
+    others = [row[1] for row in rows if row[0] == "other"]
+    amounts = {row[2] for row in rows if row[0] == "amount"}
+    _enqueue_amount_evaluations(amounts, now)
+    if others:
+        alerts = list(UsageAlert.objects.select_related("meter").filter(pk__in=others))
+        triggered += _insert_triggers(_usage_values(alerts), now)
+    return triggered
+
+
+def _enqueue_amount_evaluations(customer_ids: set[str], now: datetime) -> None:
+    """Enqueue `metering.evaluate_amount_alerts` for each customer that has no evaluation pending: a
+    cache key (`cache.add`, so one of concurrent batches wins) marks it pending until the task starts
+    (the task deletes it before it reads the amount, so a batch committed after that read enqueues again)
+    or `AMOUNT_PENDING_SECONDS` pass (a lost task). One cache read for the batch's customers, one add per
+    customer not pending. Failures are logged: the batch is committed, and the job evaluates every alert
+    within minutes."""
+    if not customer_ids:
+        return
+    from billing_site.tasks import enqueue
+    from metering.tasks import evaluate_amount_alerts  # the tasks module imports services that import us
+
+    at = now.astimezone(UTC).isoformat()
+    try:
+        pending = cache.get_many([_amount_pending_key(c) for c in customer_ids])
+        for customer_id in sorted(customer_ids):
+            key = _amount_pending_key(customer_id)
+            if key in pending or not cache.add(key, at, timeout=AMOUNT_PENDING_SECONDS):
+                continue
+            try:
+                enqueue(evaluate_amount_alerts, customer_id, at)
+            except Exception:
+                cache.delete(key)  # not enqueued: the next batch may try again
+                raise
+    except Exception:
+        logger.exception("invoice_amount alert evaluation not enqueued after a committed batch; the job will")
+
+
+def usage_alerts_evaluate_amounts(*, customer_ids: Iterable[str], now: datetime) -> int:
+    """Evaluate the active invoice_amount alerts of these customers (the `metering.evaluate_amount_alerts`
+    task): the amount from the registered amount reader(s), the crossings through the same insert as
+    every other evaluation. Returns how many crossings it recorded."""
+    wanted = sorted(set(customer_ids))
+    cache.delete_many([_amount_pending_key(c) for c in wanted])  # later batches enqueue again
+    alerts = list(
+        UsageAlert.objects.filter(
+            customer_id__in=wanted,
+            kind=UsageAlert.Kind.INVOICE_AMOUNT,
+            active=True,
+            period_start__lte=now,
+            period_end__gt=now,
+        ).order_by("pk")
+    )
+    return _insert_triggers(_amount_values(alerts, now), now)
 
 
 _LATEST = "ORDER BY {t} DESC, {i} DESC"
@@ -381,10 +483,28 @@ ins AS (
     ORDER BY r.id, l.level
     ON CONFLICT (alert_id, period_start, level) DO NOTHING
     RETURNING alert_id, customer_id, period_start, period_end, level, threshold, value
+),
+-- The batch's alerts this statement does not compute: other meters' (read next), invoice amounts (a task).
+others AS (
+    SELECT 'other' AS what, al.id, al.customer_id AS c
+    FROM {UsageAlert._meta.db_table} al
+    JOIN pairs p ON al.customer_id = p.c AND al.meter_id = p.m
+    JOIN {Meter._meta.db_table} mt ON mt.id = al.meter_id
+    WHERE al.active AND al.kind = 'usage' AND al.period_start <= %(now)s AND %(now)s < al.period_end
+      AND NOT mt.aggregation = ANY(%(aggs)s::text[])
+    UNION ALL
+    SELECT 'amount', al.id, al.customer_id
+    FROM {UsageAlert._meta.db_table} al
+    WHERE al.customer_id = ANY(%(cs)s::text[]) AND al.active AND al.kind = 'invoice_amount'
+      AND al.period_start <= %(now)s AND %(now)s < al.period_end
 )
-SELECT ins.alert_id, ins.customer_id, ins.period_start, ins.period_end, ins.level, ins.threshold, ins.value,
-       a.m, a.rec, a.t
-FROM ins JOIN a ON a.id = ins.alert_id ORDER BY ins.alert_id, ins.level
+SELECT * FROM (
+    SELECT 'triggered' AS what, ins.alert_id, ins.customer_id, ins.period_start, ins.period_end, ins.level,
+           ins.threshold, ins.value, a.m, a.rec, a.t
+    FROM ins JOIN a ON a.id = ins.alert_id
+    UNION ALL
+    SELECT o.what, o.id, o.c, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM others o
+) rows ORDER BY rows.what DESC, rows.alert_id, rows.level
 """  # noqa: S608 - table names are ours, every value is a bound parameter
 
 

@@ -780,8 +780,8 @@ def usage_ingest(*, events: list[Any], now: datetime) -> IngestResult:
 
     created, existing, vanished = _write(to_insert, now, fresh) if to_insert else ({}, {}, set())
     if alerted and created:
-        # After the batch's commit, so concurrent batches' evaluations see each other's events; one statement
-        # for the whole batch (see metering.alerts).
+        # After the batch's commit, so concurrent batches' evaluations see each other's events; a fixed number
+        # of statements for the whole batch, invoice amounts by a task (see metering.alerts).
         from metering.alerts import usage_alerts_evaluate_ingested  # alerts read usage, which imports us
 
         pairs = {(p.customer_id, p.meter_id) for p in to_insert if p.customer_id in alerted and p.token in created}

@@ -9,6 +9,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
+from billing_site.tasks import billing_task, parse_now
 from metering.push.services import usage_push_lane_run
 
 
@@ -33,3 +34,13 @@ def push_usage_lane(self: Any, lane_id: int, now: str | None = None) -> dict[str
     if result.retry_at is not None and result.retry_at > when and not self.request.is_eager:
         push_usage_lane.apply_async(args=[lane_id], eta=result.retry_at)
     return result.as_dict()
+
+
+@billing_task("metering.evaluate_amount_alerts", time_limit=120)
+def evaluate_amount_alerts(customer_id: str, now: str | None = None) -> dict[str, int]:
+    """Evaluate the customer's invoice_amount alerts as of `now` (RFC 3339; the ingested batch's time,
+    which is its test clock's for a customer on one), enqueued by ingestion once per burst of batches.
+    Safe to run twice or concurrently: the trigger's unique constraint records each crossing once."""
+    from metering.alerts import usage_alerts_evaluate_amounts  # alerts import the tasks lazily
+
+    return {"triggered": usage_alerts_evaluate_amounts(customer_ids=[customer_id], now=parse_now(now))}

@@ -441,12 +441,14 @@ def test_an_advance_evaluates_usage_alerts_once_and_real_time_ignores_clock_cust
     triggers = UsageAlertTrigger.objects.filter(alert=usage)
     assert list(triggers.values_list("period_start", "level")) == [(start, 1)]
 
-    # The real-time job: the plain customer's amount alert triggers, the clock customer's does not.
-    usage_alerts_job(now=wall)
+    # Ingestion evaluated both amount alerts (a task each), the clock customer's at its clock's time; the
+    # real-time job finds nothing more.
     assert UsageAlertTrigger.objects.filter(alert=amount[plain.pk]).count() == 1
-    assert not UsageAlertTrigger.objects.filter(alert=amount[clocked.pk]).exists()
+    clocked_triggers = UsageAlertTrigger.objects.filter(alert=amount[clocked.pk])
+    assert list(clocked_triggers.values_list("triggered_at", flat=True)) == [start]
+    assert usage_alerts_job(now=wall)["triggered"] == 0
 
-    # The advance evaluates it, once, at the clock's time; over the renewal the alerts move on in order.
+    # The advance evaluates it again at the clock's time: still once; over the renewal the alerts move on in order.
     assert _advance(api, clock["id"], start + DAY).json()["status"] == "ready"
     assert _advance(api, clock["id"], start + 2 * DAY).json()["status"] == "ready"
     (trigger,) = UsageAlertTrigger.objects.filter(alert=amount[clocked.pk])
@@ -457,7 +459,12 @@ def test_an_advance_evaluates_usage_alerts_once_and_real_time_ignores_clock_cust
     assert moved.period_start == renewal  # the period renewal just started, not a calendar month
     use(clocked, renewal + DAY, "10")
     assert list(triggers.order_by("period_start").values_list("period_start", "level")) == [(start, 1), (renewal, 1)]
-    assert BillingEvent.objects.filter(type="usage_alert.triggered", object_id=amount[clocked.pk].pk).count() == 1
+    # The new period's 1000 of usage crosses the amount alert again, on ingestion: once per period.
+    assert list(clocked_triggers.order_by("period_start").values_list("period_start", "level")) == [
+        (start, 1),
+        (renewal, 1),
+    ]
+    assert BillingEvent.objects.filter(type="usage_alert.triggered", object_id=amount[clocked.pk].pk).count() == 2
 
 
 def test_an_advance_bills_progressive_thresholds_and_real_time_ignores_clock_customers(api):

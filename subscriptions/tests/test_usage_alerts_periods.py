@@ -3,9 +3,11 @@ period's upcoming invoice (invoice_amount alerts)."""
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from customers.tests.factories import CustomerFactory
 from metering.alerts import usage_alert_create, usage_alerts_job
@@ -42,9 +44,62 @@ def test_invoice_amount_alerts_price_the_upcoming_invoice():
     usage_alerts_job(now=at(2, 2))
     # The upcoming invoice: the next period's seats (1000) + this period's usage (0) < 3000.
     assert not UsageAlertTrigger.objects.filter(alert=alert).exists()
-    use(customer, calls, 25, at(2, 3))  # + 2500 of usage
-    assert not UsageAlertTrigger.objects.filter(alert=alert).exists()  # amounts are the job's
-    assert usage_alerts_job(now=at(2, 4))["triggered"] == 1
-    usage_alerts_job(now=at(2, 5))
+    use(customer, calls, 15, at(2, 3))  # + 1500 of usage: 2500, evaluated on ingestion (a task), not reached
+    assert not UsageAlertTrigger.objects.filter(alert=alert).exists()
+    use(customer, calls, 10, at(2, 3))  # + 1000: 3500, crossed on ingestion
+    assert UsageAlertTrigger.objects.filter(alert=alert).count() == 1
+    assert usage_alerts_job(now=at(2, 4))["triggered"] == 0  # the job finds nothing ingestion missed
+    use(customer, calls, 10, at(2, 5))  # one_time: once per period
     event = BillingEvent.objects.get(type="usage_alert.triggered", object_id=alert.id)
     assert (event.data["kind"], event.data["value"], event.data["crossed"]) == ("invoice_amount", "3500", "3000")
+
+
+def test_a_recurring_amount_alert_crosses_several_levels_in_one_batch():
+    customer = CustomerFactory()
+    calls = metered_price(unit="100")
+    subscribe(customer, calls)
+    alert = usage_alert_create(
+        customer=customer, kind="invoice_amount", threshold=Decimal(1000), recurrence="recurring", now=at(2, 1)
+    )
+    use(customer, calls, 9, at(2, 2))  # 900
+    assert not UsageAlertTrigger.objects.filter(alert=alert).exists()
+    use(customer, calls, 26, at(2, 3))  # 3500: levels 1, 2 and 3 in one batch
+    events = BillingEvent.objects.filter(type="usage_alert.triggered", object_id=alert.id).order_by("id")
+    assert [(e.data["level"], e.data["crossed"], e.data["value"]) for e in events] == [
+        (1, "1000", "3500"),
+        (2, "2000", "3500"),
+        (3, "3000", "3500"),
+    ]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_crossing_an_amount_threshold_give_one_alert():
+    customer = CustomerFactory()
+    calls = metered_price(unit="100")
+    subscribe(customer, calls)
+    alert = usage_alert_create(customer=customer, kind="invoice_amount", threshold=Decimal(2000), now=at(2, 1))
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def batch(thread: int):
+        try:
+            start.wait()
+            for round_ in range(3):
+                use(customer, calls, 1, at(2, 3), key=f"t{thread}-{round_}")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=batch, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    # 24 units of 100 = 2400: the 2000 crossed once, on ingestion. A batch that found an evaluation pending
+    # left it to that task, which reads the amount after it (the task clears the mark before it reads).
+    assert UsageAlertTrigger.objects.filter(alert=alert).count() == 1
+    assert BillingEvent.objects.filter(type="usage_alert.triggered", object_id=alert.id).count() == 1
+    assert usage_alerts_job(now=at(2, 4))["triggered"] == 0
