@@ -269,3 +269,4 @@ from metering.push.models import (  # noqa: E402, F401
     UsagePushLane,
     UsagePushReconciliation,
 )
+from metering.class_stats_models import UsageHourlyClassStats  # noqa: E402, F401
