@@ -346,7 +346,8 @@ def _read_postgres(
     sql = f"""
         WITH dirty AS MATERIALIZED (
             SELECT hour FROM {dirty}
-            WHERE meter_id = %(m)s AND customer_id = %(c)s AND hour >= %(hs)s::timestamptz AND hour < %(he)s::timestamptz
+            WHERE meter_id = %(m)s AND customer_id = %(c)s
+              AND hour >= %(hs)s::timestamptz AND hour < %(he)s::timestamptz
         ),
         hourly AS MATERIALIZED (
             SELECT u.hour, u.event_count, u.value_sum, u.rolled_at FROM {hourly} u

@@ -13,7 +13,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from catalog.percentage import PercentageAmount
 from catalog.selectors import percentage_usage_quote
