@@ -335,13 +335,18 @@ def _read_postgres(
         "hi": classifier.high,
     }
     if classifier.plain:
-        rolled = "SELECT u.hour, u.event_count, u.value_sum, 0::bigint, 0::bigint, u.value_sum FROM hourly u"
+        columns, join = "u.event_count, u.value_sum, 0::bigint, 0::bigint, u.value_sum", ""
     else:
-        # A row counts only if written by the hour's last roll-up (same rolled_at and count as the totals).
-        rolled = f"""SELECT u.hour, s.event_count, s.value_sum, s.below_count, s.above_count, s.middle_sum
-            FROM hourly u JOIN {table} s
-              ON s.customer_id = %(c)s AND s.meter_id = %(m)s AND s.classifier_key = %(k)s AND s.hour = u.hour
-             AND s.rolled_at = u.rolled_at AND s.event_count = u.event_count"""  # noqa: S608
+        # The hour's row for the classifier: one index probe per hour (a LATERAL kept apart; as a join the
+        # planner scanned all the customer's rows once per hour), counted only when the hour's last roll-up
+        # wrote it (the same rolled_at and count as the totals); an hour without it is read raw.
+        columns = "s.event_count, s.value_sum, s.below_count, s.above_count, s.middle_sum"
+        join = f"""LEFT JOIN LATERAL (
+                SELECT s.* FROM {table} s
+                WHERE s.customer_id = %(c)s AND s.meter_id = %(m)s AND s.classifier_key = %(k)s AND s.hour = u.hour
+                  AND s.rolled_at = u.rolled_at AND s.event_count = u.event_count
+                OFFSET 0  -- not flattened into a join: the hour stays a parameter of the index probe
+            ) s ON true"""  # noqa: S608
     below, above = _classify_sql("e.value", "%(r)s::numeric", "%(lo)s::numeric", "%(hi)s::numeric")
     sql = f"""
         WITH dirty AS MATERIALIZED (
@@ -349,21 +354,21 @@ def _read_postgres(
             WHERE meter_id = %(m)s AND customer_id = %(c)s
               AND hour >= %(hs)s::timestamptz AND hour < %(he)s::timestamptz
         ),
-        hourly AS MATERIALIZED (
-            SELECT u.hour, u.event_count, u.value_sum, u.rolled_at FROM {hourly} u
+        hourly (hour, n, s, b, a, ms) AS MATERIALIZED (
+            SELECT u.hour, {columns} FROM {hourly} u {join}
             WHERE u.meter_id = %(m)s AND u.customer_id = %(c)s
               AND u.hour >= %(hs)s::timestamptz AND u.hour < %(he)s::timestamptz
-              AND NOT EXISTS (SELECT 1 FROM dirty d WHERE d.hour = u.hour)
+              AND NOT EXISTS (
+                  SELECT 1 FROM {dirty} d WHERE d.meter_id = %(m)s AND d.customer_id = %(c)s AND d.hour = u.hour
+              )
         ),
-        rolled (hour, n, s, b, a, ms) AS MATERIALIZED ({rolled}),
         ranges (lo, hi) AS (
             SELECT * FROM unnest(%(los)s::timestamptz[], %(his)s::timestamptz[])
             UNION ALL SELECT hour, hour + interval '1 hour' FROM dirty
-            UNION ALL SELECT u.hour, u.hour + interval '1 hour' FROM hourly u
-                WHERE NOT EXISTS (SELECT 1 FROM rolled r WHERE r.hour = u.hour)
+            UNION ALL SELECT hour, hour + interval '1 hour' FROM hourly WHERE n IS NULL
         )
         SELECT p.hour, sum(p.n), sum(p.s), sum(p.b), sum(p.a), sum(p.ms) FROM (
-            SELECT * FROM rolled
+            SELECT * FROM hourly WHERE n IS NOT NULL
             UNION ALL
             SELECT x.* FROM ranges g CROSS JOIN LATERAL (
                 SELECT date_trunc('hour', y.timestamp, 'UTC'), count(*), sum(y.value),
