@@ -89,7 +89,7 @@ def run(n: int, runs: int) -> None:
             INSERT INTO {MeterEvent._meta.db_table}
                 (token, customer_id, meter_id, value, timestamp, idempotency_key, dimensions, ingested_at,
                  cancel_reason)
-            SELECT substr(md5(g::text), 1, 16), %(c)s, %(m)s, ((g * 7919) %% 10000)::numeric,
+            SELECT substr(md5(g::text), 1, 16), %(c)s, %(m)s, ((g::bigint * 7919) %% 10000)::numeric,
                    %(start)s::timestamptz + (g::bigint * %(step)s) * interval '1 microsecond', NULL,
                    '{{}}'::jsonb, now(), ''
             FROM generate_series(0, %(n)s - 1) AS g
