@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -10,7 +11,12 @@ from billing_site.errors import InvalidRequest, NotFound
 from billing_site.selectors import apply_filters
 from catalog.filters import CouponFilter, PriceFilter, ProductFilter
 from catalog.models import Coupon, Price, Product
-from catalog.pricing import MAX_MINOR, PricingError, Quote, quote, quote_events
+from catalog.percentage import EventStats, FreeAllowance, PercentageAmount, PercentageUsage
+from catalog.pricing import MAX_MINOR, PricingError, Quote, quote, quote_events, quote_percentage
+from metering.class_stats import Classifier, HourStats, period_class_stats
+from metering.models import Meter
+from metering.selectors import usage_event_values
+from metering.usage import HOUR, consistent_snapshot
 
 
 def product_get(*, product_id: str) -> Product:
@@ -63,3 +69,75 @@ def coupon_get(*, coupon_id: str) -> Coupon:
 
 def coupon_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Coupon]:
     return apply_filters(CouponFilter, filters or {}, Coupon.objects.all())
+
+
+# --- Percentage prices from roll-ups --------------------------------------------------------------
+
+
+def percentage_classifier_rows() -> Iterable[tuple[str, Decimal, Decimal, Decimal | None, Decimal | None]]:
+    """(meter id, rate, fixed fee, per_event_min, per_event_max) of every metered percentage price with
+    per-event bounds: the classifiers whose hourly statistics the roll-up keeps (registered with metering in
+    `catalog.apps`). Archived prices too, since the subscriptions already on them are still billed."""
+    for price in Price.objects.filter(model=Price.AmountModel.PERCENTAGE, meter__isnull=False).only(
+        "meter_id", "amount"
+    ):
+        amount = price.engine_amount
+        if isinstance(amount, PercentageAmount) and amount.has_bounds:
+            yield price.meter_id, amount.rate, amount.fixed_fee, amount.per_event_min, amount.per_event_max
+
+
+def classifier_of(amount: PercentageAmount) -> Classifier:
+    return Classifier.of(amount.rate, amount.fixed_fee, amount.per_event_min, amount.per_event_max)
+
+
+def _block(hour: HourStats) -> EventStats:
+    return EventStats(
+        count=hour.count,
+        total=hour.total,
+        below_count=hour.below_count,
+        above_count=hour.above_count,
+        middle_total=hour.middle_total,
+    )
+
+
+def percentage_usage(
+    *, amount: PercentageAmount, meter: Meter, customer_id: str, start: datetime, end: datetime
+) -> PercentageUsage:
+    """The period's EventStats and free allowance for one percentage price, from the hourly roll-ups.
+
+    The period's events are read per hour (`metering.class_stats.period_class_stats`: clean whole hours from
+    their rows, the rest raw). The allowance takes whole hours while every event in them is free; the one
+    hour where it ends is read event by event (and that hour's stats are taken from the same read, so the
+    allowance is always a prefix of the period's events). No event past that hour is read."""
+    classifier = classifier_of(amount)
+    allowance = FreeAllowance.start(amount)
+    period = EventStats()
+    with consistent_snapshot():
+        for hour in period_class_stats(
+            meter=meter, customer_id=customer_id, start=start, end=end, classifier=classifier
+        ):
+            block = _block(hour)
+            if not allowance.done:
+                if allowance.fits(block):
+                    allowance = allowance.take_block(block)
+                else:
+                    values = usage_event_values(
+                        meter=meter,
+                        customer_id=customer_id,
+                        start=max(start, hour.hour),
+                        end=min(end, hour.hour + HOUR),
+                    )
+                    block = EventStats.of(amount, values)
+                    allowance = allowance.take_all(values)
+            period = period + block
+    return PercentageUsage(period=period, allowance=allowance)
+
+
+def percentage_usage_quote(
+    *, amount: PercentageAmount, meter: Meter, customer_id: str, start: datetime, end: datetime
+) -> Quote:
+    """What the customer's events of `meter` in [start, end) cost on a percentage price that charges per
+    event, priced from the roll-ups (`percentage_usage`); equal to `quote_events` on the raw events."""
+    return quote_percentage(
+        amount, percentage_usage(amount=amount, meter=meter, customer_id=customer_id, start=start, end=end)
+    )

@@ -297,6 +297,7 @@ class UsageDirtyHour(models.Model):
 
 # The usage push's tables live in their own module; importing them here makes them this app's models.
 from metering.alerts_models import UsageAlert, UsageAlertTrigger  # noqa: E402, F401
+from metering.class_stats_models import UsageHourlyClassStats  # noqa: E402, F401
 from metering.push.models import (  # noqa: E402, F401
     MeterMapping,
     UsagePush,

@@ -28,6 +28,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from metering.class_stats import rollup_class_stats
 from metering.locks import claim_dirty_hours
 from metering.models import (
     Meter,
@@ -88,6 +89,7 @@ def _rollup_batch(*, now: datetime, batch_size: int) -> tuple[int, int, int]:
                 w, d = _recompute_python(meter, keys)
             written += w
             deleted += d
+            rollup_class_stats(meter, keys)
         UsageDirtyHour.objects.filter(id__in=[row[0] for row in locked]).delete()
     return len(locked), written, deleted
 

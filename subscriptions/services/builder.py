@@ -23,7 +23,7 @@ from django.db.models import F
 from billing_site.money import decimal_to_str, round_fraction
 from catalog.minimums import TrueUp, minimum_true_up
 from catalog.models import Coupon
-from catalog.pricing import FixedAmount, PercentageAmount, quote, quote_events
+from catalog.pricing import FixedAmount, PercentageAmount, quote
 from customers.models import Customer
 from invoicing.drafts import Draft, DraftLine, DraftWatermark, describe_period, draft_finish
 from invoicing.models import Invoice, InvoiceCycle, InvoiceLine
@@ -62,11 +62,11 @@ def usage_amount(
 ) -> int:
     """What `value` of the item's meter over `window` costs on the item's price. Every model is priced
     from the window's aggregate, except a percentage price that charges per event (a fixed fee, per-event
-    bounds, free events): its events' values are read, in order, and priced one by one (`quote_events`)."""
+    bounds, free events): it is priced from the hourly per-event statistics and the free allowance walked
+    over the first events (`catalog.selectors.percentage_usage_quote`), exactly as its raw events would be."""
     amount = item.price.engine_amount
     if isinstance(amount, PercentageAmount) and amount.needs_events:
-        values = ctx.event_values(item.price.meter, customer, window.start, window.end)
-        return quote_events(amount, values).amount
+        return ctx.percentage_amount(amount, item.price.meter, customer, window.start, window.end)
     return quote(amount, value).amount
 
 

@@ -13,8 +13,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 
+from catalog.percentage import PercentageAmount
+from catalog.selectors import percentage_usage_quote
 from customers.models import Customer
 from invoicing.models import PendingInvoiceItem, UsageWatermark
 from invoicing.selectors import TaxRateCache
@@ -24,7 +25,6 @@ from metering.selectors import (
     usage_aggregate,
     usage_aggregate_many,
     usage_changed_hours,
-    usage_event_values,
 )
 from subscriptions.models import ProgressiveBilling, Subscription, SubscriptionItem, SubscriptionPriceMigration
 
@@ -47,7 +47,7 @@ class BillingContext:
         self._watermarks: dict[str, list[UsageWatermark]] = {}
         self.taxes = TaxRateCache()
         self._usage: dict[UsageKey, UsageValue] = {}
-        self._values: dict[UsageKey, list[Decimal]] = {}
+        self._percentage: dict[tuple[str, str, datetime, datetime, PercentageAmount], int] = {}
         self._changed: dict[tuple[str, str], dict[datetime, datetime]] | None = None
         self._changed_since: datetime | None = None
         self.consumed_pending: set[str] = set()
@@ -183,12 +183,16 @@ class BillingContext:
             self._usage[key] = usage_aggregate(meter=meter, customer=customer, start=start, end=end)
         return self._usage[key]
 
-    def event_values(self, meter: Meter, customer: Customer, start: datetime, end: datetime) -> list[Decimal]:
-        """Each event's value in order, for the per-event pricing model only (see builder.usage_amount)."""
-        key = (meter.id, customer.id, start, end)
-        if key not in self._values:
-            self._values[key] = usage_event_values(meter=meter, customer_id=customer.id, start=start, end=end)
-        return self._values[key]
+    def percentage_amount(
+        self, amount: PercentageAmount, meter: Meter, customer: Customer, start: datetime, end: datetime
+    ) -> int:
+        """A per-event percentage price's amount for the window, from the roll-ups (see builder.usage_amount)."""
+        key = (meter.id, customer.id, start, end, amount)
+        if key not in self._percentage:
+            self._percentage[key] = percentage_usage_quote(
+                amount=amount, meter=meter, customer_id=customer.id, start=start, end=end
+            ).amount
+        return self._percentage[key]
 
     # --- late usage -------------------------------------------------------------------------------
 

@@ -100,3 +100,24 @@ def test_meter_filters_apply_to_per_event_pricing():
         assert usage_ingest(events=[body], now=at(2, 2)).created == 1
     renew_subscriptions_job(now=FEB28)
     assert (_usage_line(sub).quantity, _usage_line(sub).amount) == (10000, 320)
+
+
+def test_percentage_with_bounds_and_free_events_is_billed_from_rolled_up_hours():
+    from catalog.pricing import quote_events
+    from metering.class_stats_models import UsageHourlyClassStats
+    from metering.rollups import usage_rollup_job
+    from metering.selectors import usage_event_values
+
+    customer = CustomerFactory()
+    price = _metered({**LAGO_PERCENTAGE, "per_event_min": "20", "per_event_max": "500"})
+    sub, _ = subscribe(customer, price)
+    for day in range(2, 12):
+        for hour in (3, 9, 15):
+            use(customer, price, 1000 * day + hour, at(2, day, hour))
+    usage_rollup_job(now=at(2, 20))
+    assert UsageHourlyClassStats.objects.filter(customer_id=customer.id).count() == 30
+    use(customer, price, 777, at(2, 5, 3, minute=30), now=at(2, 21))  # late, into a rolled-up hour
+    renew_subscriptions_job(now=FEB28)
+    values = usage_event_values(meter=price.meter, customer_id=customer.id, start=at(1, 31), end=FEB28)
+    assert len(values) == 31
+    assert _usage_line(sub).amount == quote_events(price.engine_amount, values).amount > 0
