@@ -415,7 +415,7 @@ def test_the_flag_migration_sets_the_flag_of_amount_only_customers():
 
     from django.apps import apps
 
-    migration = importlib.import_module("metering.migrations.0008_alerts_amount_alert_flag")
+    migration = importlib.import_module("metering.migrations.0009_alerts_amount_alert_flag")
     customer = CustomerFactory()
     usage_alert_create(customer=customer, kind="invoice_amount", threshold=Decimal(5), now=NOW)
     inactive = CustomerFactory()

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('customers', '0008_clocks_test_clocks'),
-        ('metering', '0007_meter_usage_alerts'),
+        ('metering', '0009_alerts_amount_alert_flag'),
     ]
 
     operations = [

@@ -13,7 +13,7 @@ def forwards(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("metering", "0007_meter_usage_alerts"),
+        ("metering", "0008_uniq_unique_spans"),
         ("customers", "0005_meter_usage_alert_flag"),
     ]
 
