@@ -72,22 +72,25 @@ def window_key(key: str, period: int, now: float) -> str:
     return f"ratelimit:{key}:{int(now // period)}"
 
 
-def window_count_and_read(key: str, period: int, now: float, *, read: str) -> tuple[int | None, Any, bool]:
-    """Count one more in `key`'s window and read the cache key `read` (see `shared_get`), in one round
-    trip on Redis: (count, value, reachable). When the cache is unreachable: (None, None, False)."""
+def window_count_and_read(
+    key: str, period: int, now: float, *, read: str | None = None
+) -> tuple[int | None, Any, bool]:
+    """Count one more in `key`'s window and, if asked, read the cache key `read` (see `shared_get`), in
+    one round trip on Redis: (count, value, reachable). When the cache is unreachable: (None, None, False)."""
     backend = caches["default"]
     full_key = window_key(key, period, now)
     try:
         client = redis_client()
         if client is None:
-            return _local_count(backend, full_key, period), backend.get(read), True
+            return _local_count(backend, full_key, period), (backend.get(read) if read else None), True
         pipe = client.pipeline(transaction=False)
         redis_key = backend.make_and_validate_key(full_key)
         pipe.incr(redis_key)
-        pipe.expire(redis_key, period + 1, nx=True)
-        pipe.get(backend.make_and_validate_key(read))
-        count, _, value = pipe.execute()
-        return int(count), value, True
+        pipe.expire(redis_key, period + 1, nx=True)  # the window's first request sets its lifetime
+        if read:
+            pipe.get(backend.make_and_validate_key(read))
+        count, _, *value = pipe.execute()
+        return int(count), (value[0] if value else None), True
     except Exception as exc:
         _log_cache_down(exc)
         return None, None, False
@@ -95,21 +98,7 @@ def window_count_and_read(key: str, period: int, now: float, *, read: str) -> tu
 
 def window_count(key: str, period: int, now: float) -> int | None:
     """This window's count for `key` after counting one more, or None when the cache is unreachable."""
-    backend = caches["default"]
-    full_key = window_key(key, period, now)
-    try:
-        client = redis_client()
-        if client is None:
-            return _local_count(backend, full_key, period)
-        pipe = client.pipeline(transaction=False)
-        redis_key = backend.make_and_validate_key(full_key)
-        pipe.incr(redis_key)
-        pipe.expire(redis_key, period + 1, nx=True)
-        count, _ = pipe.execute()
-        return int(count)
-    except Exception as exc:
-        _log_cache_down(exc)
-        return None
+    return window_count_and_read(key, period, now)[0]
 
 
 def _local_count(backend: Any, full_key: str, period: int) -> int:
