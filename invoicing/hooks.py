@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 InvoicesHook = Callable[[list["Invoice"], datetime], None]
 
+# Called with the invoices being finalized (numbered, open or paid) before they are saved: a hook sets
+# fields of the invoices themselves in memory, so they are written with the invoice (no UPDATE after it).
+on_invoice_finalizing: list[InvoicesHook] = []
 # Called with the invoices just finalized (saved, numbered, open or paid) and the finalization's `now`.
 on_invoice_finalized: list[InvoicesHook] = []
 
@@ -25,6 +28,13 @@ def hook_register(hooks: list[InvoicesHook], hook: InvoicesHook) -> None:
     """Add `hook` once (a second `ready()`, as in some test runners, must not register it twice)."""
     if hook not in hooks:
         hooks.append(hook)
+
+
+def invoice_finalizing_hooks_run(invoices: list[Invoice], now: datetime) -> None:
+    if not invoices:
+        return
+    for hook in list(on_invoice_finalizing):
+        hook(invoices, now)
 
 
 def invoice_finalized_hooks_run(invoices: list[Invoice], now: datetime) -> None:

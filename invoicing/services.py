@@ -24,7 +24,7 @@ from customers.locks import lock_customer
 from customers.models import Customer
 from invoicing.drafts import Draft, DraftLine, Span, draft_finish
 from invoicing.finalization import allocate_numbers, finalize_fields, invoice_snapshot
-from invoicing.hooks import invoice_finalized_hooks_run
+from invoicing.hooks import invoice_finalized_hooks_run, invoice_finalizing_hooks_run
 from invoicing.locks import lock_invoice
 from invoicing.models import Invoice, InvoiceLine, PendingInvoiceItem, TaxRate
 from invoicing.selectors import TaxRateCache
@@ -47,6 +47,7 @@ def invoice_finalize(*, invoice: Invoice, now: datetime) -> Invoice:
         nothing_due = finalize_fields(locked, customer=locked.customer, now=now)
         # The number last: the sequence row stays locked only until this transaction commits.
         locked.number = allocate_numbers("invoice", settings.INVOICE_NUMBER_PREFIX, 1)[0]
+        invoice_finalizing_hooks_run([locked], now)
         locked.save()
         object_event_emit(
             type="invoice.finalized",

@@ -19,7 +19,7 @@ from django.db import transaction
 from billing_site.errors import Conflict
 from invoicing.drafts import Draft
 from invoicing.finalization import allocate_numbers, finalize_fields, invoice_snapshot
-from invoicing.hooks import invoice_finalized_hooks_run
+from invoicing.hooks import invoice_finalized_hooks_run, invoice_finalizing_hooks_run
 from invoicing.models import Invoice, InvoiceLine, PendingInvoiceItem, UsageWatermark
 from webhooks.models import BillingEvent
 
@@ -153,6 +153,7 @@ class InvoiceWriter:
             self.emit("invoice.finalized", "invoice", invoice.id, invoice.customer_id, data, {"status": "draft"})
             if nothing_due:
                 self.emit("invoice.paid", "invoice", invoice.id, invoice.customer_id, data, {"status": "open"})
+        invoice_finalizing_hooks_run([invoice for invoice, _ in self._finalizing], self.now)
         Invoice.objects.bulk_create(self.invoices)
         BillingEvent.objects.bulk_create(self._events)
         invoice_finalized_hooks_run([invoice for invoice, _ in self._finalizing], self.now)

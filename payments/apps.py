@@ -14,13 +14,13 @@ class PaymentsConfig(AppConfig):
 
         provider_events.register()
         # Invoicing cannot import payments (imports point down), so payments hooks into it here.
-        from invoicing.hooks import hook_register, on_invoice_finalized
+        from invoicing.hooks import hook_register, on_invoice_finalized, on_invoice_finalizing
         from payments.services.ledger import invoices_negative_total_credit
         from payments.services.schedule import schedule_first_attempt
 
         hook_register(on_invoice_finalized, invoices_negative_total_credit)
         # A new invoice with something due is collected by the next run of the collection job.
-        hook_register(on_invoice_finalized, schedule_first_attempt)
+        hook_register(on_invoice_finalizing, schedule_first_attempt)
 
         # The invoice document lists the payments, refunds and credit notes of its invoice.
         from invoicing.documents.hooks import invoice_settlement_providers

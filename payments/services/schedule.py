@@ -16,15 +16,17 @@ def retry_schedule() -> list[timedelta]:
 
 
 def schedule_first_attempt(invoices: list[Invoice], now: datetime) -> None:
-    """Finalization hook: a new charge_automatically invoice with something due is collected by the next
-    run of the collection job (it runs every few minutes)."""
-    ids = [
-        i.pk
-        for i in invoices
-        if i.status == Invoice.Status.OPEN and i.collection_method == "charge_automatically" and i.amount_remaining > 0
-    ]
-    if ids:
-        Invoice.objects.filter(pk__in=ids, next_payment_attempt__isnull=True).update(next_payment_attempt=now)
+    """Finalizing hook (`on_invoice_finalizing`, before the invoices are saved): a new charge_automatically
+    invoice with something due is collected by the next run of the collection job (it runs every few
+    minutes). Set in memory, so the invoice is written with it."""
+    for invoice in invoices:
+        if (
+            invoice.status == Invoice.Status.OPEN
+            and invoice.collection_method == "charge_automatically"
+            and invoice.amount_remaining > 0
+            and invoice.next_payment_attempt is None
+        ):
+            invoice.next_payment_attempt = now
 
 
 def retry_after_new_payment_method(*, customer: Customer, now: datetime) -> int:

@@ -20,10 +20,12 @@ from typing import Any
 from django.conf import settings
 from django.db.models import F
 
+from billing_site.bulk import bulk_update_rows
 from billing_site.money import decimal_to_str, round_fraction
 from catalog.minimums import TrueUp, minimum_true_up
 from catalog.models import Coupon
 from catalog.pricing import FixedAmount, PercentageAmount, quote
+from customers.entitlements_cache import entitlements_invalidate
 from customers.models import Customer
 from invoicing.drafts import Draft, DraftLine, DraftWatermark, describe_period, draft_finish
 from invoicing.models import Invoice, InvoiceCycle, InvoiceLine
@@ -466,6 +468,11 @@ class SubscriptionInvoiceWriter(InvoiceWriter):
         self._subs: dict[str, tuple[Subscription, set[str]]] = {}
         self._cycles: list[InvoiceCycle] = []
         self.progressive: list[ProgressiveBilling] = []
+        self._entitlements: set[str] = set()
+
+    def entitlements_changed(self, customer_id: str) -> None:
+        """The customer's cached entitlements are dropped once, after the batch's commit (`flush`)."""
+        self._entitlements.add(customer_id)
 
     def add_consolidated(self, drafts: list[tuple[Subscription, Draft]]) -> Invoice:
         """Several subscriptions' cycle drafts on one invoice (`drafts_merge`)."""
@@ -530,7 +537,9 @@ class SubscriptionInvoiceWriter(InvoiceWriter):
         for sub, fields in self._subs.values():
             by_fields.setdefault(frozenset(fields), []).append(sub)
         for fields, subs in by_fields.items():
-            Subscription.objects.bulk_update(subs, sorted(fields))
+            bulk_update_rows(Subscription, subs, sorted(fields))
+        # What the batch's customers are entitled to may have changed: one invalidation for all of them.
+        entitlements_invalidate(self._entitlements)
 
 
 def draft_save(

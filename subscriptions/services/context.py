@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from catalog.models import Price
 from catalog.percentage import PercentageAmount
 from catalog.selectors import percentage_usage_quote
 from customers.models import Customer
@@ -75,7 +76,11 @@ class BillingContext:
             .select_related("price__meter")
             .order_by("added_at", "created_at", "id")
         )
+        # One Price instance per price (items of a batch share a few prices), so its parsed amount
+        # (`engine_amount`, a cached property) is parsed once per batch, not once per item.
+        prices: dict[str, Price] = {}
         for item in items:
+            item.price = prices.setdefault(item.price_id, item.price)
             self._items[item.subscription_id].append(item)
         for pending in PendingInvoiceItem.objects.filter(subscription_id__in=ids, invoice__isnull=True).order_by("id"):
             self._pending[pending.subscription_id].append(pending)

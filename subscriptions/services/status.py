@@ -50,11 +50,13 @@ def subscription_event_emit(
     items: list[SubscriptionItem] | None = None,
 ) -> None:
     data = subscription_snapshot(sub, items)
-    # Every change of a subscription passes here: what its customer is entitled to may have changed.
-    entitlements_invalidate([sub.customer_id])
+    # Every change of a subscription passes here: what its customer is entitled to may have changed
+    # (a batch writer invalidates all of its customers at once, in its flush).
     if writer is not None:
+        writer.entitlements_changed(sub.customer_id)
         writer.emit(type_, "subscription", sub.id, sub.customer_id, data, previous)
     else:
+        entitlements_invalidate([sub.customer_id])
         object_event_emit(type=type_, obj=sub, data=data, now=now, previous=previous)
 
 
