@@ -205,16 +205,23 @@ def load(path: str | None):  # type: ignore[no-untyped-def]
     return module
 
 
+def _peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM: per address space, so not the parent's as ru_maxrss is after exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def rss_only(path: str | None) -> None:
-    """In a fresh process: run audit_all once and print the process's peak RSS in MiB."""
+    """In a fresh process: run audit_all once and print the peak RSS before and after it, in MiB."""
     import django
 
     django.setup()
     module = load(path)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _peak_rss_mib()
     module.audit_all(now=NOW)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"{before / 1024:.1f} {after / 1024:.1f}")
+    print(f"{before:.1f} {_peak_rss_mib():.1f}")
 
 
 def measure(label: str, versions: dict, repeat: int, baseline_path: str) -> dict:
