@@ -580,13 +580,29 @@ def audit_minimum_spend() -> list[str]:
     (licensed at their price for the part served) plus every `minimum` line of the period reach the
     subscription's. Void invoices and threshold invoices (their usage is billed again by the period's
     final invoice) do not count."""
-    subs = list(
+    subs = (
         Subscription.objects.filter(Q(minimum_amount__isnull=False) | Q(items__minimum_amount__isnull=False))
         .distinct()
         .select_related("customer")
+        .order_by("id")
     )
-    if not subs:
-        return []
+    problems: list[str] = []
+    batch: list[Subscription] = []
+    # Streamed like every other check: one batch of subscriptions (their context and lines) at a time.
+    for sub in subs.iterator(chunk_size=MINIMUM_BATCH):
+        batch.append(sub)
+        if len(batch) == MINIMUM_BATCH:
+            problems += _minimum_spend_batch(batch)
+            batch = []
+    if batch:
+        problems += _minimum_spend_batch(batch)
+    return problems
+
+
+MINIMUM_BATCH = 500  # subscriptions per batch of the minimum-spend check
+
+
+def _minimum_spend_batch(subs: list[Subscription]) -> list[str]:
     ctx = BillingContext.for_subscriptions(subs, now=timezone.now())
     lines: dict[str, list[tuple[datetime, str | None, str, int]]] = defaultdict(list)
     kinds = (InvoiceLine.Kind.USAGE, InvoiceLine.Kind.LATE_USAGE, InvoiceLine.Kind.MINIMUM)
