@@ -6,6 +6,10 @@ The job evaluates subscriptions in claimed batches (SKIP LOCKED), reading their 
 meter and window (`BillingContext.prefetch_usage`), never one query per event. A crossing is billed exactly
 once: the `ProgressiveBilling` rows are unique per (subscription, period, threshold), written in the
 transaction that writes the invoice, under the subscription's lock.
+
+Ingestion triggers it too: a committed batch enqueues `subscriptions.evaluate_progressive_billing` for its
+customers with thresholds (`subscriptions.progressive_ingest`), which runs the same evaluation for one
+customer (`customer_bill_thresholds`); the job catches up whatever a lost task left.
 """
 
 from __future__ import annotations
@@ -160,8 +164,8 @@ def customer_bill_thresholds(*, customer_id: str, now: datetime) -> dict[str, in
 
 
 def progressive_billing_job(*, now: datetime, clock: str | None = None) -> dict[str, int]:
-    """The sweep (and what ingestion's callers can run after a bulk load): every subscription with thresholds
-    (`clock`: see `customers.clocks.clock_scope`). No `next_due`: a threshold is crossed by usage, which a
-    clock customer records at its clock's time; an advance evaluates it at the clock's current time first,
-    then at every later due moment (before each renewal bills the period)."""
+    """The sweep (behind ingestion's per-customer task; also after a bulk load): every subscription with
+    thresholds (`clock`: see `customers.clocks.clock_scope`). No `next_due`: a threshold is crossed by
+    usage, which a clock customer records at its clock's time; an advance evaluates it at the clock's
+    current time first, then at every later due moment (before each renewal bills the period)."""
     return subscriptions_bill_thresholds(now=now, clock=clock)
