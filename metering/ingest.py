@@ -28,6 +28,7 @@ from billing_site.datetimes import TimestampOutOfRange, to_utc
 from customers.entitlements_cache import entitlements_invalidate
 from customers.models import Customer
 from metering.ids import event_public_id, new_tokens_for
+from metering.listeners import ingest_committed
 from metering.models import VALUE_DIGITS, VALUE_PLACES, Meter, MeterEvent, MeterEventKey, UsageDirtyHour
 from metering.partitions import partitions_ensure_for
 
@@ -800,6 +801,7 @@ def usage_ingest(*, events: list[Any], now: datetime) -> IngestResult:
             logger.exception("usage alert evaluation failed after a committed batch; the job will catch up")
     if created:  # their metered usage changed: one cache call for the batch
         entitlements_invalidate({p.customer_id for p in to_insert if p.token in created})
+        ingest_committed({p.customer_id for p in to_insert if p.token in created}, now, clock_now)  # listeners
 
     outcome: dict[int, tuple[str, str]] = {}
     for p in to_insert:

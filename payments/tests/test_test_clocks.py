@@ -494,21 +494,23 @@ def test_an_advance_bills_progressive_thresholds_and_real_time_ignores_clock_cus
             )
         )
 
-    progressive_billing_job(now=wall)
-    assert thresholds(plain_sub) == [(1500, wall)]
-    assert thresholds(clocked_sub) == []
-
-    # The advance bills it at the clock's time, once, and the renewal's final invoice subtracts it.
+    # Ingestion bills each at its own time (the clocked customer's at its clock's), once; the job and the
+    # advances add nothing, and the renewal's final invoice subtracts it.
+    (plain_billed,) = thresholds(plain_sub)
+    assert plain_billed[0] == 1500 and plain_billed[1] <= timezone.now()
+    assert thresholds(clocked_sub) == [(1500, at + timedelta(microseconds=1))]
+    assert progressive_billing_job(now=wall)["invoices"] == 0
     assert _advance(api, clock["id"], at + DAY).json()["status"] == "ready"
     assert _advance(api, clock["id"], at + 2 * DAY).json()["status"] == "ready"
-    assert thresholds(clocked_sub) == [(1500, at)]
+    assert thresholds(clocked_sub) == [(1500, at + timedelta(microseconds=1))]
+    assert thresholds(plain_sub) == [plain_billed]
     assert _advance(api, clock["id"], clocked_sub.current_period_end + DAY).json()["status"] == "ready"
     cycle = Invoice.objects.get(subscription=clocked_sub, billing_reason="subscription_cycle")
     assert sorted((line.kind, line.amount) for line in cycle.lines.all()) == [
         ("progressive_credit", -1500),
         ("usage", 1500),
     ]
-    assert thresholds(plain_sub) == [(1500, wall)]
+    assert thresholds(plain_sub) == [plain_billed]
 
 
 def test_clock_customers_cost_ingestion_one_query_per_batch_and_others_nothing(api):

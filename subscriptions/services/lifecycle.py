@@ -33,6 +33,7 @@ from subscriptions import periods
 from subscriptions.locks import lock_subscription
 from subscriptions.models import Subscription, SubscriptionItem
 from subscriptions.periods import Period
+from subscriptions.progressive_ingest import progressive_flag_drop
 from subscriptions.proration import ProrationItem, proration_lines, remaining_fraction
 from subscriptions.services import builder, progressive
 from subscriptions.services.builder import (
@@ -260,6 +261,8 @@ def subscription_create(
             progressive_billing_thresholds=thresholds,
             metadata=metadata or {},
         )
+        if thresholds:  # ingestion enqueues its progressive evaluation from now on (after our commit)
+            progressive_flag_drop(locked.pk)
         for spec in items:
             quantity = None if spec.price.meter_id else (spec.quantity if spec.quantity is not None else Decimal(1))
             SubscriptionItem.objects.create(

@@ -6,6 +6,10 @@ The job evaluates subscriptions in claimed batches (SKIP LOCKED), reading their 
 meter and window (`BillingContext.prefetch_usage`), never one query per event. A crossing is billed exactly
 once: the `ProgressiveBilling` rows are unique per (subscription, period, threshold), written in the
 transaction that writes the invoice, under the subscription's lock.
+
+Ingestion triggers it too: a committed batch enqueues `subscriptions.evaluate_progressive_billing` for its
+customers with thresholds (`subscriptions.progressive_ingest`), which runs the same evaluation for one
+customer (`customer_bill_thresholds`); the job catches up whatever a lost task left.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from billing_site.errors import InvalidRequest
+from billing_site.locks import LockRank, lock_rows
 from customers.clocks import clock_scope
+from customers.locks import lock_customer
 from invoicing.models import Invoice, InvoiceLine
 from subscriptions.locks import claim_subscriptions
 from subscriptions.models import ProgressiveBilling, Subscription
@@ -87,6 +93,37 @@ def _bill_one(sub: Subscription, *, now: datetime, ctx: BillingContext, writer: 
     return True
 
 
+def _bill_batch(subs: list[Subscription], *, now: datetime) -> int:
+    """Evaluate these locked subscriptions (the caller's transaction holds their rows): one usage read per
+    meter and window for the batch, then the threshold invoices, their `ProgressiveBilling` rows and
+    whatever finalization does (collection is enqueued on commit), all or nothing."""
+    ctx = BillingContext.for_subscriptions(subs, now=now)
+    wanted = []
+    for sub in subs:
+        period = Period(sub.current_period_start, sub.current_period_end)
+        for item in ctx.items(sub):
+            window = item_usage_window(item, period) if item.price.meter_id else None
+            if window is not None and window.start < now:
+                wanted.append((item.price.meter, sub.customer_id, window.start, min(window.end, now)))
+    ctx.prefetch_usage(wanted)
+    writer = SubscriptionInvoiceWriter(now=now, ctx=ctx)
+    try:
+        with transaction.atomic():
+            invoices = sum(_bill_one(sub, now=now, ctx=ctx, writer=writer) for sub in subs)
+            writer.flush()
+    except IntegrityError:
+        # A threshold billed concurrently (the constraint decided): nothing of this batch was written;
+        # the next run re-reads what is billed.
+        logger.info("progressive billing batch skipped: a threshold was billed concurrently")
+        return 0
+    return invoices
+
+
+def subscriptions_with_thresholds():
+    """Live subscriptions with progressive thresholds."""
+    return Subscription.objects.filter(status__in=LIVE).exclude(progressive_billing_thresholds=[])
+
+
 def subscriptions_bill_thresholds(
     *, now: datetime, ids: list[str] | None = None, clock: str | None = None
 ) -> dict[str, int]:
@@ -94,7 +131,7 @@ def subscriptions_bill_thresholds(
     was last billed. Claims batches with SKIP LOCKED; safe to run concurrently and to re-run. Without
     `ids`, only the subscriptions of customers on no test clock (`clock=None`) or of `clock`'s customers
     (`customers.clocks.clock_scope`)."""
-    due = Subscription.objects.filter(status__in=LIVE).exclude(progressive_billing_thresholds=[])
+    due = subscriptions_with_thresholds()
     due = clock_scope(due, clock) if ids is None else due.filter(pk__in=ids)
     seen: set[str] = set()
     invoices = checked = 0
@@ -105,30 +142,30 @@ def subscriptions_bill_thresholds(
                 break
             seen.update(s.pk for s in subs)
             checked += len(subs)
-            ctx = BillingContext.for_subscriptions(subs, now=now)
-            wanted = []
-            for sub in subs:
-                period = Period(sub.current_period_start, sub.current_period_end)
-                for item in ctx.items(sub):
-                    window = item_usage_window(item, period) if item.price.meter_id else None
-                    if window is not None and window.start < now:
-                        wanted.append((item.price.meter, sub.customer_id, window.start, min(window.end, now)))
-            ctx.prefetch_usage(wanted)
-            writer = SubscriptionInvoiceWriter(now=now, ctx=ctx)
-            try:
-                with transaction.atomic():
-                    invoices += sum(_bill_one(sub, now=now, ctx=ctx, writer=writer) for sub in subs)
-                    writer.flush()
-            except IntegrityError:
-                # A threshold billed concurrently (the constraint decided): nothing of this batch was written;
-                # the next run re-reads what is billed.
-                logger.info("progressive billing batch skipped: a threshold was billed concurrently")
+            invoices += _bill_batch(subs, now=now)
     return {"subscriptions": checked, "invoices": invoices}
 
 
+def customer_bill_thresholds(*, customer_id: str, now: datetime) -> dict[str, int]:
+    """One customer's evaluation (the `subscriptions.evaluate_progressive_billing` task ingestion enqueues):
+    the same per-subscription evaluation as the job, for this customer's live subscriptions with thresholds.
+    Locks the customer, then those subscriptions, waiting for them (customer -> subscription -> invoice):
+    a job batch or another task holding one is waited for, not passed over, so its usage read sees every
+    batch committed before this task started; what it billed is then read under the lock, and the unique
+    constraint keeps each crossing once whatever runs concurrently."""
+    with transaction.atomic():
+        lock_customer(customer_id)
+        subs = lock_rows(
+            subscriptions_with_thresholds().filter(customer_id=customer_id).select_related("customer", "coupon"),
+            LockRank.SUBSCRIPTION,
+        )
+        invoices = _bill_batch(subs, now=now) if subs else 0
+    return {"subscriptions": len(subs), "invoices": invoices}
+
+
 def progressive_billing_job(*, now: datetime, clock: str | None = None) -> dict[str, int]:
-    """The sweep (and what ingestion's callers can run after a bulk load): every subscription with thresholds
-    (`clock`: see `customers.clocks.clock_scope`). No `next_due`: a threshold is crossed by usage, which a
-    clock customer records at its clock's time; an advance evaluates it at the clock's current time first,
-    then at every later due moment (before each renewal bills the period)."""
+    """The sweep (behind ingestion's per-customer task; also after a bulk load): every subscription with
+    thresholds (`clock`: see `customers.clocks.clock_scope`). No `next_due`: a threshold is crossed by
+    usage, which a clock customer records at its clock's time; an advance evaluates it at the clock's
+    current time first, then at every later due moment (before each renewal bills the period)."""
     return subscriptions_bill_thresholds(now=now, clock=clock)

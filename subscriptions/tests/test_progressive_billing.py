@@ -19,6 +19,14 @@ pytestmark = pytest.mark.django_db
 FEB28 = at(2, 28)
 
 
+@pytest.fixture(autouse=True)
+def _job_only(monkeypatch):
+    """These tests are the job's: ingestion's own evaluation (test_progressive_ingest.py) is off."""
+    from metering import listeners
+
+    monkeypatch.setattr(listeners, "_listeners", [])
+
+
 def _subscribe(customer, *prices, thresholds=(1000, 5000)):
     specs = [ItemSpec(price=p, quantity=None if p.meter_id else 1) for p in prices]
     sub, _ = subscription_create(
