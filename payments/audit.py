@@ -83,17 +83,6 @@ def _with_totals(
             yield from chunk
 
 
-def _chunks(rows: Iterable, size: int = CHUNK) -> Iterator[list]:
-    chunk: list = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def audit_balances() -> list[str]:
     """Every balance equals the sum of its transactions, and the ending balances chain along the ledger
     (in id order, which is the order they were written in)."""
@@ -535,26 +524,32 @@ def audit_credit_note_taxes() -> list[str]:
                 f"credit note {note_id}: amount {note_amount}, but its lines and their exclusive tax make "
                 f"{sum(amount for _, amount, _ in lines) + exclusive}"
             )
-    # Credited invoice lines, a chunk at a time, each chunk with the issued notes' tax on its lines.
+    # Credited invoice lines in id order, merged with the issued notes' lines in invoice-line order: two
+    # streams read side by side, one invoice line's credit note lines at a time.
     credited = InvoiceLine.objects.filter(~Q(credited=0)).order_by("id")
     rows = credited.values_list("id", "amount", "discount_amount", "credited", "taxes").iterator(chunk_size=CHUNK)
-    for chunk in _chunks(rows):
-        per_line: dict[tuple[str, str], int] = defaultdict(int)
-        given_back = CreditNoteLine.objects.filter(
-            credit_note__status=CreditNote.Status.ISSUED, invoice_line_id__in=[row[0] for row in chunk]
-        ).values_list("invoice_line_id", "taxes")
-        for invoice_line_id, taxes in given_back.iterator(chunk_size=CHUNK):
-            for tax in taxes or []:
-                per_line[(invoice_line_id, tax["tax_rate"])] += tax["amount"]
-        for line_id, amount, discount, line_credited, taxes in chunk:
-            for tax in taxes or []:
-                given = per_line.get((line_id, tax["tax_rate"]), 0)
-                full = line_credited >= amount - discount
-                if (full and given != tax["amount"]) or abs(given) > abs(tax["amount"]):
-                    problems.append(
-                        f"invoice line {line_id}: credited {line_credited} of {amount - discount} and {given} of "
-                        f"its {tax['amount']} tax at {tax['tax_rate']}"
-                    )
+    given_back = (
+        CreditNoteLine.objects.filter(credit_note__status=CreditNote.Status.ISSUED, invoice_line_id__isnull=False)
+        .order_by("invoice_line_id", "id")
+        .values_list("invoice_line_id", "taxes")
+        .iterator(chunk_size=CHUNK)
+    )
+    pending = next(given_back, None)
+    for line_id, amount, discount, line_credited, taxes in rows:
+        per_rate: dict[str, int] = defaultdict(int)
+        while pending is not None and pending[0] <= line_id:
+            if pending[0] == line_id:
+                for tax in pending[1] or []:
+                    per_rate[tax["tax_rate"]] += tax["amount"]
+            pending = next(given_back, None)
+        for tax in taxes or []:
+            given = per_rate.get(tax["tax_rate"], 0)
+            full = line_credited >= amount - discount
+            if (full and given != tax["amount"]) or abs(given) > abs(tax["amount"]):
+                problems.append(
+                    f"invoice line {line_id}: credited {line_credited} of {amount - discount} and {given} of "
+                    f"its {tax['amount']} tax at {tax['tax_rate']}"
+                )
     return problems
 
 
