@@ -234,7 +234,7 @@ def audit_refunds() -> list[str]:
         },
         "(refunded > 0 OR lost > 0) AND amount_received < refunded + lost",
     )
-    for pi_id, received, total, returned in intents:
+    for pi_id, received, total, returned in sorted(intents):  # only the violators; in Python's order as before
         if returned:
             problems.append(
                 f"payment intent {pi_id}: refunds {total} + lost disputes {returned} are more than received {received}"
@@ -524,12 +524,15 @@ def audit_credit_note_taxes() -> list[str]:
                 f"credit note {note_id}: amount {note_amount}, but its lines and their exclusive tax make "
                 f"{sum(amount for _, amount, _ in lines) + exclusive}"
             )
-    # Credited invoice lines in id order, merged with the issued notes' lines in invoice-line order: two
-    # streams read side by side, one invoice line's credit note lines at a time.
+    # Credited invoice lines in id order, merged with the issued notes' lines on those same invoice lines in
+    # invoice-line order: two streams read side by side, one invoice line's credit note lines at a time.
+    # Both are ordered by the database (ids are strings: its collation, not Python's, decides the order),
+    # and every note line's invoice line is in the first stream, so matching needs only equality.
     credited = InvoiceLine.objects.filter(~Q(credited=0)).order_by("id")
     rows = credited.values_list("id", "amount", "discount_amount", "credited", "taxes").iterator(chunk_size=CHUNK)
     given_back = (
-        CreditNoteLine.objects.filter(credit_note__status=CreditNote.Status.ISSUED, invoice_line_id__isnull=False)
+        CreditNoteLine.objects.filter(credit_note__status=CreditNote.Status.ISSUED, invoice_line__isnull=False)
+        .exclude(invoice_line__credited=0)
         .order_by("invoice_line_id", "id")
         .values_list("invoice_line_id", "taxes")
         .iterator(chunk_size=CHUNK)
@@ -537,10 +540,9 @@ def audit_credit_note_taxes() -> list[str]:
     pending = next(given_back, None)
     for line_id, amount, discount, line_credited, taxes in rows:
         per_rate: dict[str, int] = defaultdict(int)
-        while pending is not None and pending[0] <= line_id:
-            if pending[0] == line_id:
-                for tax in pending[1] or []:
-                    per_rate[tax["tax_rate"]] += tax["amount"]
+        while pending is not None and pending[0] == line_id:
+            for tax in pending[1] or []:
+                per_rate[tax["tax_rate"]] += tax["amount"]
             pending = next(given_back, None)
         for tax in taxes or []:
             given = per_rate.get(tax["tax_rate"], 0)
