@@ -14,6 +14,8 @@ At each size, `audit_all` runs alternately with today's `payments/audit.py` and 
 module (e.g. main's, from a git worktree), `--repeat` times each; rows/s is the audited rows over the
 best time. Peak memory per version: tracemalloc's peak (Python objects) over one `audit_all` in this
 process, and the peak RSS of a fresh process that runs only `audit_all` (`--rss-only`).
+`--checks` also times each check of `CHECKS` on its own (alternating, best of `--repeat`) at both
+sizes and prints how much each grew.
 
 The database named by DATABASE_URL is dropped and recreated: its name must contain "bench".
 """

@@ -4,9 +4,9 @@ Each check returns a list of problems (human-readable strings naming the rows); 
 holds. They read committed state only and change nothing.
 
 Their memory does not grow with the books (issue 15): each check is one or a few set-based statements
-that return only the rows that break it (per-row totals are correlated subqueries, `_total`), or a
-stream over ordered rows (`.iterator(chunk_size=CHUNK)`) that keeps one group at a time. Nothing builds a
-dict or list of every row; only the problems found are kept.
+that return only the rows that break it (per-row totals are aggregated once per key and left-joined,
+`_with_totals`), or a stream over ordered rows (`.iterator(chunk_size=CHUNK)`) that keeps one group at a
+time. Nothing builds a dict or list of every row; only the problems found are kept.
 """
 
 from __future__ import annotations
