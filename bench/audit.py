@@ -14,6 +14,8 @@ At each size, `audit_all` runs alternately with today's `payments/audit.py` and 
 module (e.g. main's, from a git worktree), `--repeat` times each; rows/s is the audited rows over the
 best time. Peak memory per version: tracemalloc's peak (Python objects) over one `audit_all` in this
 process, and the peak RSS of a fresh process that runs only `audit_all` (`--rss-only`).
+`--checks` also times each check of `CHECKS` on its own (alternating, best of `--repeat`) at both
+sizes and prints how much each grew.
 
 The database named by DATABASE_URL is dropped and recreated: its name must contain "bench".
 """
@@ -224,6 +226,22 @@ def rss_only(path: str | None) -> None:
     print(f"{before:.1f} {_peak_rss_mib():.1f}")
 
 
+def time_checks(label: str, versions: dict, repeat: int) -> dict:
+    """Each check of `CHECKS` on its own, alternating the versions, best of `repeat`: {version: {check: s}}."""
+    best: dict[str, dict[str, float]] = {name: {} for name in versions}
+    for _ in range(repeat):
+        for name, module in versions.items():
+            for check_name, check in module.CHECKS.items():
+                started = time.perf_counter()
+                check(NOW) if check is module.audit_stuck_intents else check()
+                elapsed = time.perf_counter() - started
+                best[name][check_name] = min(elapsed, best[name].get(check_name, elapsed))
+    for check_name in best["after"]:
+        figures = ", ".join(f"{name} {best[name].get(check_name, float('nan')):.3f}s" for name in versions)
+        print(f"{label} check {check_name!r}: {figures}")
+    return best
+
+
 def measure(label: str, versions: dict, repeat: int, baseline_path: str) -> dict:
     from django.db import connection
 
@@ -267,6 +285,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--baseline", required=False, help="path of the audit.py to compare with (main's)")
+    parser.add_argument("--checks", action="store_true", help="also time each check on its own at both sizes")
     parser.add_argument("--rss-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_only:
@@ -293,12 +312,22 @@ def main() -> None:
     break_books()
     print(f"setup: {args.customers:,} customers in {time.perf_counter() - started:.1f}s")
     small = measure(f"N={args.customers:,}", versions, args.repeat, args.baseline)
+    small_checks = time_checks(f"N={args.customers:,}", versions, args.repeat) if args.checks else None
 
     started = time.perf_counter()
     build(args.customers, args.customers * (args.scale - 1))
     big_n = args.customers * args.scale
     print(f"setup: {big_n - args.customers:,} more customers in {time.perf_counter() - started:.1f}s")
     big = measure(f"N={big_n:,}", versions, args.repeat, args.baseline)
+    if small_checks is not None:
+        big_checks = time_checks(f"N={big_n:,}", versions, args.repeat)
+        for check_name in big_checks["after"]:
+            growth = ", ".join(
+                f"{name} {big_checks[name][check_name] / max(small_checks[name][check_name], 1e-6):.1f}x"
+                for name in versions
+                if check_name in big_checks[name]
+            )
+            print(f"check {check_name!r}: time at {big_n:,} / time at {args.customers:,}: {growth}")
 
     for name in versions:
         ratio = big[name]["rate"] / small[name]["rate"]

@@ -4,9 +4,9 @@ Each check returns a list of problems (human-readable strings naming the rows); 
 holds. They read committed state only and change nothing.
 
 Their memory does not grow with the books (issue 15): each check is one or a few set-based statements
-that return only the rows that break it (per-row totals are correlated subqueries, `_total`), or a
-stream over ordered rows (`.iterator(chunk_size=CHUNK)`) that keeps one group at a time. Nothing builds a
-dict or list of every row; only the problems found are kept.
+that return only the rows that break it (per-row totals are aggregated once per key and left-joined,
+`_with_totals`), or a stream over ordered rows (`.iterator(chunk_size=CHUNK)`) that keeps one group at a
+time. Nothing builds a dict or list of every row; only the problems found are kept.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from django.db.models import BigIntegerField, Case, Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
-from django.db.models.functions import Coalesce, Greatest
+from django.db import connection
+from django.db.models import BigIntegerField, Case, Count, F, Q, QuerySet, Sum, Value, When
 from django.utils import timezone
 
 from invoicing.models import Invoice, InvoiceLine
@@ -45,26 +45,42 @@ CHUNK = 2000  # rows per fetch of a streamed query (a server-side cursor on Post
 _INT = BigIntegerField()
 
 
-def _total(rows: QuerySet, key: str, field: Any) -> Coalesce:
-    """The sum of `field` over `rows` whose `key` is the outer row's pk, 0 if there are none: a correlated
-    subquery, so the database totals one row at a time instead of Python holding a total per row."""
-    per_key = rows.filter(**{key: OuterRef("pk")}).order_by().values(key).annotate(t=Sum(field)).values("t")
-    return Coalesce(Subquery(per_key, output_field=_INT), Value(0), output_field=_INT)
+def _grouped(rows: QuerySet, key: str, field: Any) -> tuple[str, tuple]:
+    """`SELECT key AS k, SUM(field) AS t FROM rows GROUP BY key`: the per-key totals, computed once."""
+    per_key = rows.order_by().values(k=F(key)).annotate(t=Sum(field)).values("k", "t")
+    sql, params = per_key.query.sql_with_params()
+    return sql, tuple(params)
 
 
-def _positive(field: str) -> Greatest:
-    return Greatest(F(field), Value(0), output_field=_INT)
-
-
-def _chunks(rows: Iterable, size: int = CHUNK) -> Iterator[list]:
-    chunk: list = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def _with_totals(
+    outer: QuerySet,
+    fields: Iterable[str],
+    totals: dict[str, tuple[QuerySet, str, Any]],
+    where: str,
+    where_params: Iterable = (),
+) -> Iterator[tuple]:
+    """The rows of `outer` (its `fields`, then one column per total) for which the SQL condition `where`
+    (over those column names) holds, in id order. Each total is aggregated once per key (`_grouped`) and
+    left-joined to the outer rows on their id, 0 where none: the database hashes or merges the grouped
+    totals once instead of running a subquery per outer row, so the cost stays linear in the books."""
+    fields = list(fields)
+    outer_sql, outer_params = outer.order_by().values_list(*fields).query.sql_with_params()
+    params: list = list(outer_params)
+    columns = [f"o.{name}" for name in fields]
+    joins = []
+    for name, (rows, key, field) in totals.items():
+        sql, sub_params = _grouped(rows, key, field)
+        joins.append(f"LEFT JOIN ({sql}) g_{name} ON g_{name}.k = o.id")
+        params += sub_params
+        columns.append(f"CAST(COALESCE(g_{name}.t, 0) AS BIGINT) AS {name}")
+    # Column names and conditions are this module's constants; every value is a parameter.
+    inner = f"SELECT {', '.join(columns)} FROM ({outer_sql}) o {' '.join(joins)}"  # noqa: S608
+    query = f"SELECT * FROM ({inner}) x WHERE {where} ORDER BY id"  # noqa: S608
+    params += list(where_params)
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        while chunk := cursor.fetchmany(CHUNK):
+            yield from chunk
 
 
 def audit_balances() -> list[str]:
@@ -96,13 +112,13 @@ def audit_balances() -> list[str]:
             )
         if (owner, owner_currency) != (customer_id, currency):
             problems.append(f"balance transaction {txn_id} is filed under another customer's or currency's balance")
-    wrong = (
-        CustomerBalance.objects.annotate(total=_total(BalanceTransaction.objects.all(), "balance_id", "amount"))
-        .exclude(balance=F("total"))
-        .order_by("id")
-        .values_list("customer_id", "currency", "balance", "total")
+    wrong = _with_totals(
+        CustomerBalance.objects.all(),
+        ("id", "customer_id", "currency", "balance"),
+        {"total": (BalanceTransaction.objects.all(), "balance_id", "amount")},
+        "balance <> total",
     )
-    for customer_id, currency, balance, total in wrong.iterator(chunk_size=CHUNK):
+    for _, customer_id, currency, balance, total in wrong:
         problems.append(f"customer {customer_id} {currency}: balance {balance}, but its transactions sum to {total}")
     return problems
 
@@ -128,28 +144,34 @@ def audit_invoices() -> list[str]:
     total (never below 0) less what credit notes took off it; credits_applied equals the net credit
     burns on it and balance_applied the balance spent on it; paid means nothing remains."""
     problems = []
-    invoices = (
-        Invoice.objects.filter(status__in=SETTLED)
-        .annotate(
-            burned=_total(CreditBurn.objects.all(), "invoice_id", "amount"),
-            spent=_total(
-                BalanceTransaction.objects.filter(type=BalanceTransaction.Type.INVOICE_PAYMENT), "invoice_id", "amount"
+    invoices = _with_totals(
+        Invoice.objects.filter(status__in=SETTLED),
+        (
+            "id",
+            "status",
+            "total",
+            "amount_due",
+            "amount_paid",
+            "amount_remaining",
+            "credits_applied",
+            "balance_applied",
+        ),
+        {
+            "burned": (CreditBurn.objects.all(), "invoice_id", "amount"),
+            "spent": (
+                BalanceTransaction.objects.filter(type=BalanceTransaction.Type.INVOICE_PAYMENT),
+                "invoice_id",
+                "amount",
             ),
-            reduced=_total(CreditNote.objects.filter(status=CreditNote.Status.ISSUED), "invoice_id", "invoice_amount"),
-        )
-        .filter(
-            ~Q(amount_due=F("amount_paid") + F("amount_remaining"))
-            | ~Q(amount_due=_positive("total") - F("reduced"))
-            | ~Q(credits_applied=F("burned"))
-            | ~Q(balance_applied=-F("spent"))
-            | (Q(status=Invoice.Status.PAID) & ~Q(amount_remaining=0))
-        )
-        .order_by("id")
+            "reduced": (CreditNote.objects.filter(status=CreditNote.Status.ISSUED), "invoice_id", "invoice_amount"),
+        },
+        "amount_due <> amount_paid + amount_remaining"
+        " OR amount_due <> (CASE WHEN total > 0 THEN total ELSE 0 END) - reduced"
+        " OR credits_applied <> burned OR balance_applied <> -spent"
+        " OR (status = %s AND amount_remaining <> 0)",
+        (Invoice.Status.PAID.value,),
     )
-    fields = ("id", "status", "total", "amount_due", "amount_paid", "amount_remaining")
-    for inv_id, status, total, due, paid, remaining, credits, balance, burned, spent, reduced in invoices.values_list(
-        *fields, "credits_applied", "balance_applied", "burned", "spent", "reduced"
-    ).iterator(chunk_size=CHUNK):
+    for inv_id, status, total, due, paid, remaining, credits, balance, burned, spent, reduced in invoices:
         if paid + remaining != due:
             problems.append(f"invoice {inv_id}: amount_paid {paid} + amount_remaining {remaining} != amount_due {due}")
         expected_due = max(total, 0) - reduced
@@ -169,29 +191,25 @@ def audit_credit_notes() -> list[str]:
     """Issued credit notes never exceed the invoice's total, and `credited` (invoice and line) is the
     sum of the issued notes."""
     problems = []
-    invoices = (
-        Invoice.objects.annotate(
-            issued=_total(CreditNote.objects.filter(status=CreditNote.Status.ISSUED), "invoice_id", "amount")
-        )
-        .filter(~Q(credited=F("issued")) | Q(issued__gt=_positive("total")))
-        .order_by("id")
+    invoices = _with_totals(
+        Invoice.objects.all(),
+        ("id", "total", "credited"),
+        {"issued": (CreditNote.objects.filter(status=CreditNote.Status.ISSUED), "invoice_id", "amount")},
+        "credited <> issued OR issued > (CASE WHEN total > 0 THEN total ELSE 0 END)",
     )
-    for inv_id, total, credited, issued in invoices.values_list("id", "total", "credited", "issued").iterator(
-        chunk_size=CHUNK
-    ):
+    for inv_id, total, credited, issued in invoices:
         if issued != credited:
             problems.append(f"invoice {inv_id}: credited {credited}, but its issued credit notes sum to {issued}")
         if issued > max(total, 0):
             problems.append(f"invoice {inv_id}: credit notes total {issued}, more than the invoice's total {total}")
     issued_lines = CreditNoteLine.objects.filter(credit_note__status=CreditNote.Status.ISSUED)
-    lines = (
-        InvoiceLine.objects.annotate(issued=_total(issued_lines, "invoice_line_id", "amount"))
-        .filter(~Q(credited=F("issued")) | Q(issued__gt=_positive("amount")))
-        .order_by("id")
+    lines = _with_totals(
+        InvoiceLine.objects.all(),
+        ("id", "amount", "credited"),
+        {"issued": (issued_lines, "invoice_line_id", "amount")},
+        "credited <> issued OR issued > (CASE WHEN amount > 0 THEN amount ELSE 0 END)",
     )
-    for line_id, amount, credited, issued in lines.values_list("id", "amount", "credited", "issued").iterator(
-        chunk_size=CHUNK
-    ):
+    for line_id, amount, credited, issued in lines:
         if issued != credited:
             problems.append(f"invoice line {line_id}: credited {credited}, but credit note lines sum to {issued}")
         if issued > max(amount, 0):
@@ -199,25 +217,24 @@ def audit_credit_notes() -> list[str]:
     return problems
 
 
-def _live_refunds() -> Coalesce:
-    """Per payment intent (the outer row): its refunds that did not fail."""
-    return _total(Refund.objects.exclude(status=Refund.Status.FAILED), "payment_intent_id", "amount")
+# Per payment intent: its refunds that did not fail (a total for `_with_totals`).
+_LIVE_REFUNDS = (Refund.objects.exclude(status=Refund.Status.FAILED), "payment_intent_id", "amount")
 
 
 def audit_refunds() -> list[str]:
     """Refunds (pending or succeeded) of a payment, with the money its lost disputes returned, never
     exceed what it received."""
     problems = []
-    intents = (
-        PaymentIntent.objects.annotate(
-            refunded=_live_refunds(),
-            lost=_total(Dispute.objects.filter(status=Dispute.Status.LOST), "payment_intent_id", "amount_lost"),
-        )
-        .filter(Q(refunded__gt=0) | Q(lost__gt=0))
-        .filter(amount_received__lt=F("refunded") + F("lost"))
-        .values_list("id", "amount_received", "refunded", "lost")
+    intents = _with_totals(
+        PaymentIntent.objects.all(),
+        ("id", "amount_received"),
+        {
+            "refunded": _LIVE_REFUNDS,
+            "lost": (Dispute.objects.filter(status=Dispute.Status.LOST), "payment_intent_id", "amount_lost"),
+        },
+        "(refunded > 0 OR lost > 0) AND amount_received < refunded + lost",
     )
-    for pi_id, received, total, returned in sorted(intents.iterator(chunk_size=CHUNK)):
+    for pi_id, received, total, returned in sorted(intents):  # only the violators; in Python's order as before
         if returned:
             problems.append(
                 f"payment intent {pi_id}: refunds {total} + lost disputes {returned} are more than received {received}"
@@ -230,30 +247,31 @@ def audit_refunds() -> list[str]:
 def audit_refund_reservations() -> list[str]:
     """A payment's `amount_refunded` (what is reserved so nothing is refunded twice) is the sum of its
     refunds that did not fail: a failed refund gave its amount back to what can be refunded."""
-    intents = (
-        PaymentIntent.objects.annotate(refunded=_live_refunds())
-        .exclude(amount_refunded=F("refunded"))
-        .order_by("id")
-        .values_list("id", "amount_refunded", "refunded")
+    intents = _with_totals(
+        PaymentIntent.objects.all(),
+        ("id", "amount_refunded"),
+        {"refunded": _LIVE_REFUNDS},
+        "amount_refunded <> refunded",
     )
     return [
         f"payment intent {pi_id}: amount_refunded {reserved}, but its live refunds sum to {refunded}"
-        for pi_id, reserved, refunded in intents.iterator(chunk_size=CHUNK)
+        for pi_id, reserved, refunded in intents
     ]
 
 
-def _provider_applied() -> Any:
-    """Per invoice (the outer row): what its succeeded provider payments received, less what went to the
-    balance as unapplied (`overpayment`, at most one per payment). 0 if it has no such payment."""
+def _provider_totals() -> dict[str, tuple[QuerySet, str, Any]]:
+    """Per invoice (for `_with_totals`): how many succeeded provider payments it has (`payments`), what they
+    received (`received`), and what of that went to the balance as unapplied (`overpaid`: `overpayment`,
+    at most one per payment). The provider money applied to it is `received - overpaid`."""
     succeeded = PaymentIntent.objects.filter(status=PaymentIntent.Status.SUCCEEDED)
     overpaid = BalanceTransaction.objects.filter(
         type=BalanceTransaction.Type.OVERPAYMENT, payment_intent__status=PaymentIntent.Status.SUCCEEDED
     )
-    return _total(succeeded, "invoice_id", "amount_received") - _total(overpaid, "payment_intent__invoice_id", "amount")
-
-
-def _has_provider_payment() -> Exists:
-    return Exists(PaymentIntent.objects.filter(invoice_id=OuterRef("pk"), status=PaymentIntent.Status.SUCCEEDED))
+    return {
+        "payments": (succeeded, "invoice_id", Value(1, output_field=_INT)),
+        "received": (succeeded, "invoice_id", "amount_received"),
+        "overpaid": (overpaid, "payment_intent__invoice_id", "amount"),
+    }
 
 
 def audit_payments() -> list[str]:
@@ -301,14 +319,14 @@ def audit_payments() -> list[str]:
             problems.append(f"overpayment credit of {pi_id}: the payment did not succeed")
         elif (customer_id, currency) != (pi_customer, pi_currency) or amount > received:
             problems.append(f"overpayment credit of {pi_id}: {amount} {currency} does not fit the payment")
-    invoices = (
-        Invoice.objects.filter(_has_provider_payment())
-        .annotate(applied=_provider_applied())
-        .filter(applied__gt=F("amount_paid") - F("credits_applied") - F("balance_applied"))
-        .order_by("id")
-        .values_list("id", "amount_paid", "credits_applied", "balance_applied", "applied")
+    invoices = _with_totals(
+        Invoice.objects.all(),
+        ("id", "amount_paid", "credits_applied", "balance_applied"),
+        _provider_totals(),
+        "payments > 0 AND received - overpaid > amount_paid - credits_applied - balance_applied",
     )
-    for inv_id, paid, credits_applied, balance, applied in invoices.iterator(chunk_size=CHUNK):
+    for inv_id, paid, credits_applied, balance, _, received, overpaid in invoices:
+        applied = received - overpaid
         if applied > paid - credits_applied - balance:
             problems.append(
                 f"invoice {inv_id}: its payments brought {applied} that was not credited elsewhere, but it "
@@ -334,19 +352,20 @@ def audit_credit_note_refunds() -> list[str]:
             problems.append(f"balance transaction {txn_id}: a refund_failed credit that does not match its refund")
     live = Refund.objects.filter(credit_note__isnull=False).exclude(status=Refund.Status.FAILED)
     credited = BalanceTransaction.objects.filter(type=BalanceTransaction.Type.REFUND_FAILED)
-    notes = (
-        CreditNote.objects.filter(status=CreditNote.Status.ISSUED)
-        .annotate(accounted=_total(live, "credit_note_id", "amount") + _total(credited, "credit_note_id", "amount"))
-        .exclude(refund_amount=F("accounted"))
-        .filter(
-            Q(refund_amount__gt=0)
-            | Exists(live.filter(credit_note_id=OuterRef("pk")))
-            | Exists(credited.filter(credit_note_id=OuterRef("pk")))
-        )
-        .order_by("id")
-        .values_list("id", "refund_amount", "accounted")
+    one = Value(1, output_field=_INT)
+    notes = _with_totals(
+        CreditNote.objects.filter(status=CreditNote.Status.ISSUED),
+        ("id", "refund_amount"),
+        {
+            "refunded": (live, "credit_note_id", "amount"),
+            "refunds": (live, "credit_note_id", one),
+            "recredited": (credited, "credit_note_id", "amount"),
+            "credits": (credited, "credit_note_id", one),
+        },
+        "refund_amount <> refunded + recredited AND (refund_amount > 0 OR refunds > 0 OR credits > 0)",
     )
-    for note_id, refund_amount, accounted in notes.iterator(chunk_size=CHUNK):
+    for note_id, refund_amount, refunded, _, recredited, _ in notes:
+        accounted = refunded + recredited
         problems.append(
             f"credit note {note_id}: refund_amount {refund_amount}, but its live refunds and failed-refund "
             f"credits sum to {accounted}"
@@ -384,17 +403,15 @@ def audit_invoice_payments() -> list[str]:
     `amount_paid`, which is at most its total. A payment without an invoice is a direct charge: held as
     received, explained by itself. (Refunds and lost disputes are what `given back` checks.)"""
     problems = []
-    invoices = (
-        Invoice.objects.annotate(provider=_provider_applied())
-        .filter(_has_provider_payment() | ~Q(amount_paid=0))
-        .filter(
-            ~Q(amount_paid=F("credits_applied") + F("balance_applied") + F("provider"))
-            | Q(amount_paid__gt=_positive("total"))
-        )
-        .order_by("id")
-        .values_list("id", "total", "amount_paid", "credits_applied", "balance_applied", "provider")
+    invoices = _with_totals(
+        Invoice.objects.all(),
+        ("id", "total", "amount_paid", "credits_applied", "balance_applied"),
+        _provider_totals(),
+        "(payments > 0 OR amount_paid <> 0) AND (amount_paid <> credits_applied + balance_applied + received - overpaid"
+        " OR amount_paid > (CASE WHEN total > 0 THEN total ELSE 0 END))",
     )
-    for inv_id, total, paid, credits, balance, provider in invoices.iterator(chunk_size=CHUNK):
+    for inv_id, total, paid, credits, balance, _, received, overpaid in invoices:
+        provider = received - overpaid
         if credits + balance + provider != paid:
             problems.append(
                 f"invoice {inv_id}: credits {credits} + balance {balance} + provider money applied {provider} = "
@@ -411,25 +428,26 @@ def audit_given_back() -> list[str]:
     from payments.services.giveback import invoice_given_back
 
     # The same sum as `invoice_given_back`, in SQL, finds the candidates; the service's own figure decides.
-    notes = _total(
-        CreditNote.objects.filter(status=CreditNote.Status.ISSUED),
-        "invoice_id",
-        F("credit_amount") + F("refund_amount") + F("out_of_band_amount"),
-    )
-    refunds = _total(
-        Refund.objects.filter(credit_note__isnull=True).exclude(status=Refund.Status.FAILED),
-        "payment_intent__invoice_id",
-        "amount",
-    )
-    lost = _total(Dispute.objects.filter(status=Dispute.Status.LOST), "payment_intent__invoice_id", "amount_lost")
-    candidates = (
-        Invoice.objects.annotate(back=notes + refunds + lost)
-        .filter(back__gt=F("amount_paid"))
-        .order_by("id")
-        .values_list("id", "amount_paid")
+    candidates = _with_totals(
+        Invoice.objects.all(),
+        ("id", "amount_paid"),
+        {
+            "notes": (
+                CreditNote.objects.filter(status=CreditNote.Status.ISSUED),
+                "invoice_id",
+                F("credit_amount") + F("refund_amount") + F("out_of_band_amount"),
+            ),
+            "refunds": (
+                Refund.objects.filter(credit_note__isnull=True).exclude(status=Refund.Status.FAILED),
+                "payment_intent__invoice_id",
+                "amount",
+            ),
+            "lost": (Dispute.objects.filter(status=Dispute.Status.LOST), "payment_intent__invoice_id", "amount_lost"),
+        },
+        "notes + refunds + lost > amount_paid",
     )
     problems = []
-    for inv_id, paid in candidates.iterator(chunk_size=CHUNK):
+    for inv_id, paid, *_ in list(candidates):
         back = invoice_given_back(inv_id)
         if back > paid:
             problems.append(f"invoice {inv_id}: {back} given back (refunds, credit notes, lost disputes), paid {paid}")
@@ -506,26 +524,34 @@ def audit_credit_note_taxes() -> list[str]:
                 f"credit note {note_id}: amount {note_amount}, but its lines and their exclusive tax make "
                 f"{sum(amount for _, amount, _ in lines) + exclusive}"
             )
-    # Credited invoice lines, a chunk at a time, each chunk with the issued notes' tax on its lines.
+    # Credited invoice lines in id order, merged with the issued notes' lines on those same invoice lines in
+    # invoice-line order: two streams read side by side, one invoice line's credit note lines at a time.
+    # Both are ordered by the database (ids are strings: its collation, not Python's, decides the order),
+    # and every note line's invoice line is in the first stream, so matching needs only equality.
     credited = InvoiceLine.objects.filter(~Q(credited=0)).order_by("id")
     rows = credited.values_list("id", "amount", "discount_amount", "credited", "taxes").iterator(chunk_size=CHUNK)
-    for chunk in _chunks(rows):
-        per_line: dict[tuple[str, str], int] = defaultdict(int)
-        given_back = CreditNoteLine.objects.filter(
-            credit_note__status=CreditNote.Status.ISSUED, invoice_line_id__in=[row[0] for row in chunk]
-        ).values_list("invoice_line_id", "taxes")
-        for invoice_line_id, taxes in given_back.iterator(chunk_size=CHUNK):
-            for tax in taxes or []:
-                per_line[(invoice_line_id, tax["tax_rate"])] += tax["amount"]
-        for line_id, amount, discount, line_credited, taxes in chunk:
-            for tax in taxes or []:
-                given = per_line.get((line_id, tax["tax_rate"]), 0)
-                full = line_credited >= amount - discount
-                if (full and given != tax["amount"]) or abs(given) > abs(tax["amount"]):
-                    problems.append(
-                        f"invoice line {line_id}: credited {line_credited} of {amount - discount} and {given} of "
-                        f"its {tax['amount']} tax at {tax['tax_rate']}"
-                    )
+    given_back = (
+        CreditNoteLine.objects.filter(credit_note__status=CreditNote.Status.ISSUED, invoice_line__isnull=False)
+        .exclude(invoice_line__credited=0)
+        .order_by("invoice_line_id", "id")
+        .values_list("invoice_line_id", "taxes")
+        .iterator(chunk_size=CHUNK)
+    )
+    pending = next(given_back, None)
+    for line_id, amount, discount, line_credited, taxes in rows:
+        per_rate: dict[str, int] = defaultdict(int)
+        while pending is not None and pending[0] == line_id:
+            for tax in pending[1] or []:
+                per_rate[tax["tax_rate"]] += tax["amount"]
+            pending = next(given_back, None)
+        for tax in taxes or []:
+            given = per_rate.get(tax["tax_rate"], 0)
+            full = line_credited >= amount - discount
+            if (full and given != tax["amount"]) or abs(given) > abs(tax["amount"]):
+                problems.append(
+                    f"invoice line {line_id}: credited {line_credited} of {amount - discount} and {given} of "
+                    f"its {tax['amount']} tax at {tax['tax_rate']}"
+                )
     return problems
 
 
