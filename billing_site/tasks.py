@@ -19,7 +19,7 @@ its queue, so the slow ones (provider calls, webhook deliveries, PDFs) can get w
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -96,6 +96,28 @@ def enqueue(task: Any, *args: Any) -> dict[str, int] | None:
         return None
     transaction.on_commit(lambda: task.delay(*args))
     return None
+
+
+def enqueue_unless_pending(task: Any, calls: Mapping[str, tuple[Any, ...]], *, timeout: int) -> int:
+    """Enqueue `task(*args)` for each cache key of `calls` not already pending, so a burst of callers
+    (ingest batches) enqueues once: one `get_many`, then `cache.add`, so one of concurrent callers wins.
+    The task clears its keys when it starts (`cache.delete_many`), so callers after that enqueue again; a
+    lost task's key expires after `timeout` seconds. A failed enqueue drops its key (the next caller may
+    try again) and raises. Returns how many were enqueued."""
+    from django.core.cache import cache
+
+    pending = cache.get_many(list(calls))
+    enqueued = 0
+    for key in sorted(calls):
+        if key in pending or not cache.add(key, "1", timeout=timeout):
+            continue
+        try:
+            enqueue(task, *calls[key])
+        except Exception:
+            cache.delete(key)
+            raise
+        enqueued += 1
+    return enqueued
 
 
 def enqueue_each(task: Any, arguments: Iterable[tuple[Any, ...]]) -> Counter[str]:

@@ -371,21 +371,13 @@ def _enqueue_amount_evaluations(customer_ids: set[str], now: datetime) -> None:
     within minutes."""
     if not customer_ids:
         return
-    from billing_site.tasks import enqueue
+    from billing_site.tasks import enqueue_unless_pending
     from metering.tasks import evaluate_amount_alerts  # the tasks module imports services that import us
 
     at = now.astimezone(UTC).isoformat()
     try:
-        pending = cache.get_many([_amount_pending_key(c) for c in customer_ids])
-        for customer_id in sorted(customer_ids):
-            key = _amount_pending_key(customer_id)
-            if key in pending or not cache.add(key, at, timeout=AMOUNT_PENDING_SECONDS):
-                continue
-            try:
-                enqueue(evaluate_amount_alerts, customer_id, at)
-            except Exception:
-                cache.delete(key)  # not enqueued: the next batch may try again
-                raise
+        calls = {_amount_pending_key(c): (c, at) for c in customer_ids}
+        enqueue_unless_pending(evaluate_amount_alerts, calls, timeout=AMOUNT_PENDING_SECONDS)
     except Exception:
         logger.exception("invoice_amount alert evaluation not enqueued after a committed batch; the job will")
 

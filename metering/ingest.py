@@ -800,8 +800,9 @@ def usage_ingest(*, events: list[Any], now: datetime) -> IngestResult:
                 raise  # inside a caller's transaction, which the error has broken: theirs to handle
             logger.exception("usage alert evaluation failed after a committed batch; the job will catch up")
     if created:  # their metered usage changed: one cache call for the batch
-        entitlements_invalidate({p.customer_id for p in to_insert if p.token in created})
-        ingest_committed({p.customer_id for p in to_insert if p.token in created}, now, clock_now)  # listeners
+        changed = {p.customer_id for p in to_insert if p.token in created}
+        entitlements_invalidate(changed)
+        ingest_committed(changed, now, clock_now)  # higher apps' listeners (progressive billing)
 
     outcome: dict[int, tuple[str, str]] = {}
     for p in to_insert:

@@ -74,7 +74,7 @@ def _with_thresholds(customer_ids: set[str]) -> set[str]:
 
 def progressive_ingested(customer_ids: set[str], now: datetime) -> None:
     """The ingest listener: enqueue the evaluation of each of these customers with thresholds, not pending."""
-    from billing_site.tasks import enqueue
+    from billing_site.tasks import enqueue_unless_pending
     from subscriptions.tasks import evaluate_progressive_billing
 
     try:
@@ -84,16 +84,8 @@ def progressive_ingested(customer_ids: set[str], now: datetime) -> None:
         # Just after the batch's time: usage windows are half-open, and a batch's events may be stamped at
         # its own time (a test clock's customers send theirs at the clock's frozen time).
         at = (now + JUST_AFTER).astimezone(UTC).isoformat()
-        pending = cache.get_many([_pending_key(c) for c in due])
-        for customer_id in sorted(due):
-            key = _pending_key(customer_id)
-            if key in pending or not cache.add(key, at, timeout=PENDING_SECONDS):
-                continue
-            try:
-                enqueue(evaluate_progressive_billing, customer_id, at)
-            except Exception:
-                cache.delete(key)  # not enqueued: the next batch may try again
-                raise
+        calls = {_pending_key(c): (c, at) for c in due}
+        enqueue_unless_pending(evaluate_progressive_billing, calls, timeout=PENDING_SECONDS)
     except Exception:
         logger.exception("progressive billing evaluation not enqueued after a committed batch; the job will")
 

@@ -259,7 +259,7 @@ def test_migration_marks_rolled_hours_of_unique_meters_dirty():
     _assert_exact(meter, customer, DAY0, DAY0 + 24 * HOUR)
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="statement count of the PostgreSQL read")
+@pytest.mark.postgres(reason="statement count of the PostgreSQL read")
 def test_postgres_read_is_one_statement():
     meter, customer = make_meter("unique_count", unique_key="user"), CustomerFactory()
     ingest(customer, meter, [(DAY0 + h * HOUR, 1, {"user": f"u{h % 7}"}) for h in range(72)])
